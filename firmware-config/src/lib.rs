@@ -1,0 +1,389 @@
+//! Signet's configuration: the TOML schema, its defaults and its validation.
+//!
+//! Paths that are not absolute are relative to the state directory, so one directory
+//! holds everything an appliance keeps (token, certificates, database).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The dev quick start's configuration, as shipped.
+pub const DEV_TOML: &str = include_str!("../dev.toml");
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not fit the schema (the message names line and column).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, where.
+        message: String,
+    },
+    /// A value that parses but is not allowed.
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The dotted key.
+        field: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+/// What the appliance is for: `dev` allows shortcuts that `production` refuses.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Development and tests: clear-text PIN, SoftHSM token made by `init`, clock warnings only.
+    Dev,
+    /// Production: secrets only from the sealed config, clock sync required.
+    Production,
+}
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `dev` or `production`.
+    pub profile: Profile,
+    /// Where the appliance keeps its state; relative to the working directory.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The PKCS#11 token.
+    pub hsm: HsmConfig,
+    /// Key labels and algorithms.
+    pub keys: KeysConfig,
+    /// Names and lifetimes of the certificates `signetctl init` makes.
+    #[serde(default)]
+    pub pki: PkiConfig,
+    /// The mutual-TLS API listener.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// The time-stamping authority.
+    pub tsa: TsaConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The PKCS#11 module and token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmConfig {
+    /// Path of the PKCS#11 module (shared library).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The user PIN. In clear only in the dev profile; production reads it from the sealed config.
+    pub user_pin: Option<SecretString>,
+    /// The security officer PIN, used by `init` to create a dev token.
+    pub so_pin: Option<SecretString>,
+    /// Directory (under the state directory) of a SoftHSM token that `init` creates and
+    /// signet points SOFTHSM2_CONF at. Dev only.
+    pub softhsm_dir: Option<PathBuf>,
+    /// Signing threads, each with its own logged-in session.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Requests that may wait for a signing thread; beyond that callers are told "busy" at once.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+}
+
+/// A key in the token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    /// CKA_LABEL of the key pair.
+    pub label: String,
+    /// `rsa-2048`, `rsa-3072`, `rsa-4096`, `ec-p256` or `ec-p384`.
+    pub algorithm: KeyAlgorithmName,
+}
+
+/// Key algorithms as the config names them.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum KeyAlgorithmName {
+    /// RSA, 2048 bits.
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    /// RSA, 3072 bits.
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    /// RSA, 4096 bits.
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+    /// ECDSA P-256.
+    #[serde(rename = "ec-p256")]
+    EcP256,
+    /// ECDSA P-384.
+    #[serde(rename = "ec-p384")]
+    EcP384,
+}
+
+/// The keys the appliance uses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The root CA.
+    pub root_ca: KeySpec,
+    /// The time-stamping unit.
+    pub tsa: KeySpec,
+    /// The TLS server.
+    pub tls_server: KeySpec,
+}
+
+/// Names and lifetimes of the dev PKI.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PkiConfig {
+    /// Root CA subject DN.
+    pub root_subject: String,
+    /// TSA subject DN.
+    pub tsa_subject: String,
+    /// TLS server subject DN.
+    pub tls_subject: String,
+    /// DNS names and IP addresses in the TLS server certificate.
+    pub tls_names: Vec<String>,
+    /// Demo client subject DN.
+    pub demo_client_subject: String,
+    /// Root CA lifetime in days.
+    pub root_days: u32,
+    /// Lifetime of the other certificates in days.
+    pub leaf_days: u32,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        PkiConfig {
+            root_subject: "CN=Signet Dev Root CA,O=Signet".into(),
+            tsa_subject: "CN=Signet Dev TSA,O=Signet".into(),
+            tls_subject: "CN=localhost,O=Signet".into(),
+            tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            demo_client_subject: "CN=demo-app,O=Signet".into(),
+            root_days: 3650,
+            leaf_days: 825,
+        }
+    }
+}
+
+/// The mutual-TLS API listener and its limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// CA certificates (PEM) that client certificates must chain to; default: the root CA.
+    pub client_ca: Option<PathBuf>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+    /// Time allowed for the TLS handshake and for each request head, in seconds.
+    pub header_timeout_secs: u64,
+    /// Connections served at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time in-flight requests get to finish after SIGTERM, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            client_ca: None,
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            header_timeout_secs: 10,
+            max_connections: 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// The time-stamping authority.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsaConfig {
+    /// The policy OID stamped when a request names none.
+    pub policy: String,
+    /// Further policy OIDs a request may ask for.
+    #[serde(default)]
+    pub accepted_policies: Vec<String>,
+    /// Accuracy of genTime, in milliseconds (at least 1000: genTime has whole seconds).
+    #[serde(default = "default_accuracy_ms")]
+    pub accuracy_ms: u64,
+    /// Accept SHA-1 message imprints.
+    #[serde(default)]
+    pub allow_sha1: bool,
+    /// Refuse to stamp while the kernel says the clock is unsynchronised.
+    /// Default: true in production, false (warn only) in dev.
+    pub require_clock_sync: Option<bool>,
+    /// Serial numbers reserved in the database at a time.
+    #[serde(default = "default_serial_block")]
+    pub serial_block: u64,
+}
+
+/// Logging.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Emit JSON lines instead of human-readable text.
+    pub json: bool,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/signet")
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_queue_depth() -> usize {
+    1024
+}
+fn default_accuracy_ms() -> u64 {
+    1000
+}
+fn default_serial_block() -> u64 {
+    1000
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parse and validate config text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        if self.profile == Profile::Production && self.hsm.user_pin.is_some() {
+            return Err(invalid(
+                "hsm.user_pin",
+                "a clear-text PIN is refused in the production profile; seal the config".into(),
+            ));
+        }
+        if self.profile == Profile::Production && self.hsm.softhsm_dir.is_some() {
+            return Err(invalid(
+                "hsm.softhsm_dir",
+                "a SoftHSM token is for the dev profile only".into(),
+            ));
+        }
+        if self.hsm.workers == 0 || self.hsm.workers > 256 {
+            return Err(invalid("hsm.workers", "must be between 1 and 256".into()));
+        }
+        if self.hsm.queue_depth == 0 {
+            return Err(invalid("hsm.queue_depth", "must be at least 1".into()));
+        }
+        for (field, oid) in std::iter::once(("tsa.policy", &self.tsa.policy)).chain(
+            self.tsa
+                .accepted_policies
+                .iter()
+                .map(|p| ("tsa.accepted_policies", p)),
+        ) {
+            if !is_oid(oid) {
+                return Err(invalid(field, format!("`{oid}` is not a dotted OID")));
+            }
+        }
+        if self.tsa.accuracy_ms < 1000 {
+            return Err(invalid(
+                "tsa.accuracy_ms",
+                "genTime has whole seconds, so accuracy must be at least 1000 ms".into(),
+            ));
+        }
+        if self.tsa.serial_block == 0 {
+            return Err(invalid("tsa.serial_block", "must be at least 1".into()));
+        }
+        if self.api.max_body_bytes == 0 || self.api.max_header_bytes < 1024 {
+            return Err(invalid(
+                "api.max_body_bytes",
+                "body limit must be positive and the header limit at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the TSA must refuse to stamp while the clock is unsynchronised.
+    pub fn require_clock_sync(&self) -> bool {
+        self.tsa
+            .require_clock_sync
+            .unwrap_or(self.profile == Profile::Production)
+    }
+
+    /// A path from the config, resolved against the state directory.
+    pub fn state_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.state_dir.join(p)
+        }
+    }
+}
+
+fn is_oid(s: &str) -> bool {
+    let arcs: Vec<&str> = s.split('.').collect();
+    arcs.len() >= 2 && arcs.iter().all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_config_parses() {
+        let c = Config::parse(Path::new("dev.toml"), DEV_TOML).expect("dev.toml is valid");
+        assert_eq!(c.profile, Profile::Dev);
+        assert!(!c.require_clock_sync());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = DEV_TOML.replace("[tsa]\n", "[tsa]\npolcy = \"1.2\"\n");
+        let err = Config::parse(Path::new("x.toml"), &text).expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("polcy") && msg.contains("line"), "{msg}");
+    }
+
+    #[test]
+    fn clear_pin_is_refused_in_production() {
+        let text = DEV_TOML.replace("profile = \"dev\"", "profile = \"production\"");
+        let err = Config::parse(Path::new("p.toml"), &text).expect_err("clear PIN");
+        assert!(err.to_string().contains("hsm.user_pin"), "{err}");
+    }
+
+    #[test]
+    fn bad_policy_oid_is_refused() {
+        let text = DEV_TOML.replace("policy = \"2.25.", "policy = \"x2.25.");
+        assert!(Config::parse(Path::new("p.toml"), &text).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! Signet's formats and protocols, written sans-I/O.
+//!
+//! Nothing here touches a socket, a thread, a clock or PKCS#11: time, serial numbers and
+//! signatures come in as arguments. Each protocol is split in two halves around the one
+//! thing only the HSM can do:
+//!
+//! ```text
+//! request bytes --parse--> Request --prepare(time, serial)--> ToBeSigned { digest, scheme }
+//!                                                                   |  (HSM signs the digest)
+//! response bytes <----------------finish(signature)-----------------+
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod alg;
+pub mod cms;
+pub mod ecdsa_sig;
+pub mod error;
+pub mod tsp;
+pub mod verify;
+pub mod x509;
+
+pub use alg::{HashAlg, KeyAlgorithm, SignatureScheme};
+pub use error::Error;

@@ -1,0 +1,80 @@
+//! Decoding a TimeStampReq and deciding whether the policy grants it.
+
+use der::asn1::{AnyRef, Int};
+use der::Decode;
+use x509_tsp::TimeStampReq;
+
+use super::{TimeStampAuthority, TspError};
+use crate::alg::HashAlg;
+
+/// Decode a DER TimeStampReq; trailing bytes are refused.
+pub fn parse_request(der: &[u8]) -> Result<TimeStampReq, TspError> {
+    TimeStampReq::from_der(der).map_err(|e| TspError::Malformed(e.to_string()))
+}
+
+/// A request the policy grants: everything the token needs from it.
+#[derive(Clone, Debug)]
+pub struct AcceptedRequest {
+    pub(super) hash: HashAlg,
+    pub(super) hashed_message: Vec<u8>,
+    pub(super) policy: const_oid::ObjectIdentifier,
+    pub(super) nonce: Option<Int>,
+    pub(super) cert_req: bool,
+}
+
+impl AcceptedRequest {
+    /// Whether the client asked for the TSA's certificate.
+    pub fn cert_req(&self) -> bool {
+        self.cert_req
+    }
+}
+
+impl TimeStampAuthority {
+    /// Apply the policy: hash algorithm, imprint length, requested policy, extensions.
+    pub fn check(&self, req: &TimeStampReq) -> Result<AcceptedRequest, TspError> {
+        let imprint = &req.message_imprint;
+        let oid = imprint.hash_algorithm.oid;
+        let hash = HashAlg::from_oid(oid)
+            .filter(|h| *h != HashAlg::Sha1 || self.policy.allow_sha1)
+            .ok_or(TspError::BadAlg(oid))?;
+        // Parameters must be absent or NULL (RFC 5754 section 2).
+        if let Some(params) = &imprint.hash_algorithm.parameters {
+            if AnyRef::from(params) != AnyRef::NULL {
+                return Err(TspError::BadAlg(oid));
+            }
+        }
+        let hashed = imprint.hashed_message.as_bytes();
+        if hashed.len() != hash.output_len() {
+            return Err(TspError::BadDataFormat {
+                expected: hash.output_len(),
+                got: hashed.len(),
+            });
+        }
+        let policy = match req.req_policy {
+            None => self.policy.default_policy,
+            Some(p)
+                if p == self.policy.default_policy
+                    || self.policy.accepted_policies.contains(&p) =>
+            {
+                p
+            }
+            Some(p) => return Err(TspError::UnacceptedPolicy(p)),
+        };
+        if let Some(ext) = req.extensions.as_ref().and_then(|e| e.first()) {
+            return Err(TspError::UnacceptedExtension(ext.extn_id));
+        }
+        if let Some(nonce) = &req.nonce {
+            // A nonce is a large random integer (RFC 3161 2.4.1); a huge one is an abuse.
+            if nonce.as_bytes().len() > 64 {
+                return Err(TspError::BadRequest("nonce longer than 64 octets"));
+            }
+        }
+        Ok(AcceptedRequest {
+            hash,
+            hashed_message: hashed.to_vec(),
+            policy,
+            nonce: req.nonce.clone(),
+            cert_req: req.cert_req,
+        })
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what Signet needs on Debian 12 to build, run and test: system packages and the
+# Python judges (pyHanko, rfc3161ng) in a venv under .venv/judges. Idempotent; quiet when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  build-essential pkg-config libssl-dev libsqlite3-dev
+  softhsm2 opensc p11-kit
+  swtpm swtpm-tools tpm2-tools libtss2-dev libtpm2-pkcs11-1
+  libsystemd-dev
+  openssl curl gnutls-bin poppler-utils qpdf ghostscript libnss3-tools
+  python3 python3-venv
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Python judges: nobody on this project wrote them, which is the point.
+VENV=.venv/judges
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pyhanko, rfc3161ng' 2>/dev/null; then
+  echo "installing python judges into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q 'pyhanko==0.38.0' 'pyhanko-cli==0.6.0' 'rfc3161ng==2.1.3' 'cryptography>=48'
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust (rustup) first" >&2
+  exit 1
+fi
