@@ -194,6 +194,8 @@ pub struct ApiConfig {
     pub max_header_bytes: usize,
     /// Time allowed for the TLS handshake and for each request head, in seconds.
     pub header_timeout_secs: u64,
+    /// Time allowed for a whole request (head and body) and its answer, in seconds.
+    pub request_timeout_secs: u64,
     /// Connections served at once; further ones wait in the kernel's backlog.
     pub max_connections: usize,
     /// Time in-flight requests get to finish after SIGTERM, in seconds.
@@ -208,6 +210,7 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             header_timeout_secs: 10,
+            request_timeout_secs: 30,
             max_connections: 1024,
             shutdown_grace_secs: 10,
         }
@@ -311,8 +314,8 @@ impl Config {
                 .iter()
                 .map(|p| ("tsa.accepted_policies", p)),
         ) {
-            if !is_oid(oid) {
-                return Err(invalid(field, format!("`{oid}` is not a dotted OID")));
+            if let Err(why) = check_oid(oid) {
+                return Err(invalid(field, format!("`{oid}`: {why}")));
             }
         }
         if self.tsa.accuracy_ms < 1000 {
@@ -324,11 +327,17 @@ impl Config {
         if self.tsa.serial_block == 0 {
             return Err(invalid("tsa.serial_block", "must be at least 1".into()));
         }
-        if self.api.max_body_bytes == 0 || self.api.max_header_bytes < 1024 {
-            return Err(invalid(
-                "api.max_body_bytes",
-                "body limit must be positive and the header limit at least 1024".into(),
-            ));
+        if self.api.max_body_bytes == 0 {
+            return Err(invalid("api.max_body_bytes", "must be at least 1".into()));
+        }
+        if self.api.max_header_bytes < 8192 {
+            return Err(invalid("api.max_header_bytes", "must be at least 8192".into()));
+        }
+        if self.api.header_timeout_secs == 0 || self.api.request_timeout_secs == 0 {
+            return Err(invalid("api.*_timeout_secs", "timeouts must be at least 1 second".into()));
+        }
+        if self.api.max_connections == 0 {
+            return Err(invalid("api.max_connections", "must be at least 1".into()));
         }
         Ok(())
     }
@@ -350,9 +359,26 @@ impl Config {
     }
 }
 
-fn is_oid(s: &str) -> bool {
+/// A dotted OID that the ASN.1 stack can hold: digits only, first arc 0 to 2, second arc
+/// below 40 under 0 and 1, every arc within 32 bits (const-oid 0.9 stores arcs as u32, and
+/// overflows on larger ones such as UUID arcs under 2.25), at most 20 arcs.
+fn check_oid(s: &str) -> Result<(), &'static str> {
     let arcs: Vec<&str> = s.split('.').collect();
-    arcs.len() >= 2 && arcs.iter().all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+    if arcs.len() < 2 || arcs.len() > 20 {
+        return Err("an OID has 2 to 20 dotted arcs");
+    }
+    let mut values = Vec::with_capacity(arcs.len());
+    for a in &arcs {
+        if a.is_empty() || !a.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("arcs are decimal numbers");
+        }
+        values.push(a.parse::<u32>().map_err(|_| "every arc must fit in 32 bits")?);
+    }
+    match (values[0], values[1]) {
+        (0 | 1, second) if second >= 40 => Err("under arcs 0 and 1 the second arc is below 40"),
+        (0..=2, _) => Ok(()),
+        _ => Err("the first arc is 0, 1 or 2"),
+    }
 }
 
 #[cfg(test)]
@@ -382,8 +408,24 @@ mod tests {
     }
 
     #[test]
-    fn bad_policy_oid_is_refused() {
-        let text = DEV_TOML.replace("policy = \"2.25.", "policy = \"x2.25.");
-        assert!(Config::parse(Path::new("p.toml"), &text).is_err());
+    fn bad_policy_oids_are_refused_with_a_reason() {
+        for bad in [
+            "x1.3.6",
+            "1",
+            "3.1",
+            "1.40.1",
+            "1..2",
+            // a UUID arc: valid X.667, but larger than the ASN.1 stack's 32-bit arcs
+            "2.25.291309599133306319798343810959018613113",
+        ] {
+            let text = DEV_TOML.replace(
+                "policy = \"1.3.6.1.4.1.32473.1.1\"",
+                &format!("policy = \"{bad}\""),
+            );
+            assert_ne!(text, DEV_TOML, "the dev policy line moved");
+            let err = Config::parse(Path::new("p.toml"), &text).expect_err(bad);
+            assert!(err.to_string().contains("tsa.policy"), "{err}");
+        }
+        assert!(check_oid("2.999.1").is_ok());
     }
 }

@@ -1,1 +1,51 @@
-fn main() {}
+//! signetd: the Signet signing appliance daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The Signet signing appliance daemon.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The appliance config.
+    #[arg(long, default_value = "/etc/signet/appliance.toml")]
+    config: PathBuf,
+    /// The state directory (overrides the config's `state_dir`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Address of the mTLS API listener (overrides the config); port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match signet::cli::load_config(&args.config, args.state_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("signetd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Before any thread exists: SoftHSM reads its config path from the environment.
+    signet::cli::prepare_softhsm(&config);
+    signet::init_logging(config.log.json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("signetd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(signet::daemon::run(config, args.listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            eprintln!("signetd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! `POST /v1/tsa`: RFC 3161 over HTTP (section 3.4). Every answer carries a TimeStampResp:
+//! a rejection is an HTTP 200 like a grant (the exchange itself succeeded), except for
+//! failures of the HTTP layer (415, 413, 400) and of the appliance itself (503).
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::{Request, StatusCode};
+
+use signet_pki::tsp::{rejection, TspError};
+
+use super::body::{self, BodyError};
+use super::problem;
+use super::{App, HttpResponse};
+
+const QUERY: &str = "application/timestamp-query";
+const REPLY: &str = "application/timestamp-reply";
+
+pub(super) async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
+    if !body::has_content_type(&req, QUERY) {
+        let err = BodyError::WrongType { expected: QUERY };
+        return reply_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &err);
+    }
+    let request = match body::read(req, app.max_body_bytes, app.body_timeout).await {
+        Ok(b) => b,
+        Err(e @ BodyError::TooLarge { .. }) => return reply_error(StatusCode::PAYLOAD_TOO_LARGE, &e),
+        Err(e) => return reply_error(StatusCode::BAD_REQUEST, &e),
+    };
+    match app.tsa.stamp(&request).await {
+        Ok(granted) => problem::bytes(StatusCode::OK, REPLY, granted),
+        Err(e @ TspError::SystemFailure) => {
+            let mut resp = problem::bytes(StatusCode::SERVICE_UNAVAILABLE, REPLY, rejection(&e));
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "time-stamp request rejected");
+            problem::bytes(StatusCode::OK, REPLY, rejection(&e))
+        }
+    }
+}
+
+/// An HTTP-level refusal, still with a TimeStampResp (badRequest) a TSP client can read.
+fn reply_error(status: StatusCode, err: &BodyError) -> HttpResponse {
+    tracing::info!(error = %err, %status, "time-stamp request refused");
+    problem::bytes(status, REPLY, rejection(&TspError::Malformed(err.to_string())))
+}

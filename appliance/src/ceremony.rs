@@ -1,0 +1,269 @@
+//! The key ceremony: keys generated inside the token, certificates built with
+//! prepare/sign/finish with the root CA key signing through the HSM.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use der::{Decode, Encode};
+use serde::Serialize;
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::Certificate;
+
+use signet_config::{Config, KeySpec};
+use signet_pki::x509::{self, CertificateParams, Issuer, Profile, SubjectAltName};
+
+use crate::hsm::{softhsm, Hsm, HsmError, KeyInfo};
+use crate::layout::StateLayout;
+use crate::settings;
+use crate::store::{Store, StoreError};
+
+/// What can stop a ceremony.
+#[derive(Debug, thiserror::Error)]
+pub enum CeremonyError {
+    /// The state directory holds a PKI already.
+    #[error("{0} exists: this appliance is initialised already (use --force to start over)")]
+    AlreadyInitialised(PathBuf),
+    /// HSM failure.
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    /// Certificate building failed.
+    #[error(transparent)]
+    Pki(#[from] signet_pki::Error),
+    /// Writing files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database could not be made.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration lacks something the ceremony needs.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What `init` made, for people and for `--json`.
+#[derive(Debug, Serialize)]
+pub struct InitReport {
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// Root CA certificate.
+    pub root_ca: PathBuf,
+    /// TSA certificate.
+    pub tsa_certificate: PathBuf,
+    /// TLS server certificate chain.
+    pub tls_certificate: PathBuf,
+    /// Demo client certificate.
+    pub client_certificate: PathBuf,
+    /// Demo client key.
+    pub client_key: PathBuf,
+    /// The database.
+    pub database: PathBuf,
+}
+
+/// Run the ceremony for `config`. With `force`, an existing PKI and its keys are replaced.
+pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
+    let layout = StateLayout::new(&config.state_dir);
+    if layout.root_ca().exists() && !force {
+        return Err(CeremonyError::AlreadyInitialised(layout.root_ca()));
+    }
+    create_private_dir(layout.root())?;
+    create_private_dir(&layout.pki_dir())?;
+    create_private_dir(&layout.demo_dir())?;
+
+    let hsm_settings = settings::hsm(config).map_err(CeremonyError::Config)?;
+    if let Some(dir) = &config.hsm.softhsm_dir {
+        make_dev_token(config, &config.state_path(dir), force)?;
+    }
+    let hsm = Hsm::open(&hsm_settings)?;
+    let keys = &config.keys;
+    let root_key = fresh_key(&hsm, &keys.root_ca, force)?;
+    let tsa_key = fresh_key(&hsm, &keys.tsa, force)?;
+    let tls_key = fresh_key(&hsm, &keys.tls_server, force)?;
+
+    let pki = &config.pki;
+    let now = SystemTime::now() - Duration::from_secs(300);
+    let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+    let params = |profile, subject: &str, key: SubjectPublicKeyInfoOwned, lifetime| -> Result<CertificateParams, CeremonyError> {
+        Ok(CertificateParams {
+            profile,
+            subject: x509::parse_name(subject)?,
+            public_key: key,
+            serial: hsm.random_blocking(16)?,
+            not_before: now,
+            lifetime,
+        })
+    };
+
+    let root_scheme = root_key.algorithm.default_scheme();
+    let root = sign_certificate(
+        &hsm,
+        &root_key,
+        params(Profile::Ca { path_len: None }, &pki.root_subject, root_key.spki.clone(), days(pki.root_days))?,
+        None,
+    )?;
+    let issuer = Issuer::from_certificate(&root, root_scheme);
+    let tsa = sign_certificate(
+        &hsm,
+        &root_key,
+        params(Profile::TimeStamping, &pki.tsa_subject, tsa_key.spki.clone(), days(pki.leaf_days))?,
+        Some(&issuer),
+    )?;
+    let tls = sign_certificate(
+        &hsm,
+        &root_key,
+        params(
+            Profile::TlsServer(alt_names(&pki.tls_names)),
+            &pki.tls_subject,
+            tls_key.spki.clone(),
+            days(pki.leaf_days),
+        )?,
+        Some(&issuer),
+    )?;
+    let (client_key_pem, client_spki) = demo_client_key()?;
+    let client = sign_certificate(
+        &hsm,
+        &root_key,
+        params(
+            Profile::TlsClient(Vec::new()),
+            &pki.demo_client_subject,
+            client_spki,
+            days(pki.leaf_days),
+        )?,
+        Some(&issuer),
+    )?;
+
+    write_pem(&layout.root_ca(), &[&root])?;
+    write_pem(&layout.tsa_cert(), &[&tsa])?;
+    write_pem(&layout.tls_chain(), &[&tls, &root])?;
+    write_pem(&layout.demo_cert(), &[&client])?;
+    write_private(&layout.demo_key(), client_key_pem.as_bytes())?;
+    drop(Store::open(&layout.database())?);
+
+    Ok(InitReport {
+        state_dir: layout.root().to_owned(),
+        token_label: config.hsm.token_label.clone(),
+        root_ca: layout.root_ca(),
+        tsa_certificate: layout.tsa_cert(),
+        tls_certificate: layout.tls_chain(),
+        client_certificate: layout.demo_cert(),
+        client_key: layout.demo_key(),
+        database: layout.database(),
+    })
+}
+
+/// Issue a certificate: prepare the TBSCertificate, sign its digest in the HSM, finish.
+/// `issuer` `None` makes `key`'s own self-signed certificate.
+pub fn sign_certificate(
+    hsm: &Hsm,
+    signing_key: &KeyInfo,
+    params: CertificateParams,
+    issuer: Option<&Issuer>,
+) -> Result<Certificate, CeremonyError> {
+    let prepared = x509::prepare(&params, issuer, signing_key.algorithm.default_scheme())?;
+    let signature = hsm.sign_blocking(signing_key, prepared.scheme(), &prepared.digest())?;
+    Ok(prepared.finish(&signature)?)
+}
+
+/// Make a fresh SoftHSM token (dev profile): wipe it first when `force` or when it is absent.
+fn make_dev_token(config: &Config, dir: &Path, force: bool) -> Result<(), CeremonyError> {
+    let so_pin = config
+        .hsm
+        .so_pin
+        .as_ref()
+        .ok_or_else(|| CeremonyError::Config("hsm.so_pin is needed to create the dev token".into()))?;
+    let user_pin = config
+        .hsm
+        .user_pin
+        .as_ref()
+        .ok_or_else(|| CeremonyError::Config("hsm.user_pin is needed to create the dev token".into()))?;
+    let tokens = dir.join("tokens");
+    let has_token = std::fs::read_dir(&tokens).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if has_token && !force {
+        return Ok(());
+    }
+    if tokens.exists() {
+        std::fs::remove_dir_all(&tokens).map_err(|source| CeremonyError::Io { path: tokens.clone(), source })?;
+    }
+    softhsm::write_conf(dir).map_err(|source| CeremonyError::Io { path: dir.to_owned(), source })?;
+    softhsm::init_token(&config.hsm.module, &config.hsm.token_label, so_pin, user_pin)?;
+    Ok(())
+}
+
+/// Generate `spec` in the token; with `force`, whatever carries its label goes first.
+fn fresh_key(hsm: &Hsm, spec: &KeySpec, force: bool) -> Result<Arc<KeyInfo>, CeremonyError> {
+    if force {
+        hsm.destroy_blocking(&spec.label)?;
+    }
+    Ok(hsm.generate_key_blocking(&spec.label, settings::key_algorithm(spec.algorithm))?)
+}
+
+fn alt_names(names: &[String]) -> Vec<SubjectAltName> {
+    names
+        .iter()
+        .map(|n| match n.parse() {
+            Ok(ip) => SubjectAltName::Ip(ip),
+            Err(_) => SubjectAltName::Dns(n.clone()),
+        })
+        .collect()
+}
+
+/// The demo application's key: a software P-256 key written to disk, for the demo only.
+fn demo_client_key() -> Result<(zeroize::Zeroizing<String>, SubjectPublicKeyInfoOwned), CeremonyError> {
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+    let pem = secret
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|_| signet_pki::Error::Invalid("demo key encoding"))?;
+    let spki_der = secret
+        .public_key()
+        .to_public_key_der()
+        .map_err(|_| signet_pki::Error::Invalid("demo key encoding"))?;
+    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).map_err(signet_pki::Error::from)?;
+    Ok((pem, spki))
+}
+
+fn write_pem(path: &Path, certs: &[&Certificate]) -> Result<(), CeremonyError> {
+    let mut text = String::new();
+    for c in certs {
+        text.push_str(&x509::certificate_to_pem(c)?);
+    }
+    std::fs::write(path, text).map_err(|source| CeremonyError::Io { path: path.to_owned(), source })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CeremonyError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| CeremonyError::Io { path: path.to_owned(), source };
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)
+}
+
+fn create_private_dir(path: &Path) -> Result<(), CeremonyError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| CeremonyError::Io { path: path.to_owned(), source })
+}
+
+/// Whether `cert` certifies `key`.
+pub fn certifies(cert: &Certificate, key: &KeyInfo) -> bool {
+    match (cert.tbs_certificate.subject_public_key_info.to_der(), key.spki.to_der()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,23 @@
+//! `signetctl`: one module per subcommand, each a clap `Args` and a thin `exec`.
+
+pub mod init;
+
+use std::path::{Path, PathBuf};
+
+use signet_config::Config;
+
+/// Load the config at `path`, with `--state-dir` taking precedence over the file.
+pub fn load_config(path: &Path, state_dir: Option<PathBuf>) -> Result<Config, String> {
+    let mut config = Config::load(path).map_err(|e| e.to_string())?;
+    if let Some(dir) = state_dir {
+        config.state_dir = dir;
+    }
+    Ok(config)
+}
+
+/// Point SoftHSM at the config's dev token, if it has one. Call before any thread starts.
+pub fn prepare_softhsm(config: &Config) {
+    if let Some(dir) = &config.hsm.softhsm_dir {
+        crate::hsm::softhsm::use_token_dir(&config.state_path(dir));
+    }
+}

@@ -1,0 +1,225 @@
+//! Key pairs in the token: lookup by label, the attribute check that refuses keys which
+//! could leave the HSM, public key extraction, and generation.
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use der::asn1::{BitString, ObjectIdentifier, OctetString};
+use der::{Any, Decode, Encode};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+
+use signet_pki::verify::PublicKey;
+use signet_pki::KeyAlgorithm;
+
+use super::error::HsmError;
+
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+/// The public side of a key pair in the token, read once and cached.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    /// CKA_LABEL.
+    pub label: String,
+    /// Kind and size.
+    pub algorithm: KeyAlgorithm,
+    /// The DER SubjectPublicKeyInfo.
+    pub spki: SubjectPublicKeyInfoOwned,
+    /// The key that verifies every signature before it leaves.
+    pub public: PublicKey,
+}
+
+/// Find the private key labelled `label` and check that it can never leave the token.
+pub(super) fn find_private_key(session: &Session, label: &str) -> Result<ObjectHandle, HsmError> {
+    let found = session.find_objects(&[
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ])?;
+    let handle = match found.as_slice() {
+        [h] => *h,
+        [] => return Err(HsmError::KeyNotFound(label.to_owned())),
+        _ => {
+            return Err(HsmError::UnsafeKey {
+                label: label.to_owned(),
+                reason: "more than one private key carries this label",
+            })
+        }
+    };
+    check_never_leaves(session, handle, label)?;
+    Ok(handle)
+}
+
+/// Refuse a private key whose attributes say it is extractable or not sensitive.
+fn check_never_leaves(session: &Session, key: ObjectHandle, label: &str) -> Result<(), HsmError> {
+    let attrs = session.get_attributes(key, &[AttributeType::Extractable, AttributeType::Sensitive])?;
+    let mut extractable = None;
+    let mut sensitive = None;
+    for a in attrs {
+        match a {
+            Attribute::Extractable(v) => extractable = Some(v),
+            Attribute::Sensitive(v) => sensitive = Some(v),
+            _ => {}
+        }
+    }
+    let unsafe_key = |reason| HsmError::UnsafeKey {
+        label: label.to_owned(),
+        reason,
+    };
+    match (extractable, sensitive) {
+        (Some(false), Some(true)) => Ok(()),
+        (Some(true), _) => Err(unsafe_key(
+            "CKA_EXTRACTABLE is true: the key could leave the HSM; generate a new key inside the token",
+        )),
+        (_, Some(false)) => Err(unsafe_key(
+            "CKA_SENSITIVE is false: the key could be read out in clear; generate a new key inside the token",
+        )),
+        _ => Err(unsafe_key(
+            "the token does not report CKA_EXTRACTABLE and CKA_SENSITIVE",
+        )),
+    }
+}
+
+/// Read the public key labelled `label`.
+pub(super) fn read_public_key(session: &Session, label: &str) -> Result<KeyInfo, HsmError> {
+    let found = session.find_objects(&[
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ])?;
+    let handle = *found
+        .first()
+        .ok_or_else(|| HsmError::KeyNotFound(label.to_owned()))?;
+    let attrs = session.get_attributes(
+        handle,
+        &[
+            AttributeType::KeyType,
+            AttributeType::Modulus,
+            AttributeType::PublicExponent,
+            AttributeType::EcParams,
+            AttributeType::EcPoint,
+        ],
+    )?;
+    let (mut key_type, mut modulus, mut exponent, mut params, mut point) = (None, None, None, None, None);
+    for a in attrs {
+        match a {
+            Attribute::KeyType(t) => key_type = Some(t),
+            Attribute::Modulus(v) => modulus = Some(v),
+            Attribute::PublicExponent(v) => exponent = Some(v),
+            Attribute::EcParams(v) => params = Some(v),
+            Attribute::EcPoint(v) => point = Some(v),
+            _ => {}
+        }
+    }
+    let unsupported = |reason: &str| HsmError::UnsupportedKey {
+        label: label.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let spki = match key_type {
+        Some(KeyType::RSA) => {
+            let (n, e) = modulus.zip(exponent).ok_or_else(|| unsupported("RSA key without modulus"))?;
+            rsa_spki(&n, &e)?
+        }
+        Some(KeyType::EC) => {
+            let (params, point) = params.zip(point).ok_or_else(|| unsupported("EC key without point"))?;
+            ec_spki(&params, &point).map_err(|_| unsupported("EC parameters or point"))?
+        }
+        _ => return Err(unsupported("only RSA and EC keys are used")),
+    };
+    let public = PublicKey::from_spki_der(&spki.to_der().map_err(signet_pki::Error::from)?)?;
+    Ok(KeyInfo {
+        label: label.to_owned(),
+        algorithm: public.algorithm(),
+        spki,
+        public,
+    })
+}
+
+#[derive(der::Sequence)]
+struct RsaPublicKeyDer<'a> {
+    modulus: der::asn1::UintRef<'a>,
+    public_exponent: der::asn1::UintRef<'a>,
+}
+
+fn rsa_spki(n: &[u8], e: &[u8]) -> Result<SubjectPublicKeyInfoOwned, HsmError> {
+    let key = RsaPublicKeyDer {
+        modulus: der::asn1::UintRef::new(n).map_err(signet_pki::Error::from)?,
+        public_exponent: der::asn1::UintRef::new(e).map_err(signet_pki::Error::from)?,
+    }
+    .to_der()
+    .map_err(signet_pki::Error::from)?;
+    Ok(SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid: RSA_ENCRYPTION,
+            parameters: Some(Any::null()),
+        },
+        subject_public_key: BitString::from_bytes(&key).map_err(signet_pki::Error::from)?,
+    })
+}
+
+fn ec_spki(params: &[u8], point: &[u8]) -> der::Result<SubjectPublicKeyInfoOwned> {
+    // CKA_EC_POINT is the DER OCTET STRING around the SEC1 point (PKCS#11 2.40 section 2.3.3);
+    // some tokens hand out the bare point.
+    let raw = match OctetString::from_der(point) {
+        Ok(os) => os.as_bytes().to_vec(),
+        Err(_) => point.to_vec(),
+    };
+    Ok(SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid: EC_PUBLIC_KEY,
+            parameters: Some(Any::from_der(params)?),
+        },
+        subject_public_key: BitString::from_bytes(&raw)?,
+    })
+}
+
+/// Generate a key pair inside the token: private key sensitive, never extractable.
+pub(super) fn generate(session: &Session, label: &str, algorithm: KeyAlgorithm, id: &[u8]) -> Result<(), HsmError> {
+    let exists = !session
+        .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?
+        .is_empty();
+    if exists {
+        return Err(HsmError::KeyExists(label.to_owned()));
+    }
+    let common = |private: bool| {
+        vec![
+            Attribute::Token(true),
+            Attribute::Private(private),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ]
+    };
+    let mut public = common(false);
+    public.push(Attribute::Verify(true));
+    let mut private = common(true);
+    private.extend([
+        Attribute::Sign(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Decrypt(false),
+        Attribute::Derive(false),
+    ]);
+    let mechanism = match algorithm {
+        KeyAlgorithm::Rsa(bits) => {
+            public.push(Attribute::ModulusBits((bits as u64).into()));
+            public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+            Mechanism::RsaPkcsKeyPairGen
+        }
+        KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => {
+            let curve = if algorithm == KeyAlgorithm::EcP256 { SECP256R1 } else { SECP384R1 };
+            public.push(Attribute::EcParams(curve.to_der().map_err(signet_pki::Error::from)?));
+            Mechanism::EccKeyPairGen
+        }
+    };
+    session.generate_key_pair(&mechanism, &public, &private)?;
+    Ok(())
+}
+
+/// Destroy every object labelled `label` (key ceremonies with `--force`).
+pub(super) fn destroy(session: &Session, label: &str) -> Result<usize, HsmError> {
+    let found = session.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?;
+    for h in &found {
+        session.destroy_object(*h)?;
+    }
+    Ok(found.len())
+}

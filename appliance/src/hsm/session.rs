@@ -1,0 +1,110 @@
+//! One worker's logged-in session, reopened and logged in again when it is lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::ObjectHandle;
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+
+use super::error::HsmError;
+use super::keys;
+
+/// What a worker thread owns: the module, its token's slot, its session and the private
+/// key handles it has resolved (and checked) so far.
+pub struct WorkerSession {
+    ctx: Pkcs11,
+    token_label: String,
+    pin: Arc<AuthPin>,
+    slot: Slot,
+    session: Option<Session>,
+    handles: HashMap<String, ObjectHandle>,
+}
+
+impl WorkerSession {
+    pub(super) fn new(ctx: Pkcs11, token_label: String, pin: Arc<AuthPin>, slot: Slot) -> Self {
+        WorkerSession {
+            ctx,
+            token_label,
+            pin,
+            slot,
+            session: None,
+            handles: HashMap::new(),
+        }
+    }
+
+    /// The session, opened and logged in if it is not yet.
+    pub fn session(&mut self) -> Result<&Session, HsmError> {
+        if self.session.is_none() {
+            let session = open_logged_in(&self.ctx, self.slot, &self.pin)?;
+            self.session = Some(session);
+        }
+        self.session.as_ref().ok_or(HsmError::Unavailable)
+    }
+
+    /// Run `op`; if the session or login turns out to be lost, drop everything, find the
+    /// token again, log in again and retry once.
+    pub fn with_retry<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Self) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        match op(self) {
+            Err(e) if e.is_session_lost() => {
+                tracing::warn!(error = %e, "HSM session lost; reopening and logging in again");
+                self.reset();
+                if let Ok(slot) = find_slot(&self.ctx, &self.token_label) {
+                    self.slot = slot;
+                }
+                op(self)
+            }
+            other => other,
+        }
+    }
+
+    fn reset(&mut self) {
+        if let Some(s) = self.session.take() {
+            // The session is most likely dead already; closing it is best effort.
+            let _ = s.close();
+        }
+        self.handles.clear();
+    }
+
+    /// The private key handle for `label`, found and checked once per session.
+    pub fn private_key(&mut self, label: &str) -> Result<ObjectHandle, HsmError> {
+        if let Some(h) = self.handles.get(label) {
+            return Ok(*h);
+        }
+        let handle = keys::find_private_key(self.session()?, label)?;
+        self.handles.insert(label.to_owned(), handle);
+        Ok(handle)
+    }
+
+    /// Forget cached handles (after keys were created or destroyed).
+    pub fn forget_handles(&mut self) {
+        self.handles.clear();
+    }
+}
+
+/// Open a read-write session on `slot` and log the user in (already logged in is fine: a
+/// login is shared by all sessions of the application).
+pub(super) fn open_logged_in(ctx: &Pkcs11, slot: Slot, pin: &AuthPin) -> Result<Session, HsmError> {
+    let session = ctx.open_rw_session(slot)?;
+    match session.login(UserType::User, Some(pin)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The slot holding the token labelled `label`.
+pub(super) fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
+    for slot in ctx.get_slots_with_token()? {
+        let info = ctx.get_token_info(slot)?;
+        if info.token_initialized() && info.label().trim_end() == label {
+            return Ok(slot);
+        }
+    }
+    Err(HsmError::TokenNotFound(label.to_owned()))
+}

@@ -1,0 +1,52 @@
+//! Signing a digest in the token. Every mechanism takes a digest computed in software, so
+//! the same code works on tokens without combined hash-and-sign mechanisms (SoftHSM has no
+//! CKM_ECDSA_SHA256).
+
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+
+use signet_pki::{ecdsa_sig, HashAlg, SignatureScheme};
+
+use super::error::HsmError;
+use super::session::WorkerSession;
+
+/// Sign `digest` with the private key labelled `label`; ECDSA signatures come back as DER.
+pub(super) fn sign_digest(
+    worker: &mut WorkerSession,
+    label: &str,
+    scheme: SignatureScheme,
+    digest: &[u8],
+) -> Result<Vec<u8>, HsmError> {
+    let (mechanism, data) = match scheme {
+        SignatureScheme::RsaPkcs1v15(h) => {
+            // CKM_RSA_PKCS signs a DER DigestInfo (PKCS#11 2.40 section 2.1.6).
+            let mut info = h.digest_info_prefix().to_vec();
+            info.extend_from_slice(digest);
+            (Mechanism::RsaPkcs, info)
+        }
+        SignatureScheme::RsaPss(h) => (Mechanism::RsaPkcsPss(pss_params(h)), digest.to_vec()),
+        SignatureScheme::Ecdsa(_) => (Mechanism::Ecdsa, digest.to_vec()),
+    };
+    let raw = worker.with_retry(|w| {
+        let key = w.private_key(label)?;
+        Ok(w.session()?.sign(&mechanism, key, &data)?)
+    })?;
+    match scheme {
+        SignatureScheme::Ecdsa(_) => Ok(ecdsa_sig::raw_to_der(&raw)?),
+        _ => Ok(raw),
+    }
+}
+
+fn pss_params(hash: HashAlg) -> PkcsPssParams {
+    let (hash_alg, mgf) = match hash {
+        HashAlg::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
+        HashAlg::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+        HashAlg::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+        HashAlg::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+    };
+    PkcsPssParams {
+        hash_alg,
+        mgf,
+        s_len: (hash.output_len() as u64).into(),
+    }
+}

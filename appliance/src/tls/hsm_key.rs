@@ -1,0 +1,79 @@
+//! A rustls signing key whose private half stays in the HSM.
+
+use std::sync::Arc;
+
+use rustls::sign::{Signer, SigningKey};
+use rustls::{SignatureAlgorithm, SignatureScheme as TlsScheme};
+
+use signet_pki::{HashAlg, KeyAlgorithm, SignatureScheme};
+
+use crate::hsm::{Hsm, KeyInfo};
+
+/// The TLS server's key, signing handshakes through the HSM pool.
+#[derive(Debug)]
+pub struct HsmSigningKey {
+    hsm: Hsm,
+    key: Arc<KeyInfo>,
+}
+
+impl HsmSigningKey {
+    /// Sign with `key` through `hsm`.
+    pub fn new(hsm: Hsm, key: Arc<KeyInfo>) -> Self {
+        HsmSigningKey { hsm, key }
+    }
+
+    /// The TLS schemes this key can make, most preferred first.
+    fn schemes(&self) -> &'static [(TlsScheme, SignatureScheme)] {
+        match self.key.algorithm {
+            KeyAlgorithm::EcP256 => &[(TlsScheme::ECDSA_NISTP256_SHA256, SignatureScheme::Ecdsa(HashAlg::Sha256))],
+            KeyAlgorithm::EcP384 => &[(TlsScheme::ECDSA_NISTP384_SHA384, SignatureScheme::Ecdsa(HashAlg::Sha384))],
+            KeyAlgorithm::Rsa(_) => &[
+                (TlsScheme::RSA_PSS_SHA256, SignatureScheme::RsaPss(HashAlg::Sha256)),
+                (TlsScheme::RSA_PSS_SHA384, SignatureScheme::RsaPss(HashAlg::Sha384)),
+                (TlsScheme::RSA_PKCS1_SHA256, SignatureScheme::RsaPkcs1v15(HashAlg::Sha256)),
+            ],
+        }
+    }
+}
+
+impl SigningKey for HsmSigningKey {
+    fn choose_scheme(&self, offered: &[TlsScheme]) -> Option<Box<dyn Signer>> {
+        let (tls, ours) = self.schemes().iter().find(|(s, _)| offered.contains(s))?;
+        Some(Box::new(HsmSigner {
+            hsm: self.hsm.clone(),
+            key: Arc::clone(&self.key),
+            tls: *tls,
+            ours: *ours,
+        }))
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        match self.key.algorithm {
+            KeyAlgorithm::Rsa(_) => SignatureAlgorithm::RSA,
+            KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => SignatureAlgorithm::ECDSA,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HsmSigner {
+    hsm: Hsm,
+    key: Arc<KeyInfo>,
+    tls: TlsScheme,
+    ours: SignatureScheme,
+}
+
+impl Signer for HsmSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let digest = self.ours.hash().digest(message);
+        // rustls asks synchronously mid-handshake; the wait is announced to Tokio
+        // (block_in_place) so other connections keep being served.
+        self.hsm
+            .sign_blocking(&self.key, self.ours, &digest)
+            .map_err(|e| rustls::Error::General(format!("HSM signing failed: {e}")))
+    }
+
+    fn scheme(&self) -> TlsScheme {
+        self.tls
+    }
+}

@@ -1,0 +1,92 @@
+//! The time-stamping service: the sans-I/O TSA from `signet-pki`, with the clock, the
+//! serial counter and the HSM around it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use signet_pki::tsp::{self, TimeStampAuthority, TspError};
+
+use crate::clock::{self, ClockSync};
+use crate::hsm::{Hsm, KeyInfo};
+use crate::store::SerialAllocator;
+
+/// What the TSA does about an unsynchronised clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockPolicy {
+    /// Refuse to stamp (`timeNotAvailable`): the production default.
+    Require,
+    /// Stamp, and warn at most once a minute: the dev default.
+    WarnOnly,
+}
+
+/// A TSA ready to stamp.
+pub struct TsaService {
+    authority: TimeStampAuthority,
+    key: Arc<KeyInfo>,
+    hsm: Hsm,
+    serials: SerialAllocator,
+    clock: ClockPolicy,
+    last_clock_warning: AtomicU64,
+}
+
+impl TsaService {
+    /// Assemble the service.
+    pub fn new(
+        authority: TimeStampAuthority,
+        key: Arc<KeyInfo>,
+        hsm: Hsm,
+        serials: SerialAllocator,
+        clock: ClockPolicy,
+    ) -> Self {
+        TsaService {
+            authority,
+            key,
+            hsm,
+            serials,
+            clock,
+            last_clock_warning: AtomicU64::new(0),
+        }
+    }
+
+    /// Answer a DER TimeStampReq with a granted DER TimeStampResp, or say why not.
+    pub async fn stamp(&self, request: &[u8]) -> Result<Vec<u8>, TspError> {
+        let req = tsp::parse_request(request)?;
+        let accepted = self.authority.check(&req)?;
+        self.check_clock()?;
+        let serial = self.serials.next().await.map_err(|e| {
+            tracing::error!(error = %e, "TSA serial allocation failed");
+            TspError::SystemFailure
+        })?;
+        let prepared = self.authority.prepare(&accepted, SystemTime::now(), serial)?;
+        let signature = self
+            .hsm
+            .sign(&self.key, prepared.scheme(), prepared.digest())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "TSA signing failed");
+                TspError::SystemFailure
+            })?;
+        prepared.finish(&signature)
+    }
+
+    fn check_clock(&self) -> Result<(), TspError> {
+        match (clock::sync_status(), self.clock) {
+            (ClockSync::Synchronised, _) => Ok(()),
+            (_, ClockPolicy::Require) => Err(TspError::TimeNotAvailable),
+            (status, ClockPolicy::WarnOnly) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let last = self.last_clock_warning.load(Ordering::Relaxed);
+                if now >= last + 60
+                    && self
+                        .last_clock_warning
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    tracing::warn!(?status, "clock is not synchronised; stamping anyway (dev profile)");
+                }
+                Ok(())
+            }
+        }
+    }
+}
