@@ -1,1 +1,299 @@
+//! The end-to-end harness: a real `signetd` on 127.0.0.1 with a port it picked itself, a
+//! SoftHSM token of its own in a temporary state directory, and the outside judges
+//! (openssl, curl, rfc3161ng) run as they would be by a user.
+//!
+//! The binaries are those of the same build profile as the test (`cargo build --bins`
+//! first; `scripts/test.sh` does). A missing binary or judge fails the test: nothing skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_owned()
+}
+
+/// A binary of this workspace, from the same profile directory as the running test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> (tests) or target/<profile>/<bench> (benches)
+    let mut dir = exe.parent().expect("exe dir").to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries of this profile first (`cargo build --bins`, as scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The Python of the judges' venv (made by scripts/install-deps.sh).
+pub fn judges_python() -> PathBuf {
+    let py = repo_root().join(".venv/judges/bin/python");
+    assert!(py.exists(), "{} is missing: run scripts/install-deps.sh", py.display());
+    py
+}
+
+/// Run a command to completion, panicking with its output if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Run a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Children to kill when the test binary exits, even if a test panicked holding them
+/// (shared fixtures live in statics, whose Drop never runs).
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+#[allow(unsafe_code)]
+fn register_child(pid: u32) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" fn kill_children() {
+        if let Ok(pids) = CHILDREN.lock() {
+            for pid in pids.iter() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    // SAFETY: registering a plain extern "C" function with atexit has no preconditions.
+    ONCE.call_once(|| unsafe {
+        libc_atexit(kill_children);
+    });
+    CHILDREN.lock().unwrap().push(pid);
+}
+
+extern "C" {
+    #[link_name = "atexit"]
+    fn libc_atexit(f: extern "C" fn()) -> i32;
+}
+
+fn unregister_child(pid: u32) {
+    CHILDREN.lock().unwrap().retain(|p| *p != pid);
+}
+
+/// One appliance: its state directory (with token, PKI and database), its config, and
+/// maybe a running signetd.
+pub struct Appliance {
+    /// The temporary state directory; removed on drop.
+    pub dir: tempfile::TempDir,
+    /// The config file written for it.
+    pub config: PathBuf,
+    child: Option<Child>,
+    /// Where the running daemon listens.
+    pub addr: Option<SocketAddr>,
+    log: PathBuf,
+    starts: usize,
+}
+
+impl Appliance {
+    /// A fresh appliance from `dev.toml` with `edit` applied to the TOML, initialised with
+    /// `signetctl init`.
+    pub fn init_with(edit: impl FnOnce(&mut toml::Table)) -> Appliance {
+        let dir = tempfile::Builder::new().prefix("signet-e2e-").tempdir().expect("tempdir");
+        let text = std::fs::read_to_string(repo_root().join("firmware-config/dev.toml")).expect("dev.toml");
+        let mut table: toml::Table = text.parse().expect("dev.toml parses");
+        table.insert("state_dir".into(), toml::Value::String(dir.path().to_string_lossy().into_owned()));
+        edit(&mut table);
+        let config = dir.path().join("appliance.toml");
+        std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("write config");
+        let log = dir.path().join("signetd.log");
+        let appliance = Appliance {
+            dir,
+            config,
+            child: None,
+            addr: None,
+            log,
+            starts: 0,
+        };
+        run_ok(Command::new(bin("signetctl")).arg("init").arg("--config").arg(&appliance.config));
+        appliance
+    }
+
+    /// A fresh appliance from the unchanged `dev.toml`.
+    pub fn init() -> Appliance {
+        Appliance::init_with(|_| {})
+    }
+
+    /// A path under the state directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The environment that points SoftHSM tools (pkcs11-tool) at this appliance's token.
+    pub fn softhsm_conf(&self) -> PathBuf {
+        self.path("softhsm/softhsm2.conf")
+    }
+
+    /// Start signetd on 127.0.0.1:0 and wait until it says where it listens.
+    pub fn start(&mut self) -> SocketAddr {
+        match self.try_start() {
+            Ok(addr) => addr,
+            Err(log) => panic!("signetd did not start:\n{log}"),
+        }
+    }
+
+    /// Start signetd; on failure return everything it logged.
+    pub fn try_start(&mut self) -> Result<SocketAddr, String> {
+        assert!(self.child.is_none(), "already running");
+        self.starts += 1;
+        let log_path = self.log.with_extension(format!("{}.log", self.starts));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(bin("signetd"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn signetd");
+        register_child(child.id());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(addr) = listening_addr(&text) {
+                self.child = Some(child);
+                self.addr = Some(addr);
+                return Ok(addr);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                unregister_child(child.id());
+                return Err(format!("exited with {status}:\n{text}"));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                unregister_child(child.id());
+                return Err(format!("no `listening on` within 30 s:\n{text}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Everything the current (or last) daemon logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.with_extension(format!("{}.log", self.starts))).unwrap_or_default()
+    }
+
+    /// Kill the daemon with SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+            unregister_child(child.id());
+        }
+        self.addr = None;
+    }
+
+    /// Stop the daemon with SIGTERM and return its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break child.wait().expect("reap");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        unregister_child(child.id());
+        self.addr = None;
+        Some(status)
+    }
+
+    /// The API's base URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr.expect("running"))
+    }
+
+    /// curl with the demo client's certificate, trusting the appliance's root.
+    pub fn curl(&self) -> Command {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "30"])
+            .arg("--cacert")
+            .arg(self.path("pki/root-ca.pem"))
+            .arg("--cert")
+            .arg(self.path("demo/client.pem"))
+            .arg("--key")
+            .arg(self.path("demo/client.key"));
+        cmd
+    }
+
+    /// POST `body` to the TSA with `content_type`; returns (HTTP status, body).
+    pub fn post_tsa(&self, body: &Path, content_type: &str) -> (u16, Vec<u8>) {
+        let out_file = tempfile::NamedTempFile::new().expect("tmp");
+        let out = run(self
+            .curl()
+            .arg("-H")
+            .arg(format!("Content-Type: {content_type}"))
+            .arg("--data-binary")
+            .arg(format!("@{}", body.display()))
+            .arg("-o")
+            .arg(out_file.path())
+            .arg("-w")
+            .arg("%{http_code}")
+            .arg(self.url("/v1/tsa")));
+        let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+        assert!(code != 0, "no HTTP answer: {}", String::from_utf8_lossy(&out.stderr));
+        (code, std::fs::read(out_file.path()).expect("response"))
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            unregister_child(child.id());
+        }
+    }
+}
+
+fn listening_addr(log: &str) -> Option<SocketAddr> {
+    let rest = log.split("listening on https://").nth(1)?;
+    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '\x1b').collect();
+    addr.parse().ok()
+}
+
+/// Read lines of a child's output until one contains `needle` (or the stream ends).
+pub fn wait_for_line(reader: impl std::io::Read, needle: &str) -> Option<String> {
+    BufReader::new(reader).lines().map_while(Result::ok).find(|l| l.contains(needle))
+}
+
+pub mod client;
+pub mod tsp;

@@ -53,13 +53,25 @@ impl std::fmt::Debug for Hsm {
 }
 
 struct Inner {
-    jobs: SyncSender<Job>,
+    /// `None` only while dropping.
+    jobs: Option<SyncSender<Job>>,
     keys: RwLock<HashMap<String, Arc<KeyInfo>>>,
     ctx: Pkcs11,
     token_label: String,
     pin: Arc<AuthPin>,
     workers: usize,
-    _threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    /// Close the queue and wait for the workers: their sessions must be closed before the
+    /// module is finalised, or the module's teardown races them (SoftHSM crashes at exit).
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Hsm {
@@ -95,13 +107,13 @@ impl Hsm {
         }
         Ok(Hsm {
             inner: Arc::new(Inner {
-                jobs: tx,
+                jobs: Some(tx),
                 keys: RwLock::new(HashMap::new()),
                 ctx,
                 token_label: settings.token_label.clone(),
                 pin,
                 workers: settings.workers,
-                _threads: threads,
+                threads,
             }),
         })
     }
@@ -126,7 +138,8 @@ impl Hsm {
             // The caller may have gone away (timeout); nothing to do then.
             let _ = tx.send(op(w));
         });
-        match self.inner.jobs.try_send(job) {
+        let jobs = self.inner.jobs.as_ref().ok_or(HsmError::Unavailable)?;
+        match jobs.try_send(job) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(HsmError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(HsmError::Unavailable),
