@@ -20,12 +20,24 @@ pub fn request(data: &[u8], nonce: u64, cert_req: bool) -> Vec<u8> {
             hashed_message: OctetString::new(sha2::Sha256::digest(data).to_vec()).expect("imprint"),
         },
         req_policy: None,
-        nonce: Some(Int::new(&[&[0u8][..], &nonce.to_be_bytes()].concat()).expect("nonce")),
+        nonce: Some(positive_int(nonce)),
         cert_req,
         extensions: None,
     }
     .to_der()
     .expect("encode")
+}
+
+/// `n` as a minimal positive DER INTEGER.
+pub fn positive_int(n: u64) -> Int {
+    let bytes = n.to_be_bytes();
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(7);
+    let mut v = Vec::with_capacity(9);
+    if bytes[first] & 0x80 != 0 {
+        v.push(0);
+    }
+    v.extend_from_slice(&bytes[first..]);
+    Int::new(&v).expect("nonce")
 }
 
 /// The TSTInfo inside a granted TimeStampResp.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
@@ -40,6 +40,10 @@ pub fn has_content_type(req: &Request<Incoming>, expected: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }
 
+/// Up to this much of an oversized body is read and discarded before the 413 goes out, so
+/// that an HTTP/2 client sees the answer instead of a reset stream.
+const DRAIN_CAP: usize = 1024 * 1024;
+
 /// Read the whole body, refusing more than `limit` bytes and taking no longer than `deadline`.
 pub async fn read(req: Request<Incoming>, limit: usize, deadline: Duration) -> Result<Bytes, BodyError> {
     let declared = req
@@ -47,14 +51,39 @@ pub async fn read(req: Request<Incoming>, limit: usize, deadline: Duration) -> R
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let mut body = req.into_body();
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        if n <= DRAIN_CAP as u64 {
+            let _ = tokio::time::timeout(deadline, drain(&mut body)).await;
+        }
         return Err(BodyError::TooLarge { limit });
     }
-    let collect = Limited::new(req.into_body(), limit).collect();
-    match tokio::time::timeout(deadline, collect).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Ok(Err(_)) => Err(BodyError::Incomplete),
+    let read_all = async {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| BodyError::Incomplete)?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    drain(&mut body).await;
+                    return Err(BodyError::TooLarge { limit });
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(deadline, read_all)
+        .await
+        .unwrap_or(Err(BodyError::Timeout))
+}
+
+/// Read and discard up to [`DRAIN_CAP`] bytes.
+async fn drain(body: &mut Incoming) {
+    let mut seen = 0usize;
+    while seen < DRAIN_CAP {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
     }
 }
