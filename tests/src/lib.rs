@@ -65,6 +65,9 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// SoftHSM's PKCS#11 module as Debian installs it.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
 /// Children to kill when the test binary exits, even if a test panicked holding them
 /// (shared fixtures live in statics, whose Drop never runs).
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -136,6 +139,22 @@ impl Appliance {
     /// A fresh appliance from the unchanged `dev.toml`.
     pub fn init() -> Appliance {
         Appliance::init_with(|_| {})
+    }
+
+    /// Rewrite the config file with `edit` applied (takes effect at the next start).
+    pub fn edit_config(&self, edit: impl FnOnce(&mut toml::Table)) {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let mut table: toml::Table = text.parse().expect("config parses");
+        edit(&mut table);
+        std::fs::write(&self.config, toml::to_string(&table).expect("toml")).expect("write config");
+    }
+
+    /// `pkcs11-tool` on this appliance's token, logged in.
+    pub fn pkcs11_tool(&self) -> Command {
+        let mut cmd = Command::new("pkcs11-tool");
+        cmd.env("SOFTHSM2_CONF", self.softhsm_conf())
+            .args(["--module", SOFTHSM_MODULE, "--token-label", "signet-dev", "--login", "--pin", "1234"]);
+        cmd
     }
 
     /// A path under the state directory.
