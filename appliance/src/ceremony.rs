@@ -168,7 +168,7 @@ pub fn sign_certificate(
     issuer: Option<&Issuer>,
 ) -> Result<Certificate, CeremonyError> {
     let prepared = x509::prepare(&params, issuer, signing_key.algorithm.default_scheme())?;
-    let signature = hsm.sign_blocking(signing_key, prepared.scheme(), &prepared.digest())?;
+    let signature = hsm.sign_blocking(signing_key, prepared.scheme(), prepared.tbs_der())?;
     Ok(prepared.finish(&signature)?)
 }
 

@@ -61,7 +61,7 @@ impl TsaService {
         let prepared = self.authority.prepare(&accepted, SystemTime::now(), serial)?;
         let signature = self
             .hsm
-            .sign(&self.key, prepared.scheme(), prepared.digest())
+            .sign(&self.key, prepared.scheme(), prepared.signed_bytes())
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "TSA signing failed");

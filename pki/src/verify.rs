@@ -10,14 +10,19 @@ use spki::SubjectPublicKeyInfoRef;
 use crate::alg::{HashAlg, KeyAlgorithm, SignatureScheme};
 use crate::error::{Error, Result};
 
-/// A public key that can verify signatures over digests.
+/// A public key that can verify signatures, over a message (fast, with ring) or over a
+/// digest alone (RustCrypto, an order of magnitude slower: for raw-digest signing only).
 #[derive(Clone, Debug)]
-pub enum PublicKey {
-    /// RSA.
+pub struct PublicKey {
+    key: KeyMaterial,
+    /// The subjectPublicKey bits: PKCS#1 RSAPublicKey or the SEC1 point, as ring takes them.
+    raw: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+enum KeyMaterial {
     Rsa(rsa::RsaPublicKey),
-    /// ECDSA P-256.
     P256(p256::ecdsa::VerifyingKey),
-    /// ECDSA P-384.
     P384(p384::ecdsa::VerifyingKey),
 }
 
@@ -29,11 +34,11 @@ impl PublicKey {
             .subject_public_key
             .as_bytes()
             .ok_or(Error::Invalid("public key bit string has unused bits"))?;
-        match spki.algorithm.oid {
+        let key = match spki.algorithm.oid {
             rfc5912::RSA_ENCRYPTION => {
                 use rsa::pkcs1::DecodeRsaPublicKey;
                 rsa::RsaPublicKey::from_pkcs1_der(bits)
-                    .map(PublicKey::Rsa)
+                    .map(KeyMaterial::Rsa)
                     .map_err(|_| Error::Invalid("RSA public key"))
             }
             rfc5912::ID_EC_PUBLIC_KEY => {
@@ -44,31 +49,64 @@ impl PublicKey {
                     .decode_as::<const_oid::ObjectIdentifier>()?;
                 match curve {
                     rfc5912::SECP_256_R_1 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bits)
-                        .map(PublicKey::P256)
+                        .map(KeyMaterial::P256)
                         .map_err(|_| Error::Invalid("P-256 point")),
                     rfc5912::SECP_384_R_1 => p384::ecdsa::VerifyingKey::from_sec1_bytes(bits)
-                        .map(PublicKey::P384)
+                        .map(KeyMaterial::P384)
                         .map_err(|_| Error::Invalid("P-384 point")),
                     other => Err(Error::UnsupportedAlgorithm(other)),
                 }
             }
             other => Err(Error::UnsupportedAlgorithm(other)),
-        }
+        }?;
+        Ok(PublicKey {
+            key,
+            raw: bits.to_vec(),
+        })
+    }
+
+    /// Verify `signature` (DER for ECDSA) over `message` made with `scheme`.
+    pub fn verify_message(
+        &self,
+        scheme: SignatureScheme,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
+        use ring::signature as rs;
+        let alg: &dyn rs::VerificationAlgorithm = match (&self.key, scheme) {
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha256)) => &rs::RSA_PKCS1_2048_8192_SHA256,
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha384)) => &rs::RSA_PKCS1_2048_8192_SHA384,
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha512)) => &rs::RSA_PKCS1_2048_8192_SHA512,
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha256)) => &rs::RSA_PSS_2048_8192_SHA256,
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha384)) => &rs::RSA_PSS_2048_8192_SHA384,
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha512)) => &rs::RSA_PSS_2048_8192_SHA512,
+            (KeyMaterial::P256(_), SignatureScheme::Ecdsa(HashAlg::Sha256)) => &rs::ECDSA_P256_SHA256_ASN1,
+            (KeyMaterial::P256(_), SignatureScheme::Ecdsa(HashAlg::Sha384)) => &rs::ECDSA_P256_SHA384_ASN1,
+            (KeyMaterial::P384(_), SignatureScheme::Ecdsa(HashAlg::Sha256)) => &rs::ECDSA_P384_SHA256_ASN1,
+            (KeyMaterial::P384(_), SignatureScheme::Ecdsa(HashAlg::Sha384)) => &rs::ECDSA_P384_SHA384_ASN1,
+            // ring has no such pairing (SHA-1, SHA-512 with ECDSA, RSA under 2048 bits is
+            // refused by ring anyway): take the digest path.
+            _ => return self.verify_digest(scheme, &scheme.hash().digest(message), signature),
+        };
+        rs::UnparsedPublicKey::new(alg, &self.raw)
+            .verify(message, signature)
+            .map_err(|_| Error::BadSignature)
     }
 
     /// The kind and size of this key.
     pub fn algorithm(&self) -> KeyAlgorithm {
-        match self {
-            PublicKey::Rsa(k) => {
+        match &self.key {
+            KeyMaterial::Rsa(k) => {
                 use rsa::traits::PublicKeyParts;
                 KeyAlgorithm::Rsa(u32::try_from(k.n().bits()).unwrap_or(u32::MAX))
             }
-            PublicKey::P256(_) => KeyAlgorithm::EcP256,
-            PublicKey::P384(_) => KeyAlgorithm::EcP384,
+            KeyMaterial::P256(_) => KeyAlgorithm::EcP256,
+            KeyMaterial::P384(_) => KeyAlgorithm::EcP384,
         }
     }
 
-    /// Verify `signature` (DER for ECDSA) over `digest` made with `scheme`.
+    /// Verify `signature` (DER for ECDSA) over `digest` made with `scheme`. Slow: prefer
+    /// [`PublicKey::verify_message`] whenever the message is at hand.
     pub fn verify_digest(
         &self,
         scheme: SignatureScheme,
@@ -78,8 +116,8 @@ impl PublicKey {
         if digest.len() != scheme.hash().output_len() {
             return Err(Error::Invalid("digest length does not match its hash"));
         }
-        match (self, scheme) {
-            (PublicKey::Rsa(k), SignatureScheme::RsaPkcs1v15(h)) => {
+        match (&self.key, scheme) {
+            (KeyMaterial::Rsa(k), SignatureScheme::RsaPkcs1v15(h)) => {
                 let padding = match h {
                     HashAlg::Sha1 => rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
                     HashAlg::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
@@ -89,7 +127,7 @@ impl PublicKey {
                 k.verify(padding, digest, signature)
                     .map_err(|_| Error::BadSignature)
             }
-            (PublicKey::Rsa(k), SignatureScheme::RsaPss(h)) => {
+            (KeyMaterial::Rsa(k), SignatureScheme::RsaPss(h)) => {
                 let padding = match h {
                     HashAlg::Sha1 => rsa::Pss::new::<sha1::Sha1>(),
                     HashAlg::Sha256 => rsa::Pss::new::<sha2::Sha256>(),
@@ -99,14 +137,14 @@ impl PublicKey {
                 k.verify(padding, digest, signature)
                     .map_err(|_| Error::BadSignature)
             }
-            (PublicKey::P256(k), SignatureScheme::Ecdsa(_)) => {
+            (KeyMaterial::P256(k), SignatureScheme::Ecdsa(_)) => {
                 use p256::ecdsa::signature::hazmat::PrehashVerifier;
                 let sig = p256::ecdsa::Signature::from_der(signature)
                     .map_err(|_| Error::BadSignature)?;
                 k.verify_prehash(digest, &sig)
                     .map_err(|_| Error::BadSignature)
             }
-            (PublicKey::P384(k), SignatureScheme::Ecdsa(_)) => {
+            (KeyMaterial::P384(k), SignatureScheme::Ecdsa(_)) => {
                 use p384::ecdsa::signature::hazmat::PrehashVerifier;
                 let sig = p384::ecdsa::Signature::from_der(signature)
                     .map_err(|_| Error::BadSignature)?;

@@ -1,1 +1,130 @@
-fn main() {}
+//! TSA throughput and latency over mutual TLS with keep-alive, beside the raw PKCS#11 C_Sign
+//! ceiling of the same key with the same number of HSM threads, measured in the same run.
+//!
+//!     cargo bench -p signet-e2e --bench tsa              # 5 s per point
+//!     cargo bench -p signet-e2e --bench tsa -- --quick   # 1 s per point (CI)
+//!
+//! The load generator runs on the same machine (one thread), so it takes CPU from the
+//! daemon and from SoftHSM: the ratio is a lower bound of what a remote client would see.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use signet_e2e::client::{demo_client_config, Connection};
+use signet_e2e::{bin, run_ok, tsp, Appliance};
+
+const KEYS: [&str; 2] = ["rsa-2048", "ec-p256"];
+const CLIENTS: [usize; 3] = [1, 8, 32];
+const HSM_WORKERS: usize = 2;
+
+struct Point {
+    clients: usize,
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let seconds = if quick { 1.0 } else { 5.0 };
+    println!("TSA benchmark: SoftHSM, {HSM_WORKERS} HSM worker threads, mTLS HTTP/1.1 keep-alive, {seconds} s per point");
+    println!("{:<9} {:>12} {:>8} {:>11} {:>7} {:>8} {:>8} {:>7}", "key", "raw sign/s", "clients", "TSA resp/s", "ratio", "p50 ms", "p99 ms", "errors");
+    for key in KEYS {
+        let mut app = Appliance::init_with(|t| {
+            t["keys"]["tsa"]["algorithm"] = toml::Value::String(key.into());
+            t["hsm"]["workers"] = toml::Value::Integer(HSM_WORKERS as i64);
+        });
+        let raw = raw_ceiling(&app, seconds);
+        app.start();
+        for clients in CLIENTS {
+            let p = measure(&app, clients, Duration::from_secs_f64(seconds));
+            println!(
+                "{:<9} {:>12.0} {:>8} {:>11.0} {:>6.1}% {:>8.2} {:>8.2} {:>7}",
+                key,
+                raw,
+                p.clients,
+                p.rate,
+                100.0 * p.rate / raw,
+                p.p50.as_secs_f64() * 1e3,
+                p.p99.as_secs_f64() * 1e3,
+                p.errors
+            );
+        }
+        app.stop();
+    }
+}
+
+/// `signetctl hsm bench` on the TSA key: C_Sign in a tight loop, one session per thread.
+fn raw_ceiling(app: &Appliance, seconds: f64) -> f64 {
+    let out = run_ok(
+        Command::new(bin("signetctl"))
+            .args(["hsm", "bench", "--label", "tsa", "--json"])
+            .arg("--threads")
+            .arg(HSM_WORKERS.to_string())
+            .arg("--seconds")
+            .arg(seconds.to_string())
+            .arg("--config")
+            .arg(&app.config),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    v["signatures_per_second"].as_f64().expect("rate")
+}
+
+/// `clients` keep-alive connections sending TSA requests back to back for `duration`.
+fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let addr = app.addr.expect("running");
+    let config = demo_client_config(app);
+    let requests: Arc<Vec<Bytes>> = Arc::new((0..512u64).map(|n| Bytes::from(tsp::request(&n.to_be_bytes(), n + 1, false))).collect());
+    rt.block_on(async move {
+        let mut conns = Vec::new();
+        for _ in 0..clients {
+            conns.push(Connection::connect(addr, config.clone()).await.expect("connect"));
+        }
+        // Warm up every connection once, then measure.
+        for c in &mut conns {
+            c.post("/v1/tsa", "application/timestamp-query", requests[0].clone()).await.expect("warm-up");
+        }
+        let start = Instant::now();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut conn)| {
+                let requests = Arc::clone(&requests);
+                tokio::spawn(async move {
+                    let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, i);
+                    while start.elapsed() < duration {
+                        let t = Instant::now();
+                        match conn.post("/v1/tsa", "application/timestamp-query", requests[n % requests.len()].clone()).await {
+                            Ok((status, body)) if status == 200 && !body.is_empty() => latencies.push(t.elapsed()),
+                            _ => errors += 1,
+                        }
+                        n += clients;
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (l, e) = t.await.expect("client");
+            latencies.extend(l);
+            errors += e;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        latencies.sort();
+        let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+        Point {
+            clients,
+            rate: latencies.len() as f64 / elapsed,
+            p50: pct(0.50),
+            p99: pct(0.99),
+            errors,
+        }
+    })
+}

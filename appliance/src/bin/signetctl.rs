@@ -18,11 +18,21 @@ struct Cli {
 enum Command {
     /// Key ceremony: make the keys in the token and the dev PKI.
     Init(cli::init::Args),
+    /// The HSM itself.
+    #[command(subcommand)]
+    Hsm(HsmCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum HsmCommand {
+    /// Measure the raw signing rate of a key (the ceiling for every protocol).
+    Bench(cli::hsm_bench::Args),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Init(args) => cli::init::exec(args),
+        Command::Hsm(HsmCommand::Bench(args)) => cli::hsm_bench::exec(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -199,18 +199,27 @@ impl Hsm {
         info
     }
 
-    /// Sign `digest` with key `label`, verify the signature, and return it (DER for ECDSA).
-    pub async fn sign(&self, key: &KeyInfo, scheme: SignatureScheme, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let (label, d) = (key.label.clone(), digest.to_vec());
-        let signature = self.run(move |w| sign_digest(w, &label, scheme, &d)).await?;
-        verified(key, scheme, digest, signature)
+    /// Sign `message` with `key`: hashed here, the digest signed in the token, the signature
+    /// verified over the message before it is returned (DER for ECDSA).
+    pub async fn sign(&self, key: &KeyInfo, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let (label, digest) = (key.label.clone(), scheme.hash().digest(message));
+        let signature = self.run(move |w| sign_digest(w, &label, scheme, &digest)).await?;
+        verified(key, key.public.verify_message(scheme, message, &signature), signature)
     }
 
     /// [`Hsm::sign`] for callers outside async code.
-    pub fn sign_blocking(&self, key: &KeyInfo, scheme: SignatureScheme, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
+    pub fn sign_blocking(&self, key: &KeyInfo, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let (label, digest) = (key.label.clone(), scheme.hash().digest(message));
+        let signature = self.run_blocking(move |w| sign_digest(w, &label, scheme, &digest))?;
+        verified(key, key.public.verify_message(scheme, message, &signature), signature)
+    }
+
+    /// Sign a digest computed elsewhere (the message is not at hand): verification then
+    /// goes over the digest, which is slower.
+    pub async fn sign_digest(&self, key: &KeyInfo, scheme: SignatureScheme, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
         let (label, d) = (key.label.clone(), digest.to_vec());
-        let signature = self.run_blocking(move |w| sign_digest(w, &label, scheme, &d))?;
-        verified(key, scheme, digest, signature)
+        let signature = self.run(move |w| sign_digest(w, &label, scheme, &d)).await?;
+        verified(key, key.public.verify_digest(scheme, digest, &signature), signature)
     }
 
     /// Generate a key pair inside the token (sensitive, never extractable) and return its public side.
@@ -288,12 +297,15 @@ impl Hsm {
     }
 }
 
-/// Release a signature only if it verifies with the key's public key.
-fn verified(key: &KeyInfo, scheme: SignatureScheme, digest: &[u8], signature: Vec<u8>) -> Result<Vec<u8>, HsmError> {
-    key.public
-        .verify_digest(scheme, digest, &signature)
-        .map_err(|_| HsmError::BadSignature(key.label.clone()))?;
-    Ok(signature)
+/// Release a signature only if it verified with the key's public key.
+fn verified(key: &KeyInfo, check: Result<(), signet_pki::Error>, signature: Vec<u8>) -> Result<Vec<u8>, HsmError> {
+    match check {
+        Ok(()) => Ok(signature),
+        Err(_) => {
+            tracing::error!(key = %key.label, "the token returned a signature that does not verify");
+            Err(HsmError::BadSignature(key.label.clone()))
+        }
+    }
 }
 
 /// Load and initialise a PKCS#11 module. Already initialised in this process is fine.

@@ -65,11 +65,10 @@ struct HsmSigner {
 
 impl Signer for HsmSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        let digest = self.ours.hash().digest(message);
         // rustls asks synchronously mid-handshake; the wait is announced to Tokio
         // (block_in_place) so other connections keep being served.
         self.hsm
-            .sign_blocking(&self.key, self.ours, &digest)
+            .sign_blocking(&self.key, self.ours, message)
             .map_err(|e| rustls::Error::General(format!("HSM signing failed: {e}")))
     }
 

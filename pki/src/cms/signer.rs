@@ -86,13 +86,13 @@ impl SignerIdentity {
         attrs.extend(extra);
         // DER orders a SET OF by encoding; the signature covers this exact encoding.
         let signed_attrs: SignedAttributes = SetOfVec::try_from(attrs)?;
-        let digest = self.scheme.hash().digest(&signed_attrs.to_der()?);
+        let signed_bytes = signed_attrs.to_der()?;
         Ok(PreparedSignedData {
             identity: self.clone_public(include_certificates),
             content_type,
             econtent,
             signed_attrs,
-            digest,
+            signed_bytes,
         })
     }
 
@@ -120,13 +120,18 @@ pub struct PreparedSignedData {
     content_type: ObjectIdentifier,
     econtent: Option<Vec<u8>>,
     signed_attrs: SignedAttributes,
-    digest: Vec<u8>,
+    signed_bytes: Vec<u8>,
 }
 
 impl PreparedSignedData {
-    /// The digest of the DER signed attributes: what the HSM signs.
-    pub fn digest(&self) -> &[u8] {
-        &self.digest
+    /// The DER signed attributes: the message the signature covers.
+    pub fn signed_bytes(&self) -> &[u8] {
+        &self.signed_bytes
+    }
+
+    /// The digest of the signed attributes: what the HSM signs.
+    pub fn digest(&self) -> Vec<u8> {
+        self.identity.scheme.hash().digest(&self.signed_bytes)
     }
 
     /// The scheme the signature must be made with.

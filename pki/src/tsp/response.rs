@@ -85,9 +85,9 @@ impl TimeStampAuthority {
 }
 
 impl PreparedToken {
-    /// The digest the TSA key signs.
-    pub fn digest(&self) -> &[u8] {
-        self.signed_data.digest()
+    /// The message the TSA key signs (the DER signed attributes).
+    pub fn signed_bytes(&self) -> &[u8] {
+        self.signed_data.signed_bytes()
     }
 
     /// The scheme the TSA key signs with.

@@ -123,9 +123,9 @@ impl PreparedCertificate {
         self.scheme
     }
 
-    /// The digest the issuer's key signs.
-    pub fn digest(&self) -> Vec<u8> {
-        self.scheme.hash().digest(&self.tbs_der)
+    /// The DER TBSCertificate: the message the issuer's key signs.
+    pub fn tbs_der(&self) -> &[u8] {
+        &self.tbs_der
     }
 
     /// Attach the signature (DER for ECDSA) and return the certificate.
