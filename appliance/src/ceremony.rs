@@ -91,7 +91,11 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     let pki = &config.pki;
     let now = SystemTime::now() - Duration::from_secs(300);
     let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
-    let params = |profile, subject: &str, key: SubjectPublicKeyInfoOwned, lifetime| -> Result<CertificateParams, CeremonyError> {
+    let params = |profile,
+                  subject: &str,
+                  key: SubjectPublicKeyInfoOwned,
+                  lifetime|
+     -> Result<CertificateParams, CeremonyError> {
         Ok(CertificateParams {
             profile,
             subject: x509::parse_name(subject)?,
@@ -106,14 +110,24 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     let root = sign_certificate(
         &hsm,
         &root_key,
-        params(Profile::Ca { path_len: None }, &pki.root_subject, root_key.spki.clone(), days(pki.root_days))?,
+        params(
+            Profile::Ca { path_len: None },
+            &pki.root_subject,
+            root_key.spki.clone(),
+            days(pki.root_days),
+        )?,
         None,
     )?;
     let issuer = Issuer::from_certificate(&root, root_scheme);
     let tsa = sign_certificate(
         &hsm,
         &root_key,
-        params(Profile::TimeStamping, &pki.tsa_subject, tsa_key.spki.clone(), days(pki.leaf_days))?,
+        params(
+            Profile::TimeStamping,
+            &pki.tsa_subject,
+            tsa_key.spki.clone(),
+            days(pki.leaf_days),
+        )?,
         Some(&issuer),
     )?;
     let tls = sign_certificate(
@@ -174,26 +188,35 @@ pub fn sign_certificate(
 
 /// Make a fresh SoftHSM token (dev profile): wipe it first when `force` or when it is absent.
 fn make_dev_token(config: &Config, dir: &Path, force: bool) -> Result<(), CeremonyError> {
-    let so_pin = config
-        .hsm
-        .so_pin
-        .as_ref()
-        .ok_or_else(|| CeremonyError::Config("hsm.so_pin is needed to create the dev token".into()))?;
-    let user_pin = config
-        .hsm
-        .user_pin
-        .as_ref()
-        .ok_or_else(|| CeremonyError::Config("hsm.user_pin is needed to create the dev token".into()))?;
+    let so_pin = config.hsm.so_pin.as_ref().ok_or_else(|| {
+        CeremonyError::Config("hsm.so_pin is needed to create the dev token".into())
+    })?;
+    let user_pin = config.hsm.user_pin.as_ref().ok_or_else(|| {
+        CeremonyError::Config("hsm.user_pin is needed to create the dev token".into())
+    })?;
     let tokens = dir.join("tokens");
-    let has_token = std::fs::read_dir(&tokens).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let has_token = std::fs::read_dir(&tokens)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
     if has_token && !force {
         return Ok(());
     }
     if tokens.exists() {
-        std::fs::remove_dir_all(&tokens).map_err(|source| CeremonyError::Io { path: tokens.clone(), source })?;
+        std::fs::remove_dir_all(&tokens).map_err(|source| CeremonyError::Io {
+            path: tokens.clone(),
+            source,
+        })?;
     }
-    softhsm::write_conf(dir).map_err(|source| CeremonyError::Io { path: dir.to_owned(), source })?;
-    softhsm::init_token(&config.hsm.module, &config.hsm.token_label, so_pin, user_pin)?;
+    softhsm::write_conf(dir).map_err(|source| CeremonyError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    softhsm::init_token(
+        &config.hsm.module,
+        &config.hsm.token_label,
+        so_pin,
+        user_pin,
+    )?;
     Ok(())
 }
 
@@ -216,7 +239,8 @@ fn alt_names(names: &[String]) -> Vec<SubjectAltName> {
 }
 
 /// The demo application's key: a software P-256 key written to disk, for the demo only.
-fn demo_client_key() -> Result<(zeroize::Zeroizing<String>, SubjectPublicKeyInfoOwned), CeremonyError> {
+fn demo_client_key(
+) -> Result<(zeroize::Zeroizing<String>, SubjectPublicKeyInfoOwned), CeremonyError> {
     use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     let secret = p256::SecretKey::random(&mut rand_core::OsRng);
     let pem = secret
@@ -226,7 +250,8 @@ fn demo_client_key() -> Result<(zeroize::Zeroizing<String>, SubjectPublicKeyInfo
         .public_key()
         .to_public_key_der()
         .map_err(|_| signet_pki::Error::Invalid("demo key encoding"))?;
-    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).map_err(signet_pki::Error::from)?;
+    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes())
+        .map_err(signet_pki::Error::from)?;
     Ok((pem, spki))
 }
 
@@ -235,12 +260,18 @@ fn write_pem(path: &Path, certs: &[&Certificate]) -> Result<(), CeremonyError> {
     for c in certs {
         text.push_str(&x509::certificate_to_pem(c)?);
     }
-    std::fs::write(path, text).map_err(|source| CeremonyError::Io { path: path.to_owned(), source })
+    std::fs::write(path, text).map_err(|source| CeremonyError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CeremonyError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| CeremonyError::Io { path: path.to_owned(), source };
+    let io = |source| CeremonyError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -257,12 +288,18 @@ fn create_private_dir(path: &Path) -> Result<(), CeremonyError> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|source| CeremonyError::Io { path: path.to_owned(), source })
+        .map_err(|source| CeremonyError::Io {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Whether `cert` certifies `key`.
 pub fn certifies(cert: &Certificate, key: &KeyInfo) -> bool {
-    match (cert.tbs_certificate.subject_public_key_info.to_der(), key.spki.to_der()) {
+    match (
+        cert.tbs_certificate.subject_public_key_info.to_der(),
+        key.spki.to_der(),
+    ) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }

@@ -71,7 +71,11 @@ pub async fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), Start
     let layout = StateLayout::new(&config.state_dir);
     let hsm_settings = crate::settings::hsm(&config).map_err(StartError::Config)?;
     let hsm = tokio::task::block_in_place(|| Hsm::open(&hsm_settings))?;
-    tracing::info!(token = hsm.token_label(), workers = hsm.workers(), "HSM token logged in");
+    tracing::info!(
+        token = hsm.token_label(),
+        workers = hsm.workers(),
+        "HSM token logged in"
+    );
 
     let root = read_certs(&layout.root_ca())?;
     let tls_chain = read_certs(&layout.tls_chain())?;
@@ -84,7 +88,12 @@ pub async fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), Start
     let keys = &config.keys;
     let tls_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.tls_server.label))?;
     let tsa_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.tsa.label))?;
-    expect_certifies(&tls_chain[0], &keys.tls_server.label, &tls_key, &layout.tls_chain())?;
+    expect_certifies(
+        &tls_chain[0],
+        &keys.tls_server.label,
+        &tls_key,
+        &layout.tls_chain(),
+    )?;
     expect_certifies(&tsa_cert[0], &keys.tsa.label, &tsa_key, &layout.tsa_cert())?;
 
     let tls_config = tls::server_config(
@@ -94,8 +103,12 @@ pub async fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), Start
     )?;
 
     let store = Store::open(&layout.database())?;
-    let signer = SignerIdentity::new(tsa_cert[0].clone(), root.clone(), tsa_key.algorithm.default_scheme())
-        .map_err(|e| StartError::Config(format!("TSA signer: {e}")))?;
+    let signer = SignerIdentity::new(
+        tsa_cert[0].clone(),
+        root.clone(),
+        tsa_key.algorithm.default_scheme(),
+    )
+    .map_err(|e| StartError::Config(format!("TSA signer: {e}")))?;
     let authority = TimeStampAuthority::new(signer, tsa_policy(&config)?);
     let clock = if config.require_clock_sync() {
         ClockPolicy::Require
@@ -119,7 +132,9 @@ pub async fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), Start
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!("listening on https://{bound}");
     let limits = Limits {
         max_header_bytes: api.max_header_bytes,
@@ -157,7 +172,10 @@ fn tsa_policy(config: &Config) -> Result<TsaPolicy, StartError> {
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
@@ -181,19 +199,29 @@ fn read_certs(path: &Path) -> Result<Vec<Certificate>, StartError> {
     Ok(certs)
 }
 
-fn to_rustls(certs: &[Certificate], path: &Path) -> Result<Vec<CertificateDer<'static>>, StartError> {
+fn to_rustls(
+    certs: &[Certificate],
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, StartError> {
     certs
         .iter()
         .map(|c| {
-            c.to_der().map(CertificateDer::from).map_err(|e| StartError::File {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })
+            c.to_der()
+                .map(CertificateDer::from)
+                .map_err(|e| StartError::File {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })
         })
         .collect()
 }
 
-fn expect_certifies(cert: &Certificate, label: &str, key: &crate::hsm::KeyInfo, path: &Path) -> Result<(), StartError> {
+fn expect_certifies(
+    cert: &Certificate,
+    label: &str,
+    key: &crate::hsm::KeyInfo,
+    path: &Path,
+) -> Result<(), StartError> {
     if certifies(cert, key) {
         Ok(())
     } else {

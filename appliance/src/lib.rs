@@ -3,24 +3,26 @@
 //! `signet-pki` knows the formats; this crate owns I/O, the HSM, policy and state.
 #![warn(missing_docs)]
 
-pub mod hsm;
-pub mod clock;
-pub mod store;
+pub mod api;
 pub mod ceremony;
+pub mod cli;
+pub mod clock;
+pub mod daemon;
+pub mod hsm;
 pub mod layout;
+pub mod server;
 pub mod settings;
+pub mod store;
 pub mod tls;
 pub mod tsa;
-pub mod api;
-pub mod server;
-pub mod cli;
-pub mod daemon;
 
 /// Set up logging: human-readable or JSON lines on stderr, filtered by `RUST_LOG`.
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -7,11 +7,9 @@ use crate::hsm::HsmSettings;
 
 /// The HSM settings; the PIN comes from the config (dev) — the sealed config comes later.
 pub fn hsm(config: &Config) -> Result<HsmSettings, String> {
-    let pin = config
-        .hsm
-        .user_pin
-        .clone()
-        .ok_or_else(|| "hsm.user_pin is not set (production PINs come from the sealed config)".to_string())?;
+    let pin = config.hsm.user_pin.clone().ok_or_else(|| {
+        "hsm.user_pin is not set (production PINs come from the sealed config)".to_string()
+    })?;
     Ok(HsmSettings {
         module: config.hsm.module.clone(),
         token_label: config.hsm.token_label.clone(),

@@ -58,7 +58,9 @@ impl TsaService {
             tracing::error!(error = %e, "TSA serial allocation failed");
             TspError::SystemFailure
         })?;
-        let prepared = self.authority.prepare(&accepted, SystemTime::now(), serial)?;
+        let prepared = self
+            .authority
+            .prepare(&accepted, SystemTime::now(), serial)?;
         let signature = self
             .hsm
             .sign(&self.key, prepared.scheme(), prepared.signed_bytes())
@@ -75,7 +77,10 @@ impl TsaService {
             (ClockSync::Synchronised, _) => Ok(()),
             (_, ClockPolicy::Require) => Err(TspError::TimeNotAvailable),
             (status, ClockPolicy::WarnOnly) => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
                 let last = self.last_clock_warning.load(Ordering::Relaxed);
                 if now >= last + 60
                     && self
@@ -83,7 +88,10 @@ impl TsaService {
                         .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                         .is_ok()
                 {
-                    tracing::warn!(?status, "clock is not synchronised; stamping anyway (dev profile)");
+                    tracing::warn!(
+                        ?status,
+                        "clock is not synchronised; stamping anyway (dev profile)"
+                    );
                 }
                 Ok(())
             }

@@ -331,10 +331,16 @@ impl Config {
             return Err(invalid("api.max_body_bytes", "must be at least 1".into()));
         }
         if self.api.max_header_bytes < 8192 {
-            return Err(invalid("api.max_header_bytes", "must be at least 8192".into()));
+            return Err(invalid(
+                "api.max_header_bytes",
+                "must be at least 8192".into(),
+            ));
         }
         if self.api.header_timeout_secs == 0 || self.api.request_timeout_secs == 0 {
-            return Err(invalid("api.*_timeout_secs", "timeouts must be at least 1 second".into()));
+            return Err(invalid(
+                "api.*_timeout_secs",
+                "timeouts must be at least 1 second".into(),
+            ));
         }
         if self.api.max_connections == 0 {
             return Err(invalid("api.max_connections", "must be at least 1".into()));
@@ -372,7 +378,10 @@ fn check_oid(s: &str) -> Result<(), &'static str> {
         if a.is_empty() || !a.bytes().all(|b| b.is_ascii_digit()) {
             return Err("arcs are decimal numbers");
         }
-        values.push(a.parse::<u32>().map_err(|_| "every arc must fit in 32 bits")?);
+        values.push(
+            a.parse::<u32>()
+                .map_err(|_| "every arc must fit in 32 bits")?,
+        );
     }
     match (values[0], values[1]) {
         (0 | 1, second) if second >= 40 => Err("under arcs 0 and 1 the second arc is below 40"),

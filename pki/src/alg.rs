@@ -35,9 +35,14 @@ impl HashAlg {
 
     /// The algorithm for an OID, if this crate knows it.
     pub fn from_oid(oid: ObjectIdentifier) -> Option<Self> {
-        [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512]
-            .into_iter()
-            .find(|h| h.oid() == oid)
+        [
+            HashAlg::Sha1,
+            HashAlg::Sha256,
+            HashAlg::Sha384,
+            HashAlg::Sha512,
+        ]
+        .into_iter()
+        .find(|h| h.oid() == oid)
     }
 
     /// Length of the digest in bytes.
@@ -119,7 +124,10 @@ impl KeyAlgorithm {
             (
                 KeyAlgorithm::Rsa(_),
                 SignatureScheme::RsaPkcs1v15(_) | SignatureScheme::RsaPss(_)
-            ) | (KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384, SignatureScheme::Ecdsa(_))
+            ) | (
+                KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384,
+                SignatureScheme::Ecdsa(_)
+            )
         )
     }
 }
@@ -149,9 +157,15 @@ impl SignatureScheme {
     pub fn algorithm_identifier(self) -> Result<AlgorithmIdentifierOwned> {
         let null = || Some(Any::from(AnyRef::NULL));
         let (oid, parameters) = match self {
-            SignatureScheme::RsaPkcs1v15(HashAlg::Sha256) => (rfc5912::SHA_256_WITH_RSA_ENCRYPTION, null()),
-            SignatureScheme::RsaPkcs1v15(HashAlg::Sha384) => (rfc5912::SHA_384_WITH_RSA_ENCRYPTION, null()),
-            SignatureScheme::RsaPkcs1v15(HashAlg::Sha512) => (rfc5912::SHA_512_WITH_RSA_ENCRYPTION, null()),
+            SignatureScheme::RsaPkcs1v15(HashAlg::Sha256) => {
+                (rfc5912::SHA_256_WITH_RSA_ENCRYPTION, null())
+            }
+            SignatureScheme::RsaPkcs1v15(HashAlg::Sha384) => {
+                (rfc5912::SHA_384_WITH_RSA_ENCRYPTION, null())
+            }
+            SignatureScheme::RsaPkcs1v15(HashAlg::Sha512) => {
+                (rfc5912::SHA_512_WITH_RSA_ENCRYPTION, null())
+            }
             SignatureScheme::Ecdsa(HashAlg::Sha256) => (rfc5912::ECDSA_WITH_SHA_256, None),
             SignatureScheme::Ecdsa(HashAlg::Sha384) => (rfc5912::ECDSA_WITH_SHA_384, None),
             SignatureScheme::Ecdsa(HashAlg::Sha512) => (rfc5912::ECDSA_WITH_SHA_512, None),
@@ -187,7 +201,12 @@ mod tests {
 
     #[test]
     fn digest_info_prefix_matches_der_of_digest_info() {
-        for h in [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
+        for h in [
+            HashAlg::Sha1,
+            HashAlg::Sha256,
+            HashAlg::Sha384,
+            HashAlg::Sha512,
+        ] {
             let prefix = h.digest_info_prefix();
             // SEQUENCE length covers the rest of the prefix plus the digest.
             assert_eq!(prefix[1] as usize, prefix.len() - 2 + h.output_len());

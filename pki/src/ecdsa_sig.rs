@@ -17,7 +17,7 @@ struct EcdsaSigValue<'a> {
 
 /// Convert a raw `r || s` signature (two equal halves) to DER.
 pub fn raw_to_der(raw: &[u8]) -> Result<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(Error::Invalid("ECDSA signature of odd or zero length"));
     }
     let (r, s) = raw.split_at(raw.len() / 2);

@@ -74,16 +74,36 @@ impl PublicKey {
     ) -> Result<()> {
         use ring::signature as rs;
         let alg: &dyn rs::VerificationAlgorithm = match (&self.key, scheme) {
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha256)) => &rs::RSA_PKCS1_2048_8192_SHA256,
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha384)) => &rs::RSA_PKCS1_2048_8192_SHA384,
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha512)) => &rs::RSA_PKCS1_2048_8192_SHA512,
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha256)) => &rs::RSA_PSS_2048_8192_SHA256,
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha384)) => &rs::RSA_PSS_2048_8192_SHA384,
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha512)) => &rs::RSA_PSS_2048_8192_SHA512,
-            (KeyMaterial::P256(_), SignatureScheme::Ecdsa(HashAlg::Sha256)) => &rs::ECDSA_P256_SHA256_ASN1,
-            (KeyMaterial::P256(_), SignatureScheme::Ecdsa(HashAlg::Sha384)) => &rs::ECDSA_P256_SHA384_ASN1,
-            (KeyMaterial::P384(_), SignatureScheme::Ecdsa(HashAlg::Sha256)) => &rs::ECDSA_P384_SHA256_ASN1,
-            (KeyMaterial::P384(_), SignatureScheme::Ecdsa(HashAlg::Sha384)) => &rs::ECDSA_P384_SHA384_ASN1,
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha256)) => {
+                &rs::RSA_PKCS1_2048_8192_SHA256
+            }
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha384)) => {
+                &rs::RSA_PKCS1_2048_8192_SHA384
+            }
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha512)) => {
+                &rs::RSA_PKCS1_2048_8192_SHA512
+            }
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha256)) => {
+                &rs::RSA_PSS_2048_8192_SHA256
+            }
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha384)) => {
+                &rs::RSA_PSS_2048_8192_SHA384
+            }
+            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha512)) => {
+                &rs::RSA_PSS_2048_8192_SHA512
+            }
+            (KeyMaterial::P256(_), SignatureScheme::Ecdsa(HashAlg::Sha256)) => {
+                &rs::ECDSA_P256_SHA256_ASN1
+            }
+            (KeyMaterial::P256(_), SignatureScheme::Ecdsa(HashAlg::Sha384)) => {
+                &rs::ECDSA_P256_SHA384_ASN1
+            }
+            (KeyMaterial::P384(_), SignatureScheme::Ecdsa(HashAlg::Sha256)) => {
+                &rs::ECDSA_P384_SHA256_ASN1
+            }
+            (KeyMaterial::P384(_), SignatureScheme::Ecdsa(HashAlg::Sha384)) => {
+                &rs::ECDSA_P384_SHA384_ASN1
+            }
             // ring has no such pairing (SHA-1, SHA-512 with ECDSA, RSA under 2048 bits is
             // refused by ring anyway): take the digest path.
             _ => return self.verify_digest(scheme, &scheme.hash().digest(message), signature),
@@ -139,15 +159,15 @@ impl PublicKey {
             }
             (KeyMaterial::P256(k), SignatureScheme::Ecdsa(_)) => {
                 use p256::ecdsa::signature::hazmat::PrehashVerifier;
-                let sig = p256::ecdsa::Signature::from_der(signature)
-                    .map_err(|_| Error::BadSignature)?;
+                let sig =
+                    p256::ecdsa::Signature::from_der(signature).map_err(|_| Error::BadSignature)?;
                 k.verify_prehash(digest, &sig)
                     .map_err(|_| Error::BadSignature)
             }
             (KeyMaterial::P384(k), SignatureScheme::Ecdsa(_)) => {
                 use p384::ecdsa::signature::hazmat::PrehashVerifier;
-                let sig = p384::ecdsa::Signature::from_der(signature)
-                    .map_err(|_| Error::BadSignature)?;
+                let sig =
+                    p384::ecdsa::Signature::from_der(signature).map_err(|_| Error::BadSignature)?;
                 k.verify_prehash(digest, &sig)
                     .map_err(|_| Error::BadSignature)
             }

@@ -6,7 +6,6 @@
 //!
 //! The load generator runs on the same machine (one thread), so it takes CPU from the
 //! daemon and from SoftHSM: the ratio is a lower bound of what a remote client would see.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 use std::sync::Arc;
@@ -32,7 +31,10 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let seconds = if quick { 1.0 } else { 5.0 };
     println!("TSA benchmark: SoftHSM, {HSM_WORKERS} HSM worker threads, mTLS HTTP/1.1 keep-alive, {seconds} s per point");
-    println!("{:<9} {:>12} {:>8} {:>11} {:>7} {:>8} {:>8} {:>7}", "key", "raw sign/s", "clients", "TSA resp/s", "ratio", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<9} {:>12} {:>8} {:>11} {:>7} {:>8} {:>8} {:>7}",
+        "key", "raw sign/s", "clients", "TSA resp/s", "ratio", "p50 ms", "p99 ms", "errors"
+    );
     for key in KEYS {
         let mut app = Appliance::init_with(|t| {
             t["keys"]["tsa"]["algorithm"] = toml::Value::String(key.into());
@@ -76,18 +78,35 @@ fn raw_ceiling(app: &Appliance, seconds: f64) -> f64 {
 
 /// `clients` keep-alive connections sending TSA requests back to back for `duration`.
 fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let addr = app.addr.expect("running");
     let config = demo_client_config(app);
-    let requests: Arc<Vec<Bytes>> = Arc::new((0..512u64).map(|n| Bytes::from(tsp::request(&n.to_be_bytes(), n + 1, false))).collect());
+    let requests: Arc<Vec<Bytes>> = Arc::new(
+        (0..512u64)
+            .map(|n| Bytes::from(tsp::request(&n.to_be_bytes(), n + 1, false)))
+            .collect(),
+    );
     rt.block_on(async move {
         let mut conns = Vec::new();
         for _ in 0..clients {
-            conns.push(Connection::connect(addr, config.clone()).await.expect("connect"));
+            conns.push(
+                Connection::connect(addr, config.clone())
+                    .await
+                    .expect("connect"),
+            );
         }
         // Warm up every connection once, then measure.
         for c in &mut conns {
-            c.post("/v1/tsa", "application/timestamp-query", requests[0].clone()).await.expect("warm-up");
+            c.post(
+                "/v1/tsa",
+                "application/timestamp-query",
+                requests[0].clone(),
+            )
+            .await
+            .expect("warm-up");
         }
         let start = Instant::now();
         let tasks: Vec<_> = conns
@@ -99,8 +118,17 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
                     let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, i);
                     while start.elapsed() < duration {
                         let t = Instant::now();
-                        match conn.post("/v1/tsa", "application/timestamp-query", requests[n % requests.len()].clone()).await {
-                            Ok((status, body)) if status == 200 && !body.is_empty() => latencies.push(t.elapsed()),
+                        match conn
+                            .post(
+                                "/v1/tsa",
+                                "application/timestamp-query",
+                                requests[n % requests.len()].clone(),
+                            )
+                            .await
+                        {
+                            Ok((status, body)) if status == 200 && !body.is_empty() => {
+                                latencies.push(t.elapsed())
+                            }
                             _ => errors += 1,
                         }
                         n += clients;
@@ -118,7 +146,12 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
         }
         let elapsed = start.elapsed().as_secs_f64();
         latencies.sort();
-        let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+        let pct = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
         Point {
             clients,
             rate: latencies.len() as f64 / elapsed,

@@ -34,7 +34,9 @@ pub fn demo_client_config(app: &Appliance) -> Arc<rustls::ClientConfig> {
 
 fn pem_certs(path: &std::path::Path) -> Vec<CertificateDer<'static>> {
     let pem = std::fs::read(path).expect("pem file");
-    rustls_pemfile::certs(&mut pem.as_slice()).map(|c| c.expect("cert")).collect()
+    rustls_pemfile::certs(&mut pem.as_slice())
+        .map(|c| c.expect("cert"))
+        .collect()
 }
 
 /// One keep-alive connection.
@@ -45,7 +47,10 @@ pub struct Connection {
 
 impl Connection {
     /// Connect and handshake.
-    pub async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<Connection> {
+    pub async fn connect(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Connection> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let tls = tokio_rustls::TlsConnector::from(config)
@@ -64,7 +69,12 @@ impl Connection {
     }
 
     /// POST `body` and read the whole answer.
-    pub async fn post(&mut self, path: &str, content_type: &str, body: Bytes) -> hyper::Result<(StatusCode, Bytes)> {
+    pub async fn post(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> hyper::Result<(StatusCode, Bytes)> {
         let req = Request::post(path)
             .header("host", &self.host)
             .header("content-type", content_type)

@@ -4,7 +4,6 @@
 //!
 //! The binaries are those of the same build profile as the test (`cargo build --bins`
 //! first; `scripts/test.sh` does). A missing binary or judge fails the test: nothing skips.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -41,7 +40,11 @@ pub fn bin(name: &str) -> PathBuf {
 /// The Python of the judges' venv (made by scripts/install-deps.sh).
 pub fn judges_python() -> PathBuf {
     let py = repo_root().join(".venv/judges/bin/python");
-    assert!(py.exists(), "{} is missing: run scripts/install-deps.sh", py.display());
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/install-deps.sh",
+        py.display()
+    );
     py
 }
 
@@ -78,7 +81,10 @@ fn register_child(pid: u32) {
     extern "C" fn kill_children() {
         if let Ok(pids) = CHILDREN.lock() {
             for pid in pids.iter() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }
@@ -116,10 +122,17 @@ impl Appliance {
     /// A fresh appliance from `dev.toml` with `edit` applied to the TOML, initialised with
     /// `signetctl init`.
     pub fn init_with(edit: impl FnOnce(&mut toml::Table)) -> Appliance {
-        let dir = tempfile::Builder::new().prefix("signet-e2e-").tempdir().expect("tempdir");
-        let text = std::fs::read_to_string(repo_root().join("firmware-config/dev.toml")).expect("dev.toml");
+        let dir = tempfile::Builder::new()
+            .prefix("signet-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let text = std::fs::read_to_string(repo_root().join("firmware-config/dev.toml"))
+            .expect("dev.toml");
         let mut table: toml::Table = text.parse().expect("dev.toml parses");
-        table.insert("state_dir".into(), toml::Value::String(dir.path().to_string_lossy().into_owned()));
+        table.insert(
+            "state_dir".into(),
+            toml::Value::String(dir.path().to_string_lossy().into_owned()),
+        );
         edit(&mut table);
         let config = dir.path().join("appliance.toml");
         std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("write config");
@@ -132,7 +145,12 @@ impl Appliance {
             log,
             starts: 0,
         };
-        run_ok(Command::new(bin("signetctl")).arg("init").arg("--config").arg(&appliance.config));
+        run_ok(
+            Command::new(bin("signetctl"))
+                .arg("init")
+                .arg("--config")
+                .arg(&appliance.config),
+        );
         appliance
     }
 
@@ -152,8 +170,15 @@ impl Appliance {
     /// `pkcs11-tool` on this appliance's token, logged in.
     pub fn pkcs11_tool(&self) -> Command {
         let mut cmd = Command::new("pkcs11-tool");
-        cmd.env("SOFTHSM2_CONF", self.softhsm_conf())
-            .args(["--module", SOFTHSM_MODULE, "--token-label", "signet-dev", "--login", "--pin", "1234"]);
+        cmd.env("SOFTHSM2_CONF", self.softhsm_conf()).args([
+            "--module",
+            SOFTHSM_MODULE,
+            "--token-label",
+            "signet-dev",
+            "--login",
+            "--pin",
+            "1234",
+        ]);
         cmd
     }
 
@@ -222,7 +247,8 @@ impl Appliance {
 
     /// Everything the current (or last) daemon logged.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.with_extension(format!("{}.log", self.starts))).unwrap_or_default()
+        std::fs::read_to_string(self.log.with_extension(format!("{}.log", self.starts)))
+            .unwrap_or_default()
     }
 
     /// Kill the daemon with SIGKILL: no chance to clean up.
@@ -238,7 +264,10 @@ impl Appliance {
     /// Stop the daemon with SIGTERM and return its exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Ok(Some(s)) = child.try_wait() {
@@ -287,8 +316,15 @@ impl Appliance {
             .arg("-w")
             .arg("%{http_code}")
             .arg(self.url("/v1/tsa")));
-        let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-        assert!(code != 0, "no HTTP answer: {}", String::from_utf8_lossy(&out.stderr));
+        let code: u16 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert!(
+            code != 0,
+            "no HTTP answer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         (code, std::fs::read(out_file.path()).expect("response"))
     }
 }
@@ -305,13 +341,19 @@ impl Drop for Appliance {
 
 fn listening_addr(log: &str) -> Option<SocketAddr> {
     let rest = log.split("listening on https://").nth(1)?;
-    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '\x1b').collect();
+    let addr: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '\x1b')
+        .collect();
     addr.parse().ok()
 }
 
 /// Read lines of a child's output until one contains `needle` (or the stream ends).
 pub fn wait_for_line(reader: impl std::io::Read, needle: &str) -> Option<String> {
-    BufReader::new(reader).lines().map_while(Result::ok).find(|l| l.contains(needle))
+    BufReader::new(reader)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains(needle))
 }
 
 pub mod client;

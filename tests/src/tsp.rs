@@ -45,7 +45,8 @@ pub fn tst_info(response: &[u8]) -> TstInfo {
     let resp = TimeStampResp::from_der(response).expect("TimeStampResp");
     assert_eq!(resp.status.status, 0, "not granted: {:?}", resp.status);
     let token = resp.time_stamp_token.expect("token");
-    let signed = cms::signed_data::SignedData::from_der(&token.content.to_der().expect("der")).expect("SignedData");
+    let signed = cms::signed_data::SignedData::from_der(&token.content.to_der().expect("der"))
+        .expect("SignedData");
     let econtent = signed.encap_content_info.econtent.expect("eContent");
     TstInfo::from_der(econtent.value()).expect("TSTInfo")
 }

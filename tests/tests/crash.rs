@@ -15,7 +15,12 @@ const CLIENTS: usize = 4;
 
 /// Run `CLIENTS` keep-alive clients until `target` serials are collected in total or
 /// their connections die; returns each client's serials in the order it received them.
-fn load(rt: &tokio::runtime::Runtime, a: &Appliance, target: usize, done: Arc<AtomicUsize>) -> Vec<Vec<u128>> {
+fn load(
+    rt: &tokio::runtime::Runtime,
+    a: &Appliance,
+    target: usize,
+    done: Arc<AtomicUsize>,
+) -> Vec<Vec<u128>> {
     let addr = a.addr.expect("running");
     let config = demo_client_config(a);
     let results = Arc::new(Mutex::new(vec![Vec::new(); CLIENTS]));
@@ -23,12 +28,21 @@ fn load(rt: &tokio::runtime::Runtime, a: &Appliance, target: usize, done: Arc<At
         .map(|c| {
             let (config, done, results) = (config.clone(), Arc::clone(&done), Arc::clone(&results));
             rt.spawn(async move {
-                let Ok(mut conn) = Connection::connect(addr, config).await else { return };
+                let Ok(mut conn) = Connection::connect(addr, config).await else {
+                    return;
+                };
                 let mut n = 0u64;
                 while done.load(Ordering::SeqCst) < target {
                     n += 1;
-                    let req = Bytes::from(tsp::request(format!("client {c} request {n}").as_bytes(), n, false));
-                    let Ok((status, body)) = conn.post("/v1/tsa", "application/timestamp-query", req).await else {
+                    let req = Bytes::from(tsp::request(
+                        format!("client {c} request {n}").as_bytes(),
+                        n,
+                        false,
+                    ));
+                    let Ok((status, body)) = conn
+                        .post("/v1/tsa", "application/timestamp-query", req)
+                        .await
+                    else {
                         return; // the daemon died under us
                     };
                     assert_eq!(status, 200);
@@ -66,7 +80,10 @@ fn serials_stay_distinct_and_increasing_across_kill_9() {
             while killer_done.load(Ordering::SeqCst) < 500 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         });
         load(&rt, &a, usize::MAX, Arc::clone(&done))
     });
@@ -79,14 +96,25 @@ fn serials_stay_distinct_and_increasing_across_kill_9() {
     let after = load(&rt, &a, 1000 - n_before, Arc::new(AtomicUsize::new(0)));
     a.stop();
 
-    let all: Vec<u128> = before.iter().chain(after.iter()).flatten().copied().collect();
+    let all: Vec<u128> = before
+        .iter()
+        .chain(after.iter())
+        .flatten()
+        .copied()
+        .collect();
     assert!(all.len() >= 1000, "{} timestamps", all.len());
     let distinct: HashSet<_> = all.iter().collect();
     assert_eq!(distinct.len(), all.len(), "a serial was issued twice");
     for client in before.iter().chain(after.iter()) {
-        assert!(client.windows(2).all(|w| w[0] < w[1]), "a client saw serials go down: {client:?}");
+        assert!(
+            client.windows(2).all(|w| w[0] < w[1]),
+            "a client saw serials go down: {client:?}"
+        );
     }
     let max_before = before.iter().flatten().max().expect("some before");
     let min_after = after.iter().flatten().min().expect("some after");
-    assert!(min_after > max_before, "after the restart {min_after} <= {max_before}");
+    assert!(
+        min_after > max_before,
+        "after the restart {min_after} <= {max_before}"
+    );
 }

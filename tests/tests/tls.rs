@@ -28,15 +28,29 @@ fn app() -> &'static Appliance {
 fn healthz_with(cert: Option<(&Path, &Path)>) -> (Option<u16>, String) {
     let a = app();
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg("--cacert")
-        .arg(a.path("pki/root-ca.pem"));
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ])
+    .arg("--cacert")
+    .arg(a.path("pki/root-ca.pem"));
     if let Some((c, k)) = cert {
         cmd.arg("--cert").arg(c).arg("--key").arg(k);
     }
     let out = run(cmd.arg(a.url("/healthz")));
-    let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-    ((code != 0).then_some(code), String::from_utf8_lossy(&out.stderr).into_owned())
+    let code: u16 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (
+        (code != 0).then_some(code),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn refusals_logged() -> usize {
@@ -46,13 +60,35 @@ fn refusals_logged() -> usize {
 /// A fresh P-256 key made by openssl: (key file, SPKI).
 fn software_key(dir: &Path, name: &str) -> (PathBuf, SubjectPublicKeyInfoOwned) {
     let key = dir.join(format!("{name}.key"));
-    run_ok(Command::new("openssl").args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"]).arg(&key));
-    let spki = run(Command::new("openssl").args(["pkey", "-pubout", "-outform", "DER", "-in"]).arg(&key)).stdout;
-    (key, SubjectPublicKeyInfoOwned::from_der(&spki).expect("SPKI"))
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&key),
+    );
+    let spki = run(Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key))
+    .stdout;
+    (
+        key,
+        SubjectPublicKeyInfoOwned::from_der(&spki).expect("SPKI"),
+    )
 }
 
 /// Issue a client certificate from the appliance's root CA (in the HSM) with the given validity.
-fn issue_client_cert(dir: &Path, name: &str, not_before: SystemTime, lifetime: Duration) -> (PathBuf, PathBuf) {
+fn issue_client_cert(
+    dir: &Path,
+    name: &str,
+    not_before: SystemTime,
+    lifetime: Duration,
+) -> (PathBuf, PathBuf) {
     static HSM: OnceLock<Hsm> = OnceLock::new();
     let a = app();
     let hsm = HSM.get_or_init(|| {
@@ -62,7 +98,10 @@ fn issue_client_cert(dir: &Path, name: &str, not_before: SystemTime, lifetime: D
         Hsm::open(&signet::settings::hsm(&config).expect("settings")).expect("HSM")
     });
     let root_key = hsm.key_blocking("root-ca").expect("root key");
-    let root = x509::certificate_from_pem(&std::fs::read_to_string(a.path("pki/root-ca.pem")).expect("root")).expect("pem");
+    let root = x509::certificate_from_pem(
+        &std::fs::read_to_string(a.path("pki/root-ca.pem")).expect("root"),
+    )
+    .expect("pem");
     let issuer = Issuer::from_certificate(&root, root_key.algorithm.default_scheme());
     let (key, spki) = software_key(dir, name);
     let params = CertificateParams {
@@ -82,7 +121,10 @@ fn issue_client_cert(dir: &Path, name: &str, not_before: SystemTime, lifetime: D
 #[test]
 fn the_demo_client_is_accepted() {
     let a = app();
-    let (code, err) = healthz_with(Some((&a.path("demo/client.pem"), &a.path("demo/client.key"))));
+    let (code, err) = healthz_with(Some((
+        &a.path("demo/client.pem"),
+        &a.path("demo/client.key"),
+    )));
     assert_eq!(code, Some(200), "{err}");
 }
 
@@ -92,25 +134,80 @@ fn no_client_certificate_is_refused_at_the_handshake() {
     let (code, err) = healthz_with(None);
     assert_eq!(code, None, "answered without a client certificate: {err}");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(refusals_logged() > before, "server did not log the refusal:\n{}", app().log());
+    assert!(
+        refusals_logged() > before,
+        "server did not log the refusal:\n{}",
+        app().log()
+    );
 }
 
 #[test]
 fn a_certificate_from_another_ca_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
-    run_ok(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
-        .args(["-subj", "/CN=Other CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
-        .arg("-keyout").arg(d.join("ca.key")).arg("-out").arg(d.join("ca.pem")));
-    run_ok(Command::new("openssl")
-        .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/O=Signet/CN=demo-app"])
-        .arg("-keyout").arg(d.join("c.key")).arg("-out").arg(d.join("c.csr")));
-    std::fs::write(d.join("ext"), "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n").expect("ext");
-    run_ok(Command::new("openssl")
-        .args(["x509", "-req", "-days", "30", "-CAcreateserial"])
-        .arg("-in").arg(d.join("c.csr")).arg("-CA").arg(d.join("ca.pem")).arg("-CAkey").arg(d.join("ca.key"))
-        .arg("-extfile").arg(d.join("ext")).arg("-out").arg(d.join("c.pem")));
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "30",
+            ])
+            .args([
+                "-subj",
+                "/CN=Other CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ])
+            .arg("-keyout")
+            .arg(d.join("ca.key"))
+            .arg("-out")
+            .arg(d.join("ca.pem")),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/O=Signet/CN=demo-app",
+            ])
+            .arg("-keyout")
+            .arg(d.join("c.key"))
+            .arg("-out")
+            .arg(d.join("c.csr")),
+    );
+    std::fs::write(
+        d.join("ext"),
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "30", "-CAcreateserial"])
+            .arg("-in")
+            .arg(d.join("c.csr"))
+            .arg("-CA")
+            .arg(d.join("ca.pem"))
+            .arg("-CAkey")
+            .arg(d.join("ca.key"))
+            .arg("-extfile")
+            .arg(d.join("ext"))
+            .arg("-out")
+            .arg(d.join("c.pem")),
+    );
     let before = refusals_logged();
     let (code, err) = healthz_with(Some((&d.join("c.pem"), &d.join("c.key"))));
     assert_eq!(code, None, "answered a client of another CA: {err}");
@@ -123,17 +220,22 @@ fn an_expired_certificate_from_the_right_ca_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let day = Duration::from_secs(86_400);
     // Control: same CA, same profile, valid now.
-    let (good, good_key) = issue_client_cert(dir.path(), "fresh-app", SystemTime::now() - day, 10 * day);
+    let (good, good_key) =
+        issue_client_cert(dir.path(), "fresh-app", SystemTime::now() - day, 10 * day);
     assert_eq!(healthz_with(Some((&good, &good_key))).0, Some(200));
     // Valid for one day, ten days ago.
-    let (old, old_key) = issue_client_cert(dir.path(), "expired-app", SystemTime::now() - 10 * day, day);
+    let (old, old_key) =
+        issue_client_cert(dir.path(), "expired-app", SystemTime::now() - 10 * day, day);
     let before = refusals_logged();
     let (code, err) = healthz_with(Some((&old, &old_key)));
     assert_eq!(code, None, "answered an expired client: {err}");
     std::thread::sleep(Duration::from_millis(200));
     let log = app().log();
     assert!(log.matches("TLS handshake refused").count() > before);
-    assert!(log.contains("certificate expired"), "the refusal should say why:\n{log}");
+    assert!(
+        log.contains("certificate expired"),
+        "the refusal should say why:\n{log}"
+    );
 }
 
 /// openssl s_client limited to one protocol version, with the demo credentials.
@@ -141,11 +243,25 @@ fn s_client(version: &str) -> String {
     let a = app();
     let addr = a.addr.expect("running").to_string();
     let out = run(Command::new("openssl")
-        .args(["s_client", "-connect", &addr, version, "-cipher", "DEFAULT:@SECLEVEL=0"])
-        .arg("-cert").arg(a.path("demo/client.pem"))
-        .arg("-key").arg(a.path("demo/client.key"))
-        .arg("-CAfile").arg(a.path("pki/root-ca.pem")));
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        .args([
+            "s_client",
+            "-connect",
+            &addr,
+            version,
+            "-cipher",
+            "DEFAULT:@SECLEVEL=0",
+        ])
+        .arg("-cert")
+        .arg(a.path("demo/client.pem"))
+        .arg("-key")
+        .arg(a.path("demo/client.key"))
+        .arg("-CAfile")
+        .arg(a.path("pki/root-ca.pem")));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -155,7 +271,10 @@ fn only_tls_1_2_and_1_3_are_spoken() {
     let before = refusals_logged();
     let text = s_client("-tls1_1");
     // The client did send a TLS 1.1 hello and the server answered with an alert.
-    assert!(text.contains("alert") && text.contains("no peer certificate available"), "{text}");
+    assert!(
+        text.contains("alert") && text.contains("no peer certificate available"),
+        "{text}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert!(refusals_logged() > before, "server did not log the refusal");
 }

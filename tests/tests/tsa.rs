@@ -29,7 +29,14 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 /// `openssl ts -query` with `args`, posted; returns the response file.
 fn stamp_with_openssl(dir: &Path, data: &Path, args: &[&str]) -> (PathBuf, PathBuf) {
     let query = dir.join("req.tsq");
-    run_ok(Command::new("openssl").args(["ts", "-query", "-data"]).arg(data).args(args).arg("-out").arg(&query));
+    run_ok(
+        Command::new("openssl")
+            .args(["ts", "-query", "-data"])
+            .arg(data)
+            .args(args)
+            .arg("-out")
+            .arg(&query),
+    );
     let (status, body) = app().post_tsa(&query, "application/timestamp-query");
     assert_eq!(status, 200);
     (query, write(dir, "resp.tsr", &body))
@@ -37,8 +44,15 @@ fn stamp_with_openssl(dir: &Path, data: &Path, args: &[&str]) -> (PathBuf, PathB
 
 fn openssl_verify(args: &[&std::ffi::OsStr]) -> (bool, String) {
     let out = run(Command::new("openssl").args(["ts", "-verify"]).args(args));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success() && text.contains("Verification: OK"), text)
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success() && text.contains("Verification: OK"),
+        text,
+    )
 }
 
 #[test]
@@ -54,12 +68,22 @@ fn openssl_verifies_tokens_for_every_hash_with_and_without_nonce() {
             }
             let (query, resp) = stamp_with_openssl(dir.path(), &data, &args);
             let (ok, text) = openssl_verify(&[
-                "-data".as_ref(), data.as_os_str(), "-in".as_ref(), resp.as_os_str(), "-CAfile".as_ref(), root.as_os_str(),
+                "-data".as_ref(),
+                data.as_os_str(),
+                "-in".as_ref(),
+                resp.as_os_str(),
+                "-CAfile".as_ref(),
+                root.as_os_str(),
             ]);
             assert!(ok, "{hash} nonce={nonce}: {text}");
             // Against the query too: imprint, nonce and policy must all match.
             let (ok, text) = openssl_verify(&[
-                "-queryfile".as_ref(), query.as_os_str(), "-in".as_ref(), resp.as_os_str(), "-CAfile".as_ref(), root.as_os_str(),
+                "-queryfile".as_ref(),
+                query.as_os_str(),
+                "-in".as_ref(),
+                resp.as_os_str(),
+                "-CAfile".as_ref(),
+                root.as_os_str(),
             ]);
             assert!(ok, "{hash} nonce={nonce} (queryfile): {text}");
         }
@@ -74,7 +98,12 @@ fn a_token_for_other_data_fails_verification() {
     let (_, resp) = stamp_with_openssl(dir.path(), &data, &["-sha256", "-cert"]);
     let root = app().path("pki/root-ca.pem");
     let (ok, text) = openssl_verify(&[
-        "-data".as_ref(), other.as_os_str(), "-in".as_ref(), resp.as_os_str(), "-CAfile".as_ref(), root.as_os_str(),
+        "-data".as_ref(),
+        other.as_os_str(),
+        "-in".as_ref(),
+        resp.as_os_str(),
+        "-CAfile".as_ref(),
+        root.as_os_str(),
     ]);
     assert!(!ok && text.contains("message imprint mismatch"), "{text}");
 }
@@ -85,8 +114,18 @@ fn certificates_are_included_only_when_asked() {
     let data = write(dir.path(), "data.bin", b"cert req");
     let count_certs = |resp: &Path| {
         let token = dir.path().join("token.der");
-        run_ok(Command::new("openssl").args(["ts", "-reply", "-in"]).arg(resp).args(["-token_out", "-out"]).arg(&token));
-        let out = run_ok(Command::new("openssl").args(["pkcs7", "-inform", "DER", "-print_certs", "-noout", "-in"]).arg(&token));
+        run_ok(
+            Command::new("openssl")
+                .args(["ts", "-reply", "-in"])
+                .arg(resp)
+                .args(["-token_out", "-out"])
+                .arg(&token),
+        );
+        let out = run_ok(
+            Command::new("openssl")
+                .args(["pkcs7", "-inform", "DER", "-print_certs", "-noout", "-in"])
+                .arg(&token),
+        );
         out.matches("subject=").count()
     };
     let (_, with) = stamp_with_openssl(dir.path(), &data, &["-sha256", "-cert"]);
@@ -97,8 +136,14 @@ fn certificates_are_included_only_when_asked() {
     let root = app().path("pki/root-ca.pem");
     let tsa = app().path("pki/tsa.pem");
     let (ok, text) = openssl_verify(&[
-        "-data".as_ref(), data.as_os_str(), "-in".as_ref(), without.as_os_str(), "-CAfile".as_ref(), root.as_os_str(),
-        "-untrusted".as_ref(), tsa.as_os_str(),
+        "-data".as_ref(),
+        data.as_os_str(),
+        "-in".as_ref(),
+        without.as_os_str(),
+        "-CAfile".as_ref(),
+        root.as_os_str(),
+        "-untrusted".as_ref(),
+        tsa.as_os_str(),
     ]);
     assert!(ok, "{text}");
 }
@@ -108,23 +153,49 @@ fn token_states_policy_accuracy_and_tsa_name() {
     let dir = work_dir();
     let data = write(dir.path(), "data.bin", b"policy");
     let (_, resp) = stamp_with_openssl(dir.path(), &data, &["-sha256", "-cert"]);
-    let text = run_ok(Command::new("openssl").args(["ts", "-reply", "-text", "-in"]).arg(&resp));
+    let text = run_ok(
+        Command::new("openssl")
+            .args(["ts", "-reply", "-text", "-in"])
+            .arg(&resp),
+    );
     assert!(text.contains("Status: Granted."), "{text}");
     assert!(text.contains("Policy OID: 1.3.6.1.4.1.32473.1.1"), "{text}");
     assert!(text.contains("Accuracy: 0x01 seconds"), "{text}");
     assert!(text.contains("Ordering: no"), "{text}");
-    assert!(text.contains("TSA: DirName:/O=Signet/CN=Signet Dev TSA"), "{text}");
+    assert!(
+        text.contains("TSA: DirName:/O=Signet/CN=Signet Dev TSA"),
+        "{text}"
+    );
 
     // An accepted alternative policy is stamped as asked.
-    let (_, resp) = stamp_with_openssl(dir.path(), &data, &["-sha256", "-tspolicy", "1.3.6.1.4.1.32473.1.2"]);
-    let text = run_ok(Command::new("openssl").args(["ts", "-reply", "-text", "-in"]).arg(&resp));
+    let (_, resp) = stamp_with_openssl(
+        dir.path(),
+        &data,
+        &["-sha256", "-tspolicy", "1.3.6.1.4.1.32473.1.2"],
+    );
+    let text = run_ok(
+        Command::new("openssl")
+            .args(["ts", "-reply", "-text", "-in"])
+            .arg(&resp),
+    );
     assert!(text.contains("Policy OID: 1.3.6.1.4.1.32473.1.2"), "{text}");
 
     // Any other policy is refused with unacceptedPolicy.
     let (_, resp) = stamp_with_openssl(dir.path(), &data, &["-sha256", "-tspolicy", "1.2.3.4"]);
-    assert_eq!(tsp::fail_bits(&std::fs::read(&resp).expect("resp")), vec![15]);
-    let text = run_ok(Command::new("openssl").args(["ts", "-reply", "-text", "-in"]).arg(&resp));
-    assert!(text.contains("Status: Rejected.") && text.contains("requested TSA policy is not supported"), "{text}");
+    assert_eq!(
+        tsp::fail_bits(&std::fs::read(&resp).expect("resp")),
+        vec![15]
+    );
+    let text = run_ok(
+        Command::new("openssl")
+            .args(["ts", "-reply", "-text", "-in"])
+            .arg(&resp),
+    );
+    assert!(
+        text.contains("Status: Rejected.")
+            && text.contains("requested TSA policy is not supported"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -159,8 +230,13 @@ print('rfc3161ng OK', len(tst))
     let data = write(dir.path(), "data.bin", b"stamped by rfc3161ng");
     let root = a.path("pki/root-ca.pem");
     let (ok, text) = openssl_verify(&[
-        "-data".as_ref(), data.as_os_str(), "-in".as_ref(), token.as_os_str(), "-token_in".as_ref(),
-        "-CAfile".as_ref(), root.as_os_str(),
+        "-data".as_ref(),
+        data.as_os_str(),
+        "-in".as_ref(),
+        token.as_os_str(),
+        "-token_in".as_ref(),
+        "-CAfile".as_ref(),
+        root.as_os_str(),
     ]);
     assert!(ok, "{text}");
 }

@@ -40,7 +40,10 @@ fn request_with(hash: const_oid::ObjectIdentifier, imprint_len: usize, extension
     TimeStampReq {
         version: TspVersion::V1,
         message_imprint: MessageImprint {
-            hash_algorithm: AlgorithmIdentifierOwned { oid: hash, parameters: None },
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: hash,
+                parameters: None,
+            },
             hashed_message: OctetString::new(vec![0xab; imprint_len]).expect("imprint"),
         },
         req_policy: None,
@@ -72,11 +75,16 @@ fn garbage_empty_and_truncated_requests_are_bad_requests() {
     bodies.push([valid.clone(), vec![0]].concat());
     // A huge declared length, and deep nesting.
     bodies.push(vec![0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01]);
-    bodies.push([vec![0x30, 0x80].repeat(2000), vec![0; 4000]].concat());
+    bodies.push([[0x30u8, 0x80].repeat(2000), vec![0; 4000]].concat());
     for body in &bodies {
         let (status, resp) = post(body, QUERY);
         assert_eq!(status, 200, "body of {} bytes", body.len());
-        assert_eq!(tsp::fail_bits(&resp), vec![2], "badRequest for body of {} bytes", body.len());
+        assert_eq!(
+            tsp::fail_bits(&resp),
+            vec![2],
+            "badRequest for body of {} bytes",
+            body.len()
+        );
     }
     assert_still_serving();
 }
@@ -85,12 +93,24 @@ fn garbage_empty_and_truncated_requests_are_bad_requests() {
 fn policy_errors_carry_their_own_fail_info() {
     use const_oid::db::rfc5912::{ID_MD_5, ID_SHA_1, ID_SHA_256};
     // SHA-1 is off unless configured; MD5 is never accepted.
-    assert_eq!(tsp::fail_bits(&post(&request_with(ID_SHA_1, 20, false), QUERY).1), vec![0]);
-    assert_eq!(tsp::fail_bits(&post(&request_with(ID_MD_5, 16, false), QUERY).1), vec![0]);
+    assert_eq!(
+        tsp::fail_bits(&post(&request_with(ID_SHA_1, 20, false), QUERY).1),
+        vec![0]
+    );
+    assert_eq!(
+        tsp::fail_bits(&post(&request_with(ID_MD_5, 16, false), QUERY).1),
+        vec![0]
+    );
     // An imprint whose length does not fit its hash.
-    assert_eq!(tsp::fail_bits(&post(&request_with(ID_SHA_256, 20, false), QUERY).1), vec![5]);
+    assert_eq!(
+        tsp::fail_bits(&post(&request_with(ID_SHA_256, 20, false), QUERY).1),
+        vec![5]
+    );
     // An extension the TSA does not know.
-    assert_eq!(tsp::fail_bits(&post(&request_with(ID_SHA_256, 32, true), QUERY).1), vec![16]);
+    assert_eq!(
+        tsp::fail_bits(&post(&request_with(ID_SHA_256, 32, true), QUERY).1),
+        vec![16]
+    );
     assert_still_serving();
 }
 
@@ -102,7 +122,10 @@ fn wrong_content_type_is_415_with_a_timestamp_resp() {
         assert_eq!(tsp::fail_bits(&resp), vec![2]);
     }
     // Parameters and case do not matter.
-    let (status, _) = post(&tsp::request(b"x", 1, false), "Application/Timestamp-Query; charset=binary");
+    let (status, _) = post(
+        &tsp::request(b"x", 1, false),
+        "Application/Timestamp-Query; charset=binary",
+    );
     assert_eq!(status, 200);
     assert_still_serving();
 }
@@ -118,7 +141,13 @@ fn a_body_over_the_limit_is_413() {
     std::fs::write(file.path(), &big).expect("write");
     let out = run(app()
         .curl()
-        .args(["-H", "Content-Type: application/timestamp-query", "-H", "Transfer-Encoding: chunked", "--http1.1"])
+        .args([
+            "-H",
+            "Content-Type: application/timestamp-query",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--http1.1",
+        ])
         .arg("--data-binary")
         .arg(format!("@{}", file.path().display()))
         .args(["-o", "/dev/null", "-w", "%{http_code}"])
@@ -130,13 +159,22 @@ fn a_body_over_the_limit_is_413() {
 #[test]
 fn other_methods_and_routes_get_http_errors() {
     let a = app();
-    let code = |cmd: &mut Command| run_ok(cmd.args(["-o", "/dev/null", "-w", "%{http_code}"])).trim().to_owned();
+    let code = |cmd: &mut Command| {
+        run_ok(cmd.args(["-o", "/dev/null", "-w", "%{http_code}"]))
+            .trim()
+            .to_owned()
+    };
     assert_eq!(code(a.curl().arg(a.url("/v1/tsa"))), "405");
     assert_eq!(code(a.curl().arg(a.url("/nope"))), "404");
     assert_eq!(code(a.curl().arg(a.url("/healthz"))), "200");
     // Both HTTP versions are served.
     for v in ["--http1.1", "--http2"] {
-        let out = run_ok(a.curl().arg(v).args(["-o", "/dev/null", "-w", "%{http_version}"]).arg(a.url("/healthz")));
+        let out = run_ok(
+            a.curl()
+                .arg(v)
+                .args(["-o", "/dev/null", "-w", "%{http_version}"])
+                .arg(a.url("/healthz")),
+        );
         assert_eq!(out.trim(), if v == "--http2" { "2" } else { "1.1" });
     }
 }

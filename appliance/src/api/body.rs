@@ -45,7 +45,11 @@ pub fn has_content_type(req: &Request<Incoming>, expected: &str) -> bool {
 const DRAIN_CAP: usize = 1024 * 1024;
 
 /// Read the whole body, refusing more than `limit` bytes and taking no longer than `deadline`.
-pub async fn read(req: Request<Incoming>, limit: usize, deadline: Duration) -> Result<Bytes, BodyError> {
+pub async fn read(
+    req: Request<Incoming>,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, BodyError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)

@@ -18,7 +18,11 @@ pub fn bytes(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> H
 
 /// A text/plain response.
 pub fn text(status: StatusCode, body: &'static str) -> HttpResponse {
-    bytes(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+    bytes(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
 }
 
 /// An `application/problem+json` response with a stable `code`.
@@ -29,12 +33,21 @@ pub fn json(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
         "status": status.as_u16(),
         "detail": detail,
     });
-    bytes(status, "application/problem+json", body.to_string().into_bytes())
+    bytes(
+        status,
+        "application/problem+json",
+        body.to_string().into_bytes(),
+    )
 }
 
 /// 405 naming the allowed method.
 pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
-    let mut resp = json(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", &format!("use {allow}"));
-    resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    let mut resp = json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        &format!("use {allow}"),
+    );
+    resp.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
     resp
 }

@@ -22,14 +22,17 @@ pub(super) async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
     }
     let request = match body::read(req, app.max_body_bytes, app.body_timeout).await {
         Ok(b) => b,
-        Err(e @ BodyError::TooLarge { .. }) => return reply_error(StatusCode::PAYLOAD_TOO_LARGE, &e),
+        Err(e @ BodyError::TooLarge { .. }) => {
+            return reply_error(StatusCode::PAYLOAD_TOO_LARGE, &e)
+        }
         Err(e) => return reply_error(StatusCode::BAD_REQUEST, &e),
     };
     match app.tsa.stamp(&request).await {
         Ok(granted) => problem::bytes(StatusCode::OK, REPLY, granted),
         Err(e @ TspError::SystemFailure) => {
             let mut resp = problem::bytes(StatusCode::SERVICE_UNAVAILABLE, REPLY, rejection(&e));
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             resp
         }
         Err(e) => {
@@ -42,5 +45,9 @@ pub(super) async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
 /// An HTTP-level refusal, still with a TimeStampResp (badRequest) a TSP client can read.
 fn reply_error(status: StatusCode, err: &BodyError) -> HttpResponse {
     tracing::info!(error = %err, %status, "time-stamp request refused");
-    problem::bytes(status, REPLY, rejection(&TspError::Malformed(err.to_string())))
+    problem::bytes(
+        status,
+        REPLY,
+        rejection(&TspError::Malformed(err.to_string())),
+    )
 }

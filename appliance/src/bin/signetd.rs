@@ -33,7 +33,10 @@ fn main() -> ExitCode {
     // Before any thread exists: SoftHSM reads its config path from the environment.
     signet::cli::prepare_softhsm(&config);
     signet::init_logging(config.log.json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("signetd: cannot start the runtime: {e}");

@@ -61,7 +61,10 @@ pub fn exec(args: Args) -> Result<(), String> {
         signatures_per_second: rate,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
     } else {
         println!(
             "{} ({}): {:.0} signatures/s with {} thread(s) over {:.1} s",

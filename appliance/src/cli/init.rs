@@ -36,7 +36,11 @@ pub fn exec(args: Args) -> Result<(), String> {
         println!("  root CA       {}", report.root_ca.display());
         println!("  TSA           {}", report.tsa_certificate.display());
         println!("  TLS server    {}", report.tls_certificate.display());
-        println!("  demo client   {} (key {})", report.client_certificate.display(), report.client_key.display());
+        println!(
+            "  demo client   {} (key {})",
+            report.client_certificate.display(),
+            report.client_key.display()
+        );
     }
     Ok(())
 }

@@ -53,7 +53,8 @@ pub(super) fn find_private_key(session: &Session, label: &str) -> Result<ObjectH
 
 /// Refuse a private key whose attributes say it is extractable or not sensitive.
 fn check_never_leaves(session: &Session, key: ObjectHandle, label: &str) -> Result<(), HsmError> {
-    let attrs = session.get_attributes(key, &[AttributeType::Extractable, AttributeType::Sensitive])?;
+    let attrs =
+        session.get_attributes(key, &[AttributeType::Extractable, AttributeType::Sensitive])?;
     let mut extractable = None;
     let mut sensitive = None;
     for a in attrs {
@@ -100,7 +101,8 @@ pub(super) fn read_public_key(session: &Session, label: &str) -> Result<KeyInfo,
             AttributeType::EcPoint,
         ],
     )?;
-    let (mut key_type, mut modulus, mut exponent, mut params, mut point) = (None, None, None, None, None);
+    let (mut key_type, mut modulus, mut exponent, mut params, mut point) =
+        (None, None, None, None, None);
     for a in attrs {
         match a {
             Attribute::KeyType(t) => key_type = Some(t),
@@ -117,11 +119,15 @@ pub(super) fn read_public_key(session: &Session, label: &str) -> Result<KeyInfo,
     };
     let spki = match key_type {
         Some(KeyType::RSA) => {
-            let (n, e) = modulus.zip(exponent).ok_or_else(|| unsupported("RSA key without modulus"))?;
+            let (n, e) = modulus
+                .zip(exponent)
+                .ok_or_else(|| unsupported("RSA key without modulus"))?;
             rsa_spki(&n, &e)?
         }
         Some(KeyType::EC) => {
-            let (params, point) = params.zip(point).ok_or_else(|| unsupported("EC key without point"))?;
+            let (params, point) = params
+                .zip(point)
+                .ok_or_else(|| unsupported("EC key without point"))?;
             ec_spki(&params, &point).map_err(|_| unsupported("EC parameters or point"))?
         }
         _ => return Err(unsupported("only RSA and EC keys are used")),
@@ -174,7 +180,12 @@ fn ec_spki(params: &[u8], point: &[u8]) -> der::Result<SubjectPublicKeyInfoOwned
 }
 
 /// Generate a key pair inside the token: private key sensitive, never extractable.
-pub(super) fn generate(session: &Session, label: &str, algorithm: KeyAlgorithm, id: &[u8]) -> Result<(), HsmError> {
+pub(super) fn generate(
+    session: &Session,
+    label: &str,
+    algorithm: KeyAlgorithm,
+    id: &[u8],
+) -> Result<(), HsmError> {
     let exists = !session
         .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?
         .is_empty();
@@ -206,8 +217,14 @@ pub(super) fn generate(session: &Session, label: &str, algorithm: KeyAlgorithm, 
             Mechanism::RsaPkcsKeyPairGen
         }
         KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => {
-            let curve = if algorithm == KeyAlgorithm::EcP256 { SECP256R1 } else { SECP384R1 };
-            public.push(Attribute::EcParams(curve.to_der().map_err(signet_pki::Error::from)?));
+            let curve = if algorithm == KeyAlgorithm::EcP256 {
+                SECP256R1
+            } else {
+                SECP384R1
+            };
+            public.push(Attribute::EcParams(
+                curve.to_der().map_err(signet_pki::Error::from)?,
+            ));
             Mechanism::EccKeyPairGen
         }
     };

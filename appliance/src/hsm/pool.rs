@@ -87,8 +87,12 @@ impl Hsm {
         let mut threads = Vec::with_capacity(settings.workers);
         for n in 0..settings.workers {
             let rx = Arc::clone(&rx);
-            let mut worker =
-                WorkerSession::new(ctx.clone(), settings.token_label.clone(), Arc::clone(&pin), slot);
+            let mut worker = WorkerSession::new(
+                ctx.clone(),
+                settings.token_label.clone(),
+                Arc::clone(&pin),
+                slot,
+            );
             let thread = std::thread::Builder::new()
                 .name(format!("hsm-{n}"))
                 .spawn(move || loop {
@@ -201,29 +205,64 @@ impl Hsm {
 
     /// Sign `message` with `key`: hashed here, the digest signed in the token, the signature
     /// verified over the message before it is returned (DER for ECDSA).
-    pub async fn sign(&self, key: &KeyInfo, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+    pub async fn sign(
+        &self,
+        key: &KeyInfo,
+        scheme: SignatureScheme,
+        message: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
         let (label, digest) = (key.label.clone(), scheme.hash().digest(message));
-        let signature = self.run(move |w| sign_digest(w, &label, scheme, &digest)).await?;
-        verified(key, key.public.verify_message(scheme, message, &signature), signature)
+        let signature = self
+            .run(move |w| sign_digest(w, &label, scheme, &digest))
+            .await?;
+        verified(
+            key,
+            key.public.verify_message(scheme, message, &signature),
+            signature,
+        )
     }
 
     /// [`Hsm::sign`] for callers outside async code.
-    pub fn sign_blocking(&self, key: &KeyInfo, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+    pub fn sign_blocking(
+        &self,
+        key: &KeyInfo,
+        scheme: SignatureScheme,
+        message: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
         let (label, digest) = (key.label.clone(), scheme.hash().digest(message));
         let signature = self.run_blocking(move |w| sign_digest(w, &label, scheme, &digest))?;
-        verified(key, key.public.verify_message(scheme, message, &signature), signature)
+        verified(
+            key,
+            key.public.verify_message(scheme, message, &signature),
+            signature,
+        )
     }
 
     /// Sign a digest computed elsewhere (the message is not at hand): verification then
     /// goes over the digest, which is slower.
-    pub async fn sign_digest(&self, key: &KeyInfo, scheme: SignatureScheme, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
+    pub async fn sign_digest(
+        &self,
+        key: &KeyInfo,
+        scheme: SignatureScheme,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
         let (label, d) = (key.label.clone(), digest.to_vec());
-        let signature = self.run(move |w| sign_digest(w, &label, scheme, &d)).await?;
-        verified(key, key.public.verify_digest(scheme, digest, &signature), signature)
+        let signature = self
+            .run(move |w| sign_digest(w, &label, scheme, &d))
+            .await?;
+        verified(
+            key,
+            key.public.verify_digest(scheme, digest, &signature),
+            signature,
+        )
     }
 
     /// Generate a key pair inside the token (sensitive, never extractable) and return its public side.
-    pub fn generate_key_blocking(&self, label: &str, algorithm: KeyAlgorithm) -> Result<Arc<KeyInfo>, HsmError> {
+    pub fn generate_key_blocking(
+        &self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<Arc<KeyInfo>, HsmError> {
         let id = self.random_blocking(16)?;
         let l = label.to_owned();
         let info = self.run_blocking(move |w| {
@@ -298,7 +337,11 @@ impl Hsm {
 }
 
 /// Release a signature only if it verified with the key's public key.
-fn verified(key: &KeyInfo, check: Result<(), signet_pki::Error>, signature: Vec<u8>) -> Result<Vec<u8>, HsmError> {
+fn verified(
+    key: &KeyInfo,
+    check: Result<(), signet_pki::Error>,
+    signature: Vec<u8>,
+) -> Result<Vec<u8>, HsmError> {
     match check {
         Ok(()) => Ok(signature),
         Err(_) => {

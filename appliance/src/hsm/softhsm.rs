@@ -30,18 +30,30 @@ pub fn write_conf(dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(&tokens)?;
     let tokens = std::fs::canonicalize(&tokens)?;
     let conf = conf_path(dir);
-    std::fs::write(&conf, CONF_TEMPLATE.replace("@TOKENDIR@", &tokens.to_string_lossy()))?;
+    std::fs::write(
+        &conf,
+        CONF_TEMPLATE.replace("@TOKENDIR@", &tokens.to_string_lossy()),
+    )?;
     Ok(conf)
 }
 
 /// Initialise a new token labelled `label` in the first free slot of `module`, with the
 /// given SO and user PINs. The process's SOFTHSM2_CONF must point at the token's config.
-pub fn init_token(module: &Path, label: &str, so_pin: &SecretString, user_pin: &SecretString) -> Result<(), HsmError> {
+pub fn init_token(
+    module: &Path,
+    label: &str,
+    so_pin: &SecretString,
+    user_pin: &SecretString,
+) -> Result<(), HsmError> {
     let ctx = load_module(module)?;
     let slot = ctx
         .get_all_slots()?
         .into_iter()
-        .find(|s| ctx.get_token_info(*s).map(|t| !t.token_initialized()).unwrap_or(false))
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .map(|t| !t.token_initialized())
+                .unwrap_or(false)
+        })
         .ok_or_else(|| HsmError::TokenNotFound("(a free slot)".into()))?;
     let so = AuthPin::new(so_pin.expose_secret().into());
     ctx.init_token(slot, &so, label)?;

@@ -43,10 +43,16 @@ impl SerialAllocator {
 }
 
 /// Durably move counter `name` forward by `count`; returns the reserved range.
-pub(super) fn reserve(conn: &mut rusqlite::Connection, name: &str, count: u64) -> Result<Range<u64>, StoreError> {
+pub(super) fn reserve(
+    conn: &mut rusqlite::Connection,
+    name: &str,
+    count: u64,
+) -> Result<Range<u64>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let next: i64 = tx
-        .query_row("SELECT next FROM counters WHERE name = ?1", [name], |r| r.get(0))
+        .query_row("SELECT next FROM counters WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok(1),
             e => Err(e),

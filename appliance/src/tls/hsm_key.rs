@@ -25,12 +25,27 @@ impl HsmSigningKey {
     /// The TLS schemes this key can make, most preferred first.
     fn schemes(&self) -> &'static [(TlsScheme, SignatureScheme)] {
         match self.key.algorithm {
-            KeyAlgorithm::EcP256 => &[(TlsScheme::ECDSA_NISTP256_SHA256, SignatureScheme::Ecdsa(HashAlg::Sha256))],
-            KeyAlgorithm::EcP384 => &[(TlsScheme::ECDSA_NISTP384_SHA384, SignatureScheme::Ecdsa(HashAlg::Sha384))],
+            KeyAlgorithm::EcP256 => &[(
+                TlsScheme::ECDSA_NISTP256_SHA256,
+                SignatureScheme::Ecdsa(HashAlg::Sha256),
+            )],
+            KeyAlgorithm::EcP384 => &[(
+                TlsScheme::ECDSA_NISTP384_SHA384,
+                SignatureScheme::Ecdsa(HashAlg::Sha384),
+            )],
             KeyAlgorithm::Rsa(_) => &[
-                (TlsScheme::RSA_PSS_SHA256, SignatureScheme::RsaPss(HashAlg::Sha256)),
-                (TlsScheme::RSA_PSS_SHA384, SignatureScheme::RsaPss(HashAlg::Sha384)),
-                (TlsScheme::RSA_PKCS1_SHA256, SignatureScheme::RsaPkcs1v15(HashAlg::Sha256)),
+                (
+                    TlsScheme::RSA_PSS_SHA256,
+                    SignatureScheme::RsaPss(HashAlg::Sha256),
+                ),
+                (
+                    TlsScheme::RSA_PSS_SHA384,
+                    SignatureScheme::RsaPss(HashAlg::Sha384),
+                ),
+                (
+                    TlsScheme::RSA_PKCS1_SHA256,
+                    SignatureScheme::RsaPkcs1v15(HashAlg::Sha256),
+                ),
             ],
         }
     }

@@ -39,7 +39,9 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     for ca in client_cas {
-        roots.add(ca).map_err(|e| TlsError::ClientCa(e.to_string()))?;
+        roots
+            .add(ca)
+            .map_err(|e| TlsError::ClientCa(e.to_string()))?;
     }
     if roots.is_empty() {
         return Err(TlsError::ClientCa("no client CA certificate".into()));

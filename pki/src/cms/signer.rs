@@ -31,7 +31,11 @@ pub struct SignerIdentity {
 
 impl SignerIdentity {
     /// `cert` is the signer's certificate, `chain` its issuers (root last), `scheme` how its key signs.
-    pub fn new(cert: Certificate, chain: Vec<Certificate>, scheme: SignatureScheme) -> Result<Self> {
+    pub fn new(
+        cert: Certificate,
+        chain: Vec<Certificate>,
+        scheme: SignatureScheme,
+    ) -> Result<Self> {
         let sid = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
             issuer: cert.tbs_certificate.issuer.clone(),
             serial_number: cert.tbs_certificate.serial_number.clone(),
@@ -98,8 +102,12 @@ impl SignerIdentity {
 
     fn clone_public(&self, include_certificates: bool) -> PublicParts {
         PublicParts {
-            certificates: include_certificates
-                .then(|| std::iter::once(&self.cert).chain(&self.chain).cloned().collect()),
+            certificates: include_certificates.then(|| {
+                std::iter::once(&self.cert)
+                    .chain(&self.chain)
+                    .cloned()
+                    .collect()
+            }),
             scheme: self.scheme,
             sid: self.sid.clone(),
         }
@@ -153,8 +161,10 @@ impl PreparedSignedData {
         };
         let certificates = match self.identity.certificates {
             Some(certs) => {
-                let choices: Vec<CertificateChoices> =
-                    certs.into_iter().map(CertificateChoices::Certificate).collect();
+                let choices: Vec<CertificateChoices> = certs
+                    .into_iter()
+                    .map(CertificateChoices::Certificate)
+                    .collect();
                 Some(CertificateSet(SetOfVec::try_from(choices)?))
             }
             None => None,

@@ -97,10 +97,22 @@ mod tests {
         let cases = [
             (TspError::BadAlg(const_oid::db::rfc5912::ID_MD_5), 0),
             (TspError::Malformed("x".into()), 2),
-            (TspError::BadDataFormat { expected: 32, got: 3 }, 5),
+            (
+                TspError::BadDataFormat {
+                    expected: 32,
+                    got: 3,
+                },
+                5,
+            ),
             (TspError::TimeNotAvailable, 14),
-            (TspError::UnacceptedPolicy(const_oid::db::rfc5912::ID_MD_5), 15),
-            (TspError::UnacceptedExtension(const_oid::db::rfc5912::ID_MD_5), 16),
+            (
+                TspError::UnacceptedPolicy(const_oid::db::rfc5912::ID_MD_5),
+                15,
+            ),
+            (
+                TspError::UnacceptedExtension(const_oid::db::rfc5912::ID_MD_5),
+                16,
+            ),
             (TspError::SystemFailure, 25),
         ];
         for (err, bit) in cases {

@@ -117,7 +117,10 @@ impl PreparedToken {
 /// A serial number as a positive DER INTEGER.
 fn serial_int(serial: u64) -> Result<Int, TspError> {
     let bytes = serial.to_be_bytes();
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
+    let first = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len() - 1);
     let mut minimal = Vec::with_capacity(9);
     if bytes[first] & 0x80 != 0 {
         minimal.push(0);

@@ -94,12 +94,17 @@ mod tests {
         assert_eq!(der(FailureInfo::BadAlg), [0x03, 0x02, 0x07, 0x80]);
         assert_eq!(der(FailureInfo::BadRequest), [0x03, 0x02, 0x05, 0x20]);
         assert_eq!(der(FailureInfo::BadDataFormat), [0x03, 0x02, 0x02, 0x04]);
-        assert_eq!(der(FailureInfo::UnacceptedPolicy), [0x03, 0x03, 0x00, 0x00, 0x01]);
+        assert_eq!(
+            der(FailureInfo::UnacceptedPolicy),
+            [0x03, 0x03, 0x00, 0x00, 0x01]
+        );
         assert_eq!(
             der(FailureInfo::SystemFailure),
             [0x03, 0x05, 0x06, 0x00, 0x00, 0x00, 0x40]
         );
-        let bits = FailureInfo::TimeNotAvailable.to_bit_string().expect("encodes");
+        let bits = FailureInfo::TimeNotAvailable
+            .to_bit_string()
+            .expect("encodes");
         assert_eq!(FailureInfo::bits_of(&bits), vec![14]);
     }
 }

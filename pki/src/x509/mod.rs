@@ -90,10 +90,9 @@ pub fn prepare(
         *first &= 0x7f;
     }
     let not_after = params.not_before + params.lifetime;
-    let extensions: Vec<Extension> =
-        params
-            .profile
-            .extensions(&subject_key_id, authority_key_id.as_deref())?;
+    let extensions: Vec<Extension> = params
+        .profile
+        .extensions(&subject_key_id, authority_key_id.as_deref())?;
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: SerialNumber::new(&serial)?,
@@ -167,7 +166,11 @@ pub fn certificate_to_pem(cert: &Certificate) -> Result<String> {
 }
 
 /// Encode an extension value.
-fn extension(oid: const_oid::ObjectIdentifier, critical: bool, value: &impl Encode) -> Result<Extension> {
+fn extension(
+    oid: const_oid::ObjectIdentifier,
+    critical: bool,
+    value: &impl Encode,
+) -> Result<Extension> {
     Ok(Extension {
         extn_id: oid,
         critical,

@@ -121,8 +121,12 @@ fn push_san(exts: &mut Vec<Extension>, names: &[SubjectAltName]) -> Result<()> {
         general.push(match n {
             SubjectAltName::Dns(d) => GeneralName::DnsName(Ia5String::new(d)?),
             SubjectAltName::Uri(u) => GeneralName::UniformResourceIdentifier(Ia5String::new(u)?),
-            SubjectAltName::Ip(IpAddr::V4(a)) => GeneralName::IpAddress(OctetString::new(a.octets())?),
-            SubjectAltName::Ip(IpAddr::V6(a)) => GeneralName::IpAddress(OctetString::new(a.octets())?),
+            SubjectAltName::Ip(IpAddr::V4(a)) => {
+                GeneralName::IpAddress(OctetString::new(a.octets())?)
+            }
+            SubjectAltName::Ip(IpAddr::V6(a)) => {
+                GeneralName::IpAddress(OctetString::new(a.octets())?)
+            }
         });
     }
     exts.push(extension(
