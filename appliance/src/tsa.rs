@@ -73,28 +73,81 @@ impl TsaService {
     }
 
     fn check_clock(&self) -> Result<(), TspError> {
-        match (clock::sync_status(), self.clock) {
-            (ClockSync::Synchronised, _) => Ok(()),
-            (_, ClockPolicy::Require) => Err(TspError::TimeNotAvailable),
-            (status, ClockPolicy::WarnOnly) => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let last = self.last_clock_warning.load(Ordering::Relaxed);
-                if now >= last + 60
-                    && self
-                        .last_clock_warning
-                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    tracing::warn!(
-                        ?status,
-                        "clock is not synchronised; stamping anyway (dev profile)"
-                    );
-                }
+        let status = clock::sync_status();
+        match clock_decision(status, self.clock) {
+            ClockDecision::Stamp => Ok(()),
+            ClockDecision::Refuse => Err(TspError::TimeNotAvailable),
+            ClockDecision::StampAndWarn => {
+                self.warn_clock_at_most_once_a_minute(status);
                 Ok(())
             }
+        }
+    }
+
+    fn warn_clock_at_most_once_a_minute(&self, status: ClockSync) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_clock_warning.load(Ordering::Relaxed);
+        if now >= last + 60
+            && self
+                .last_clock_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(?status, "clock is not synchronised; stamping anyway");
+        }
+    }
+}
+
+/// What to do about the clock's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockDecision {
+    /// The clock is disciplined: stamp.
+    Stamp,
+    /// Stamp, but say the clock is not known to be right.
+    StampAndWarn,
+    /// Refuse with `timeNotAvailable`.
+    Refuse,
+}
+
+/// The TSA's rule: an unsynchronised or unknown clock is refused under
+/// [`ClockPolicy::Require`] and warned about under [`ClockPolicy::WarnOnly`].
+pub fn clock_decision(status: ClockSync, policy: ClockPolicy) -> ClockDecision {
+    match (status, policy) {
+        (ClockSync::Synchronised, _) => ClockDecision::Stamp,
+        (ClockSync::Unsynchronised | ClockSync::Unknown, ClockPolicy::Require) => {
+            ClockDecision::Refuse
+        }
+        (ClockSync::Unsynchronised | ClockSync::Unknown, ClockPolicy::WarnOnly) => {
+            ClockDecision::StampAndWarn
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unsynchronised_clock_is_refused_only_when_required() {
+        use ClockDecision::*;
+        use ClockSync::*;
+        let cases = [
+            (Synchronised, ClockPolicy::Require, Stamp),
+            (Synchronised, ClockPolicy::WarnOnly, Stamp),
+            (Unsynchronised, ClockPolicy::Require, Refuse),
+            (Unknown, ClockPolicy::Require, Refuse),
+            (Unsynchronised, ClockPolicy::WarnOnly, StampAndWarn),
+            (Unknown, ClockPolicy::WarnOnly, StampAndWarn),
+        ];
+        for (status, policy, want) in cases {
+            assert_eq!(
+                clock_decision(status, policy),
+                want,
+                "{status:?} {policy:?}"
+            );
         }
     }
 }

@@ -52,3 +52,61 @@ fn signetd_refuses_an_extractable_key_with_a_clear_message() {
         "the refusal should name the key and the attribute:\n{log}"
     );
 }
+
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let a = Appliance::init();
+    let root_before = std::fs::read(a.path("pki/root-ca.pem")).expect("root");
+    let again = signet_e2e::run(
+        std::process::Command::new(signet_e2e::bin("signetctl"))
+            .args(["init", "--config"])
+            .arg(&a.config),
+    );
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("initialised already") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(a.path("pki/root-ca.pem")).expect("root"),
+        root_before,
+        "untouched"
+    );
+
+    let out = run_ok(
+        std::process::Command::new(signet_e2e::bin("signetctl"))
+            .args(["init", "--force", "--json", "--config"])
+            .arg(&a.config),
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+    for key in [
+        "root_ca",
+        "tsa_certificate",
+        "tls_certificate",
+        "client_certificate",
+        "client_key",
+    ] {
+        let path = report[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} in {out}"));
+        assert!(std::path::Path::new(path).exists(), "{key}: {path}");
+    }
+    assert_ne!(
+        std::fs::read(a.path("pki/root-ca.pem")).expect("root"),
+        root_before,
+        "a new root"
+    );
+    // Still exactly three keys: --force replaced them rather than adding more.
+    let listed = run_ok(
+        a.pkcs11_tool()
+            .args(["--list-objects", "--type", "privkey"]),
+    );
+    assert_eq!(listed.matches("Private Key Object").count(), 3, "{listed}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(a.path("demo/client.key"))
+            .expect("key")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -30,6 +30,8 @@ enum HsmCommand {
 }
 
 fn main() -> ExitCode {
+    // Nothing Signet writes (keys, database, logs) is for other users.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let result = match Cli::parse().command {
         Command::Init(args) => cli::init::exec(args),
         Command::Hsm(HsmCommand::Bench(args)) => cli::hsm_bench::exec(args),

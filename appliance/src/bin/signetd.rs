@@ -22,6 +22,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Nothing Signet writes (keys, database, logs) is for other users.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args = Args::parse();
     let config = match signet::cli::load_config(&args.config, args.state_dir) {
         Ok(c) => c,

@@ -81,6 +81,19 @@ impl HsmError {
         )
     }
 
+    /// Errors that a lost login also produces: a private key not found, a cached handle
+    /// that no longer works.
+    pub(crate) fn may_be_stale(&self) -> bool {
+        matches!(
+            self,
+            HsmError::KeyNotFound(_)
+                | HsmError::Pkcs11(CkError::Pkcs11(
+                    RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid,
+                    _
+                ))
+        )
+    }
+
     /// Whether the HSM itself is unreachable or overloaded (as opposed to a bad request).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, HsmError::Busy | HsmError::Unavailable) || self.is_session_lost()

@@ -12,6 +12,8 @@ mod pool;
 mod session;
 mod sign;
 pub mod softhsm;
+#[cfg(test)]
+mod tests;
 
 pub use error::HsmError;
 pub use keys::KeyInfo;

@@ -132,8 +132,14 @@ impl Hsm {
         &self.inner.token_label
     }
 
+    /// The module's context (for this module's tests).
+    #[cfg(test)]
+    pub(super) fn context(&self) -> Pkcs11 {
+        self.inner.ctx.clone()
+    }
+
     /// Queue `op` for a worker. Fails at once with [`HsmError::Busy`] when the queue is full.
-    fn submit<T: Send + 'static>(
+    pub(super) fn submit<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
     ) -> Result<oneshot::Receiver<Result<T, HsmError>>, HsmError> {

@@ -52,7 +52,7 @@ impl WorkerSession {
         mut op: impl FnMut(&mut Self) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {
         match op(self) {
-            Err(e) if e.is_session_lost() => {
+            Err(e) if e.is_session_lost() || e.may_be_stale() && !self.logged_in() => {
                 tracing::warn!(error = %e, "HSM session lost; reopening and logging in again");
                 self.reset();
                 if let Ok(slot) = find_slot(&self.ctx, &self.token_label) {
@@ -62,6 +62,22 @@ impl WorkerSession {
             }
             other => other,
         }
+    }
+
+    /// Whether the session still exists and is logged in as the user. After a logout,
+    /// private keys are simply not found and cached handles are invalid: the error alone
+    /// does not say the login is gone.
+    fn logged_in(&self) -> bool {
+        use cryptoki::session::SessionState;
+        self.session
+            .as_ref()
+            .and_then(|s| s.get_session_info().ok())
+            .is_some_and(|i| {
+                matches!(
+                    i.session_state(),
+                    SessionState::RwUser | SessionState::RoUser
+                )
+            })
     }
 
     fn reset(&mut self) {

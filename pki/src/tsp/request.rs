@@ -15,8 +15,8 @@ pub fn parse_request(der: &[u8]) -> Result<TimeStampReq, TspError> {
 /// A request the policy grants: everything the token needs from it.
 #[derive(Clone, Debug)]
 pub struct AcceptedRequest {
-    pub(super) hash: HashAlg,
-    pub(super) hashed_message: Vec<u8>,
+    /// Echoed as received: RFC 3161 2.4.2 wants "the same value" in TSTInfo, parameters and all.
+    pub(super) imprint: x509_tsp::MessageImprint,
     pub(super) policy: const_oid::ObjectIdentifier,
     pub(super) nonce: Option<Int>,
     pub(super) cert_req: bool,
@@ -70,8 +70,7 @@ impl TimeStampAuthority {
             }
         }
         Ok(AcceptedRequest {
-            hash,
-            hashed_message: hashed.to_vec(),
+            imprint: imprint.clone(),
             policy,
             nonce: req.nonce.clone(),
             cert_req: req.cert_req,

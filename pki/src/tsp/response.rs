@@ -9,11 +9,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use der::asn1::{GeneralizedTime, Int, OctetString};
+use der::asn1::{GeneralizedTime, Int};
 use der::Encode;
-use spki::AlgorithmIdentifier;
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_tsp::{MessageImprint, TspVersion, TstInfo};
+use x509_tsp::{TspVersion, TstInfo};
 
 use super::status::{PkiStatus, StatusInfo, TimeStampResp};
 use super::{AcceptedRequest, TimeStampAuthority, TspError};
@@ -46,14 +45,7 @@ impl TimeStampAuthority {
         let tst_info = TstInfo {
             version: TspVersion::V1,
             policy: req.policy,
-            message_imprint: MessageImprint {
-                hash_algorithm: AlgorithmIdentifier {
-                    oid: req.hash.oid(),
-                    parameters: None,
-                },
-                hashed_message: OctetString::new(req.hashed_message.clone())
-                    .map_err(|_| TspError::SystemFailure)?,
-            },
+            message_imprint: req.imprint.clone(),
             serial_number: serial_int(serial)?,
             gen_time,
             accuracy: Some(x509_tsp::Accuracy {

@@ -1,0 +1,218 @@
+//! The HSM layer against a real SoftHSM token in a temporary directory: every scheme signs
+//! and verifies, a lost login or session is recovered, a full queue says "busy" at once,
+//! and a key that could leave the token is refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::Attribute;
+use secrecy::SecretString;
+
+use signet_pki::{HashAlg, KeyAlgorithm, SignatureScheme};
+
+use super::session::{find_slot, open_logged_in};
+use super::*;
+
+const LABEL: &str = "unit";
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// One token per test process: SoftHSM reads SOFTHSM2_CONF once, at C_Initialize.
+fn token() -> &'static (tempfile::TempDir, HsmSettings) {
+    static TOKEN: std::sync::OnceLock<(tempfile::TempDir, HsmSettings)> =
+        std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        softhsm::write_conf(dir.path()).expect("conf");
+        softhsm::use_token_dir(dir.path());
+        let pin = SecretString::from("4321");
+        softhsm::init_token(
+            MODULE.as_ref(),
+            LABEL,
+            &SecretString::from("87654321"),
+            &pin,
+        )
+        .expect("token");
+        let settings = HsmSettings {
+            module: MODULE.into(),
+            token_label: LABEL.into(),
+            pin,
+            workers: 2,
+            queue_depth: 8,
+        };
+        (dir, settings)
+    })
+}
+
+/// A logout hits every session of the process: that test runs alone, the others share.
+static LOGIN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    LOGIN.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn hsm() -> Hsm {
+    static HSM: std::sync::OnceLock<Hsm> = std::sync::OnceLock::new();
+    HSM.get_or_init(|| {
+        let hsm = Hsm::open(&token().1).expect("open");
+        for (label, alg) in [
+            ("rsa", KeyAlgorithm::Rsa(2048)),
+            ("p256", KeyAlgorithm::EcP256),
+            ("p384", KeyAlgorithm::EcP384),
+        ] {
+            hsm.generate_key_blocking(label, alg).expect("keygen");
+        }
+        hsm
+    })
+    .clone()
+}
+
+#[test]
+fn every_scheme_signs_and_verifies() {
+    let _shared = shared();
+    let hsm = hsm();
+    let cases = [
+        ("rsa", SignatureScheme::RsaPkcs1v15(HashAlg::Sha256)),
+        ("rsa", SignatureScheme::RsaPkcs1v15(HashAlg::Sha512)),
+        ("rsa", SignatureScheme::RsaPss(HashAlg::Sha256)),
+        ("rsa", SignatureScheme::RsaPss(HashAlg::Sha384)),
+        ("p256", SignatureScheme::Ecdsa(HashAlg::Sha256)),
+        ("p384", SignatureScheme::Ecdsa(HashAlg::Sha384)),
+    ];
+    for (label, scheme) in cases {
+        let key = hsm.key_blocking(label).expect("key");
+        let sig = hsm.sign_blocking(&key, scheme, b"message").expect("sign");
+        key.public
+            .verify_message(scheme, b"message", &sig)
+            .expect("verifies");
+        assert!(
+            key.public.verify_message(scheme, b"massage", &sig).is_err(),
+            "{label} {scheme:?}"
+        );
+        // The slow digest path agrees.
+        key.public
+            .verify_digest(scheme, &scheme.hash().digest(b"message"), &sig)
+            .expect("digest path verifies");
+    }
+}
+
+#[test]
+fn generated_keys_never_leave_the_token() {
+    let _shared = shared();
+    let hsm = hsm();
+    let key = hsm.key_blocking("p256").expect("key");
+    assert_eq!(key.algorithm, KeyAlgorithm::EcP256);
+    // Generating the same label twice is refused rather than shadowing the first key.
+    assert!(matches!(
+        hsm.generate_key_blocking("p256", KeyAlgorithm::EcP256),
+        Err(HsmError::KeyExists(_))
+    ));
+}
+
+#[test]
+fn an_extractable_key_is_refused() {
+    let _shared = shared();
+    let hsm = hsm();
+    hsm.run_blocking(|w| {
+        let common = |private| {
+            vec![
+                Attribute::Token(true),
+                Attribute::Private(private),
+                Attribute::Label(b"leaky".to_vec()),
+            ]
+        };
+        let mut public = common(false);
+        public.extend([
+            Attribute::Verify(true),
+            Attribute::EcParams(vec![
+                0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+            ]),
+        ]);
+        let mut private = common(true);
+        private.extend([
+            Attribute::Sign(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(true),
+        ]);
+        w.session()?
+            .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
+        Ok(())
+    })
+    .expect("make a leaky key");
+    match hsm.key_blocking("leaky") {
+        Err(HsmError::UnsafeKey { label, reason }) => {
+            assert_eq!(label, "leaky");
+            assert!(reason.contains("CKA_EXTRACTABLE"), "{reason}");
+        }
+        other => panic!("an extractable key was accepted: {other:?}"),
+    }
+}
+
+#[test]
+fn a_lost_login_is_recovered_without_a_restart() {
+    let _alone = LOGIN.write().unwrap_or_else(|e| e.into_inner());
+    let hsm = hsm();
+    let key = hsm.key_blocking("p256").expect("key");
+    let scheme = SignatureScheme::Ecdsa(HashAlg::Sha256);
+    hsm.sign_blocking(&key, scheme, b"before").expect("sign");
+    // Log the application out from a session of its own: every session loses its login.
+    let ctx = hsm.context();
+    let slot = find_slot(&ctx, LABEL).expect("slot");
+    let pin = cryptoki::types::AuthPin::new("4321".into());
+    let other = open_logged_in(&ctx, slot, &pin).expect("session");
+    other.logout().expect("logout");
+    drop(other);
+    for _ in 0..4 {
+        hsm.sign_blocking(&key, scheme, b"after logout")
+            .expect("signs again after relogin");
+    }
+}
+
+#[test]
+fn a_full_queue_says_busy_at_once() {
+    let _shared = shared();
+    let settings = HsmSettings {
+        workers: 1,
+        queue_depth: 1,
+        ..token().1.clone()
+    };
+    let hsm = Hsm::open(&settings).expect("open");
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    // Occupy the only worker until told, and fill the one queue slot.
+    let r = Arc::clone(&rx);
+    let _running = hsm.submit(move |_| {
+        let _ = r.lock().map(|r| r.recv_timeout(Duration::from_secs(10)));
+        Ok(())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let _queued = hsm.submit(|_| Ok(())).expect("one job fits in the queue");
+    let start = std::time::Instant::now();
+    assert!(matches!(hsm.submit(|_| Ok(())), Err(HsmError::Busy)));
+    assert!(
+        start.elapsed() < Duration::from_millis(50),
+        "busy must not wait"
+    );
+    tx.send(()).expect("release the worker");
+}
+
+#[test]
+fn a_module_reset_is_recovered_without_a_restart() {
+    let _alone = LOGIN.write().unwrap_or_else(|e| e.into_inner());
+    let hsm = hsm();
+    let key = hsm.key_blocking("rsa").expect("key");
+    let scheme = SignatureScheme::RsaPkcs1v15(HashAlg::Sha256);
+    hsm.sign_blocking(&key, scheme, b"before").expect("sign");
+    // C_Finalize then C_Initialize: every session handle the workers hold is now dead
+    // (CKR_SESSION_HANDLE_INVALID), as after a network HSM's client restarts.
+    hsm.context().finalize().expect("finalize");
+    hsm.context()
+        .initialize(cryptoki::context::CInitializeArgs::new(
+            cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+        ))
+        .expect("initialize");
+    for _ in 0..4 {
+        hsm.sign_blocking(&key, scheme, b"after reset")
+            .expect("signs again after reopening");
+    }
+}
