@@ -6,6 +6,8 @@
 //!
 //! The load generator runs on the same machine (one thread), so it takes CPU from the
 //! daemon and from SoftHSM: the ratio is a lower bound of what a remote client would see.
+//! The daemon's own CPU time per response (from /proc/PID/stat) is printed beside the raw
+//! CPU time per signature, which isolates the appliance's overhead from the generator's.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ const HSM_WORKERS: usize = 2;
 
 struct Point {
     clients: usize,
+    server_cpu: Duration,
     rate: f64,
     p50: Duration,
     p99: Duration,
@@ -44,8 +47,10 @@ fn main() {
         app.start();
         for clients in CLIENTS {
             let p = measure(&app, clients, Duration::from_secs_f64(seconds));
+            // With as many threads as cores, each HSM thread is busy all the time.
+            let raw_cpu_us = 1e6 * HSM_WORKERS as f64 / raw;
             println!(
-                "{:<9} {:>12.0} {:>8} {:>11.0} {:>6.1}% {:>8.2} {:>8.2} {:>7}",
+                "{:<9} {:>11.0} {:>8} {:>11.0} {:>6.1}% {:>8.2} {:>8.2} {:>7} {:>14.0} {:>12.0} us",
                 key,
                 raw,
                 p.clients,
@@ -53,7 +58,9 @@ fn main() {
                 100.0 * p.rate / raw,
                 p.p50.as_secs_f64() * 1e3,
                 p.p99.as_secs_f64() * 1e3,
-                p.errors
+                p.errors,
+                raw_cpu_us,
+                p.server_cpu.as_secs_f64() * 1e6
             );
         }
         app.stop();
@@ -83,6 +90,7 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
         .build()
         .expect("runtime");
     let addr = app.addr.expect("running");
+    let pid = app.pid();
     let config = demo_client_config(app);
     let requests: Arc<Vec<Bytes>> = Arc::new(
         (0..512u64)
@@ -109,6 +117,7 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
             .expect("warm-up");
         }
         let start = Instant::now();
+        let cpu_before = process_cpu(pid);
         let tasks: Vec<_> = conns
             .into_iter()
             .enumerate()
@@ -145,6 +154,7 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
             errors += e;
         }
         let elapsed = start.elapsed().as_secs_f64();
+        let server_cpu = process_cpu(pid).saturating_sub(cpu_before) / (latencies.len().max(1) as u32);
         latencies.sort();
         let pct = |p: f64| {
             latencies
@@ -154,10 +164,22 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
         };
         Point {
             clients,
+            server_cpu,
             rate: latencies.len() as f64 / elapsed,
             p50: pct(0.50),
             p99: pct(0.99),
             errors,
         }
     })
+}
+
+/// User plus system CPU time of a process so far (/proc/PID/stat fields 14 and 15).
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The command name may hold spaces: count fields after its closing parenthesis.
+    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).expect("stat format");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
 }
