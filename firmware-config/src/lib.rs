@@ -200,6 +200,10 @@ pub struct ApiConfig {
     pub max_connections: usize,
     /// Time in-flight requests get to finish after SIGTERM, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Threads serving TLS and HTTP (default: one per core). With an in-process software
+    /// token the signing threads take the cores, and one is enough; with a network HSM the
+    /// signing threads mostly wait, and TLS wants them all.
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ApiConfig {
@@ -213,6 +217,7 @@ impl Default for ApiConfig {
             request_timeout_secs: 30,
             max_connections: 1024,
             shutdown_grace_secs: 10,
+            worker_threads: None,
         }
     }
 }
@@ -340,6 +345,12 @@ impl Config {
             return Err(invalid(
                 "api.*_timeout_secs",
                 "timeouts must be at least 1 second".into(),
+            ));
+        }
+        if self.api.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
+            return Err(invalid(
+                "api.worker_threads",
+                "must be between 1 and 1024".into(),
             ));
         }
         if self.api.max_connections == 0 {

@@ -154,7 +154,8 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
             errors += e;
         }
         let elapsed = start.elapsed().as_secs_f64();
-        let server_cpu = process_cpu(pid).saturating_sub(cpu_before) / (latencies.len().max(1) as u32);
+        let server_cpu =
+            process_cpu(pid).saturating_sub(cpu_before) / (latencies.len().max(1) as u32);
         latencies.sort();
         let pct = |p: f64| {
             latencies
@@ -177,9 +178,16 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
 fn process_cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     // The command name may hold spaces: count fields after its closing parenthesis.
-    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).expect("stat format");
+    let after = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest)
+        .expect("stat format");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
     Duration::from_micros(ticks * 1_000_000 / hz)
 }

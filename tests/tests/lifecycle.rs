@@ -20,13 +20,20 @@ fn sigterm_under_load_finishes_in_flight_requests_and_exits_cleanly() {
     let stopping = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..8u64)
         .map(|c| {
-            let (config, granted, bad, stopping) =
-                (config.clone(), Arc::clone(&granted), Arc::clone(&bad_answers), Arc::clone(&stopping));
+            let (config, granted, bad, stopping) = (
+                config.clone(),
+                Arc::clone(&granted),
+                Arc::clone(&bad_answers),
+                Arc::clone(&stopping),
+            );
             rt.spawn(async move {
                 let mut conn = Connection::connect(addr, config).await.expect("connect");
                 for n in 0.. {
                     let req = Bytes::from(tsp::request(&[c as u8, n as u8], n + 1, false));
-                    match conn.post("/v1/tsa", "application/timestamp-query", req).await {
+                    match conn
+                        .post("/v1/tsa", "application/timestamp-query", req)
+                        .await
+                    {
                         Ok((status, body)) if status == 200 && tsp::serial(&body) > 0 => {
                             granted.fetch_add(1, Ordering::SeqCst);
                         }
@@ -37,7 +44,10 @@ fn sigterm_under_load_finishes_in_flight_requests_and_exits_cleanly() {
                         }
                         // The connection closed: expected only once shutdown began.
                         Err(e) => {
-                            assert!(stopping.load(Ordering::SeqCst), "connection failed before SIGTERM: {e}");
+                            assert!(
+                                stopping.load(Ordering::SeqCst),
+                                "connection failed before SIGTERM: {e}"
+                            );
                             return;
                         }
                     }
@@ -58,11 +68,22 @@ fn sigterm_under_load_finishes_in_flight_requests_and_exits_cleanly() {
         }
     });
     assert!(status.success(), "exit status {status}:\n{}", a.log());
-    assert!(started.elapsed() < Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
-    assert_eq!(bad_answers.load(Ordering::SeqCst), 0, "a request got a broken answer");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        bad_answers.load(Ordering::SeqCst),
+        0,
+        "a request got a broken answer"
+    );
     assert!(granted.load(Ordering::SeqCst) >= 200);
     let log = a.log();
-    assert!(log.contains("SIGTERM received") && log.contains("stopped"), "{log}");
+    assert!(
+        log.contains("SIGTERM received") && log.contains("stopped"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -73,5 +94,8 @@ fn a_key_that_does_not_match_its_certificate_stops_the_start() {
         t["keys"]["tsa"]["label"] = toml::Value::String("tls-server".into());
     });
     let log = a.try_start().expect_err("started with a mismatched key");
-    assert!(log.contains("key \"tls-server\" in the token does not match") && log.contains("tsa.pem"), "{log}");
+    assert!(
+        log.contains("key \"tls-server\" in the token does not match") && log.contains("tsa.pem"),
+        "{log}"
+    );
 }
