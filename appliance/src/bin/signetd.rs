@@ -35,10 +35,11 @@ fn main() -> ExitCode {
     // Before any thread exists: SoftHSM reads its config path from the environment.
     signet::cli::prepare_softhsm(&config);
     signet::init_logging(config.log.json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.api.worker_threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("signetd: cannot start the runtime: {e}");

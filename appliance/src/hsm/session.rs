@@ -60,6 +60,12 @@ impl WorkerSession {
                 }
                 op(self)
             }
+            // Logged in again (another worker's new login covers every session of the
+            // application) but holding handles from before: look the keys up afresh.
+            Err(e) if e.may_be_stale() => {
+                self.handles.clear();
+                op(self)
+            }
             other => other,
         }
     }

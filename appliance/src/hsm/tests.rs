@@ -134,9 +134,13 @@ fn an_extractable_key_is_refused() {
             Attribute::Sensitive(true),
             Attribute::Extractable(true),
         ]);
-        w.session()?
-            .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
-        Ok(())
+        // Through the retry, as the pool's own operations: an earlier test may have left
+        // this worker's session dead (module reset) or logged out.
+        w.with_retry(|w| {
+            w.session()?
+                .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
+            Ok(())
+        })
     })
     .expect("make a leaky key");
     match hsm.key_blocking("leaky") {

@@ -67,7 +67,10 @@ impl SerialAllocator {
                 let mut blocks = inner.state.lock().await;
                 blocks.refilling = false;
                 match reserved {
-                    Ok(range) => blocks.next = Some(range),
+                    // A caller that found the block empty meanwhile reserved one itself,
+                    // after this one: a lower block would make serials go backwards.
+                    Ok(range) if range.start >= blocks.current.end => blocks.next = Some(range),
+                    Ok(_) => {}
                     // The next call that finds the block empty reserves (and reports) itself.
                     Err(e) => {
                         tracing::warn!(error = %e, counter = %inner.name, "serial prefetch failed")
