@@ -1,6 +1,9 @@
 //! The sans-I/O TSA with a software key: OpenSSL-made requests (tests/data/tsp) are checked
 //! against the policy, stamped, and the token's structure and signature are verified.
 
+// The whole file is test code: expect is fine here (clippy.toml allows it in #[test] fns only).
+#![allow(clippy::expect_used)]
+
 use std::time::{Duration, SystemTime};
 
 use der::{Decode, Encode};
@@ -50,6 +53,7 @@ fn tsa(allow_sha1: bool) -> (TimeStampAuthority, SigningKey) {
         serial: vec![0x42; 16],
         not_before: SystemTime::now(),
         lifetime: Duration::from_secs(86_400),
+        revocation: Default::default(),
     };
     let root_tbs = x509::prepare(
         &params(Profile::Ca { path_len: None }, "CN=Test Root", &root_key),
