@@ -103,6 +103,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
             serial: hsm.random_blocking(16)?,
             not_before: now,
             lifetime,
+            revocation: Default::default(),
         })
     };
 

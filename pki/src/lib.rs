@@ -14,11 +14,18 @@
 
 pub mod alg;
 pub mod cms;
+pub mod crl;
 pub mod ecdsa_sig;
 pub mod error;
+pub mod ocsp;
+pub mod reason;
+#[cfg(test)]
+mod test_keys;
+mod time;
 pub mod tsp;
 pub mod verify;
 pub mod x509;
 
 pub use alg::{HashAlg, KeyAlgorithm, SignatureScheme};
 pub use error::Error;
+pub use reason::RevocationReason;

@@ -3,6 +3,9 @@
 // Test code: a failed unwrap or expect is how a test says "this must hold".
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The whole file is test code: expect is fine here (clippy.toml allows it in #[test] fns only).
+#![allow(clippy::expect_used)]
+
 use std::time::{Duration, SystemTime};
 
 use der::{Decode, Encode};
@@ -52,6 +55,7 @@ fn tsa(allow_sha1: bool) -> (TimeStampAuthority, SigningKey) {
         serial: vec![0x42; 16],
         not_before: SystemTime::now(),
         lifetime: Duration::from_secs(86_400),
+        revocation: Default::default(),
     };
     let root_tbs = x509::prepare(
         &params(Profile::Ca { path_len: None }, "CN=Test Root", &root_key),

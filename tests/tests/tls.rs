@@ -111,6 +111,7 @@ fn issue_client_cert(
         serial: hsm.random_blocking(16).expect("random"),
         not_before,
         lifetime,
+        revocation: Default::default(),
     };
     let cert = sign_certificate(hsm, &root_key, params, Some(&issuer)).expect("issue");
     let path = dir.join(format!("{name}.pem"));

@@ -7,7 +7,7 @@
 
 mod profile;
 
-pub use profile::{Profile, SubjectAltName};
+pub use profile::{Profile, Revocation, SubjectAltName};
 
 use std::time::{Duration, SystemTime};
 
@@ -62,6 +62,9 @@ pub struct CertificateParams {
     pub not_before: SystemTime,
     /// Length of validity.
     pub lifetime: Duration,
+    /// OCSP and CRL locations, written into certificates a CA issues (ignored when
+    /// self-signed).
+    pub revocation: Revocation,
 }
 
 /// A TBSCertificate waiting for its signature.
@@ -90,9 +93,12 @@ pub fn prepare(
         *first &= 0x7f;
     }
     let not_after = params.not_before + params.lifetime;
-    let extensions: Vec<Extension> = params
+    let mut extensions: Vec<Extension> = params
         .profile
         .extensions(&subject_key_id, authority_key_id.as_deref())?;
+    if issuer.is_some() {
+        extensions.extend(params.revocation.extensions()?);
+    }
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: SerialNumber::new(&serial)?,
@@ -166,7 +172,7 @@ pub fn certificate_to_pem(cert: &Certificate) -> Result<String> {
 }
 
 /// Encode an extension value.
-fn extension(
+pub(crate) fn extension(
     oid: const_oid::ObjectIdentifier,
     critical: bool,
     value: &impl Encode,
