@@ -12,12 +12,14 @@ use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::Certificate;
 
 use signet_config::{Config, KeySpec};
-use signet_pki::x509::{self, CertificateParams, Issuer, Profile, SubjectAltName};
+use signet_pki::x509::{self, CertificateParams, Issuer, Profile, Revocation, SubjectAltName};
 
+use crate::daemon::ROOT_CA;
 use crate::hsm::{softhsm, Hsm, HsmError, KeyInfo};
 use crate::layout::StateLayout;
 use crate::settings;
-use crate::store::{Store, StoreError};
+use crate::statelock::{LockError, StateLock};
+use crate::store::{certs, Store, StoreError};
 
 /// What can stop a ceremony.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,9 @@ pub enum CeremonyError {
     /// The configuration lacks something the ceremony needs.
     #[error("{0}")]
     Config(String),
+    /// A daemon or another signetctl owns the state directory.
+    #[error(transparent)]
+    Locked(#[from] LockError),
 }
 
 /// What `init` made, for people and for `--json`.
@@ -60,6 +65,8 @@ pub struct InitReport {
     pub tsa_certificate: PathBuf,
     /// TLS server certificate chain.
     pub tls_certificate: PathBuf,
+    /// The root CA's delegated OCSP signer certificate.
+    pub ocsp_signer_certificate: PathBuf,
     /// Demo client certificate.
     pub client_certificate: PathBuf,
     /// Demo client key.
@@ -75,6 +82,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
         return Err(CeremonyError::AlreadyInitialised(layout.root_ca()));
     }
     create_private_dir(layout.root())?;
+    let _state = StateLock::acquire(layout.root())?;
     create_private_dir(&layout.pki_dir())?;
     create_private_dir(&layout.demo_dir())?;
 
@@ -87,6 +95,16 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     let root_key = fresh_key(&hsm, &keys.root_ca, force)?;
     let tsa_key = fresh_key(&hsm, &keys.tsa, force)?;
     let tls_key = fresh_key(&hsm, &keys.tls_server, force)?;
+    let ocsp_key = fresh_key(&hsm, &keys.ocsp_signer, force)?;
+    // Where relying parties check the status of what this CA issues (RFC 5280 4.2.2.1, 4.2.1.13).
+    let revocation = config
+        .public
+        .base_url()
+        .map(|base| Revocation {
+            ocsp_url: Some(format!("{base}/ocsp")),
+            crl_url: Some(format!("{base}/crl/{ROOT_CA}.crl")),
+        })
+        .unwrap_or_default();
 
     let pki = &config.pki;
     let now = SystemTime::now() - Duration::from_secs(300);
@@ -103,7 +121,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
             serial: hsm.random_blocking(16)?,
             not_before: now,
             lifetime,
-            revocation: Default::default(),
+            revocation: revocation.clone(),
         })
     };
 
@@ -142,6 +160,17 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
         )?,
         Some(&issuer),
     )?;
+    let ocsp_signer = sign_certificate(
+        &hsm,
+        &root_key,
+        params(
+            Profile::OcspSigning,
+            &pki.ocsp_signer_subject,
+            ocsp_key.spki.clone(),
+            days(pki.leaf_days),
+        )?,
+        Some(&issuer),
+    )?;
     let (client_key_pem, client_spki) = demo_client_key()?;
     let client = sign_certificate(
         &hsm,
@@ -158,9 +187,25 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     write_pem(&layout.root_ca(), &[&root])?;
     write_pem(&layout.tsa_cert(), &[&tsa])?;
     write_pem(&layout.tls_chain(), &[&tls, &root])?;
+    write_pem(&layout.ocsp_signer_cert(), &[&ocsp_signer])?;
     write_pem(&layout.demo_cert(), &[&client])?;
     write_private(&layout.demo_key(), client_key_pem.as_bytes())?;
-    drop(Store::open(&layout.database())?);
+    let store = Store::open(&layout.database())?;
+    store.with_blocking(|c| {
+        let tx = c.transaction()?;
+        certs::clear(&tx)?;
+        for (profile, cert) in [
+            ("ca", &root),
+            ("tsa", &tsa),
+            ("tls-server", &tls),
+            ("ocsp-signer", &ocsp_signer),
+            ("tls-client", &client),
+        ] {
+            certs::record(&tx, ROOT_CA, profile, cert)?;
+        }
+        tx.commit()?;
+        Ok(())
+    })?;
 
     Ok(InitReport {
         state_dir: layout.root().to_owned(),
@@ -168,6 +213,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
         root_ca: layout.root_ca(),
         tsa_certificate: layout.tsa_cert(),
         tls_certificate: layout.tls_chain(),
+        ocsp_signer_certificate: layout.ocsp_signer_cert(),
         client_certificate: layout.demo_cert(),
         client_key: layout.demo_key(),
         database: layout.database(),

@@ -18,9 +18,13 @@ use signet_pki::x509;
 
 use crate::api::App;
 use crate::ceremony::certifies;
-use crate::hsm::{Hsm, HsmError};
+use crate::crl::{CrlIssuer, CrlService};
+use crate::hsm::{Hsm, HsmError, KeyInfo};
 use crate::layout::StateLayout;
+use crate::ocsp::{CaResponder, NoncePolicy, OcspService, OcspSettings};
+use crate::revocation::StatusAuthority;
 use crate::server::{self, Limits};
+use crate::statelock::{LockError, StateLock};
 use crate::store::{SerialAllocator, Store, StoreError};
 use crate::tls::{self, HsmSigningKey, TlsError};
 use crate::tsa::{ClockPolicy, TsaService};
@@ -64,11 +68,35 @@ pub enum StartError {
     /// The configuration.
     #[error("{0}")]
     Config(String),
+    /// Another process owns the state directory.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    /// Signing the CRLs and OCSP responses to serve.
+    #[error("cannot publish revocation data: {0}")]
+    Publish(String),
+    /// The admin socket.
+    #[error("admin socket {path}: {source}")]
+    Admin {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
-/// Run the daemon with `config`, listening on `listen` (or the configured address).
-pub async fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), StartError> {
+/// Where the daemon listens, when the command line says otherwise than the config.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListenOverrides {
+    /// The mutual-TLS API.
+    pub api: Option<SocketAddr>,
+    /// The plain-HTTP public listener.
+    pub public: Option<SocketAddr>,
+}
+
+/// Run the daemon with `config`, listening where `listen` or the config says.
+pub async fn run(config: Config, listen: ListenOverrides) -> Result<(), StartError> {
     let layout = StateLayout::new(&config.state_dir);
+    let _state = StateLock::acquire(layout.root())?;
     let hsm_settings = crate::settings::hsm(&config).map_err(StartError::Config)?;
     let hsm = tokio::task::block_in_place(|| Hsm::open(&hsm_settings))?;
     tracing::info!(
@@ -88,6 +116,16 @@ pub async fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), Start
     let keys = &config.keys;
     let tls_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.tls_server.label))?;
     let tsa_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.tsa.label))?;
+    let root_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.root_ca.label))?;
+    let ocsp_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.ocsp_signer.label))?;
+    let ocsp_cert = read_certs(&layout.ocsp_signer_cert())?;
+    expect_certifies(&root[0], &keys.root_ca.label, &root_key, &layout.root_ca())?;
+    expect_certifies(
+        &ocsp_cert[0],
+        &keys.ocsp_signer.label,
+        &ocsp_key,
+        &layout.ocsp_signer_cert(),
+    )?;
     expect_certifies(
         &tls_chain[0],
         &keys.tls_server.label,
@@ -119,32 +157,138 @@ pub async fn run(config: Config, listen: Option<SocketAddr>) -> Result<(), Start
         authority,
         tsa_key,
         hsm.clone(),
-        SerialAllocator::new(store, "tsa", config.tsa.serial_block),
+        SerialAllocator::new(store.clone(), "tsa", config.tsa.serial_block),
         clock,
     );
+
+    let status_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let ocsp = Arc::new(OcspService::new(
+        vec![
+            CaResponder::new(ROOT_CA, root[0].clone(), ocsp_cert[0].clone(), ocsp_key)
+                .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?,
+        ],
+        store.clone(),
+        hsm.clone(),
+        ocsp_settings(&config),
+        Arc::clone(&status_lock),
+    ));
+    let crls = Arc::new(CrlService::new(
+        vec![crl_issuer(&root[0], root_key)],
+        store.clone(),
+        hsm.clone(),
+        Duration::from_secs(config.crl.validity_secs),
+    ));
+    let status = Arc::new(StatusAuthority::new(
+        store,
+        Arc::clone(&ocsp),
+        Arc::clone(&crls),
+        status_lock,
+    ));
+    status.publish_all().await.map_err(StartError::Publish)?;
+
     let api = &config.api;
     let app = Arc::new(App {
         tsa,
+        ocsp,
+        crls,
         max_body_bytes: api.max_body_bytes,
         body_timeout: Duration::from_secs(api.request_timeout_secs),
     });
-    let addr = listen.unwrap_or(api.listen);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
-    tracing::info!("listening on https://{bound}");
     let limits = Limits {
         max_header_bytes: api.max_header_bytes,
         header_timeout: Duration::from_secs(api.header_timeout_secs),
         max_connections: api.max_connections,
         shutdown_grace: Duration::from_secs(api.shutdown_grace_secs),
     };
-    server::serve(listener, tls_config, app, limits, shutdown_signal()).await;
+    let api_listener = bind(listen.api.unwrap_or(api.listen), "https").await?;
+    let public_listener = match listen.public.or(config.public.listen) {
+        Some(addr) => Some(bind(addr, "http").await?),
+        None => None,
+    };
+    let admin_path = config.state_path(&config.admin.socket);
+    let admin_listener =
+        crate::admin::server::bind(&admin_path).map_err(|source| StartError::Admin {
+            path: admin_path.clone(),
+            source,
+        })?;
+    tracing::info!(socket = %admin_path.display(), "admin socket ready");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::admin::server::serve(
+        admin_listener,
+        Arc::clone(&status),
+        stopped(),
+    ));
+    let refresh_every = Duration::from_secs((config.ocsp.validity_secs / 10).clamp(1, 300));
+    tasks.spawn(Arc::clone(&status).refresh(refresh_every, stopped()));
+    if let Some(public) = public_listener {
+        tasks.spawn(server::serve(
+            public,
+            None,
+            Arc::clone(&app),
+            limits.clone(),
+            stopped(),
+        ));
+    }
+    tasks.spawn(server::serve(
+        api_listener,
+        Some(tls_config),
+        app,
+        limits,
+        stopped(),
+    ));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    let _ = std::fs::remove_file(&admin_path);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The name of the appliance's one CA: its CRL is `/crl/root.crl`.
+pub const ROOT_CA: &str = "root";
+
+async fn bind(addr: SocketAddr, scheme: &str) -> Result<tokio::net::TcpListener, StartError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    tracing::info!("listening on {scheme}://{bound}");
+    Ok(listener)
+}
+
+fn ocsp_settings(config: &Config) -> OcspSettings {
+    let validity = Duration::from_secs(config.ocsp.validity_secs);
+    OcspSettings {
+        validity,
+        refresh_before: config
+            .ocsp
+            .refresh_before_secs
+            .map(Duration::from_secs)
+            .unwrap_or(validity / 2),
+        nonce: match config.ocsp.nonce {
+            signet_config::NonceMode::Sign => NoncePolicy::Sign,
+            signet_config::NonceMode::Ignore => NoncePolicy::Ignore,
+            signet_config::NonceMode::Reject => NoncePolicy::Reject,
+        },
+    }
+}
+
+fn crl_issuer(ca: &Certificate, key: Arc<KeyInfo>) -> CrlIssuer {
+    CrlIssuer {
+        name: ROOT_CA.into(),
+        issuer: x509::Issuer::from_certificate(ca, key.algorithm.default_scheme()),
+        key,
+    }
 }
 
 fn tsa_policy(config: &Config) -> Result<TsaPolicy, StartError> {

@@ -32,6 +32,10 @@ impl StateLayout {
     pub fn tsa_cert(&self) -> PathBuf {
         self.pki_dir().join("tsa.pem")
     }
+    /// The root CA's delegated OCSP signer certificate (PEM).
+    pub fn ocsp_signer_cert(&self) -> PathBuf {
+        self.pki_dir().join("ocsp-signer.pem")
+    }
     /// The TLS server certificate followed by its issuers (PEM).
     pub fn tls_chain(&self) -> PathBuf {
         self.pki_dir().join("tls-server-chain.pem")

@@ -3,15 +3,20 @@
 //! `signet-pki` knows the formats; this crate owns I/O, the HSM, policy and state.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod api;
 pub mod ceremony;
 pub mod cli;
 pub mod clock;
+pub mod crl;
 pub mod daemon;
 pub mod hsm;
 pub mod layout;
+pub mod ocsp;
+pub mod revocation;
 pub mod server;
 pub mod settings;
+pub mod statelock;
 pub mod store;
 pub mod tls;
 pub mod tsa;

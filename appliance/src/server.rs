@@ -1,5 +1,6 @@
-//! The mTLS listener: accept, handshake under a deadline, serve HTTP/1.1 or HTTP/2 (ALPN),
-//! cap concurrent connections, and shut down gracefully.
+//! The listeners: accept, (for the API) handshake mutual TLS under a deadline, serve
+//! HTTP/1.1 or HTTP/2 (ALPN, or prior knowledge in plain HTTP), cap concurrent connections,
+//! and shut down gracefully.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::App;
+use crate::api::{App, Listener};
 
 /// Limits of the listener.
 #[derive(Clone, Debug)]
@@ -30,14 +31,20 @@ pub struct Limits {
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves, then let in-flight requests finish.
+/// With `tls` the listener is the mutual-TLS API; without, the plain-HTTP public one.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: Arc<App>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
+    let kind = if tls.is_some() {
+        Listener::Api
+    } else {
+        Listener::Public
+    };
+    let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -74,17 +81,27 @@ pub async fn serve(
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return handshake_refused(peer, &e.to_string()),
-                Err(_) => return handshake_refused(peer, "handshake timed out"),
-            };
             let service = service_fn(move |req| {
                 let app = Arc::clone(&app);
-                async move { Ok::<_, std::convert::Infallible>(app.handle(req).await) }
+                async move { Ok::<_, std::convert::Infallible>(app.handle(req, kind).await) }
             });
-            let conn = http.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let result = match acceptor {
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return handshake_refused(peer, &e.to_string()),
+                        Err(_) => return handshake_refused(peer, "handshake timed out"),
+                    };
+                    let conn = http.serve_connection(TokioIo::new(tls), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(tcp), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -76,6 +76,18 @@ pub struct Config {
     pub api: ApiConfig,
     /// The time-stamping authority.
     pub tsa: TsaConfig,
+    /// The OCSP responder.
+    #[serde(default)]
+    pub ocsp: OcspConfig,
+    /// CRLs.
+    #[serde(default)]
+    pub crl: CrlConfig,
+    /// The plain-HTTP listener for relying parties (OCSP, CRLs).
+    #[serde(default)]
+    pub public: PublicConfig,
+    /// The admin socket that signetctl speaks to.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -144,6 +156,8 @@ pub struct KeysConfig {
     pub tsa: KeySpec,
     /// The TLS server.
     pub tls_server: KeySpec,
+    /// The root CA's delegated OCSP signer.
+    pub ocsp_signer: KeySpec,
 }
 
 /// Names and lifetimes of the dev PKI.
@@ -160,6 +174,8 @@ pub struct PkiConfig {
     pub tls_names: Vec<String>,
     /// Demo client subject DN.
     pub demo_client_subject: String,
+    /// Subject DN of the root CA's delegated OCSP signer.
+    pub ocsp_signer_subject: String,
     /// Root CA lifetime in days.
     pub root_days: u32,
     /// Lifetime of the other certificates in days.
@@ -174,6 +190,7 @@ impl Default for PkiConfig {
             tls_subject: "CN=localhost,O=Signet".into(),
             tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             demo_client_subject: "CN=demo-app,O=Signet".into(),
+            ocsp_signer_subject: "CN=Signet Dev OCSP Signer,O=Signet".into(),
             root_days: 3650,
             leaf_days: 825,
         }
@@ -243,6 +260,95 @@ pub struct TsaConfig {
     /// Serial numbers reserved in the database at a time.
     #[serde(default = "default_serial_block")]
     pub serial_block: u64,
+}
+
+/// What the OCSP responder does with a request's nonce (RFC 9654).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NonceMode {
+    /// Sign a fresh response that echoes it.
+    Sign,
+    /// Answer from the pre-signed cache as if there were no nonce.
+    Ignore,
+    /// Refuse requests with a nonce (malformedRequest).
+    Reject,
+}
+
+/// The OCSP responder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcspConfig {
+    /// nextUpdate - thisUpdate of every response, in seconds.
+    pub validity_secs: u64,
+    /// Re-sign a cached response when less than this is left before its nextUpdate, in
+    /// seconds (default: half the validity).
+    pub refresh_before_secs: Option<u64>,
+    /// `sign`, `ignore` or `reject`.
+    pub nonce: NonceMode,
+}
+
+impl Default for OcspConfig {
+    fn default() -> Self {
+        OcspConfig {
+            validity_secs: 86_400,
+            refresh_before_secs: None,
+            nonce: NonceMode::Sign,
+        }
+    }
+}
+
+/// CRLs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrlConfig {
+    /// nextUpdate - thisUpdate, in seconds; a CRL is re-signed at half its life and on
+    /// every status change.
+    pub validity_secs: u64,
+}
+
+impl Default for CrlConfig {
+    fn default() -> Self {
+        CrlConfig {
+            validity_secs: 7 * 86_400,
+        }
+    }
+}
+
+/// The plain-HTTP public listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicConfig {
+    /// Address to listen on (off when absent; `signetd --public-listen` sets it too).
+    pub listen: Option<SocketAddr>,
+    /// Base URL relying parties reach it at, written into issued certificates (AIA OCSP
+    /// `{url}/ocsp`, CRL distribution point `{url}/crl/{ca}.crl`). Default: from `listen`.
+    pub url: Option<String>,
+}
+
+impl PublicConfig {
+    /// The base URL for issued certificates, if there is one.
+    pub fn base_url(&self) -> Option<String> {
+        self.url
+            .clone()
+            .or_else(|| self.listen.map(|a| format!("http://{a}")))
+            .map(|u| u.trim_end_matches('/').to_owned())
+    }
+}
+
+/// The admin socket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Path of the Unix socket; relative paths are under the state directory.
+    pub socket: PathBuf,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            socket: PathBuf::from("/run/signet/admin.sock"),
+        }
+    }
 }
 
 /// Logging.
@@ -352,6 +458,30 @@ impl Config {
                 "api.worker_threads",
                 "must be between 1 and 1024".into(),
             ));
+        }
+        if self.ocsp.validity_secs < 60 {
+            return Err(invalid("ocsp.validity_secs", "must be at least 60".into()));
+        }
+        if self
+            .ocsp
+            .refresh_before_secs
+            .is_some_and(|r| r == 0 || r >= self.ocsp.validity_secs)
+        {
+            return Err(invalid(
+                "ocsp.refresh_before_secs",
+                "must be between 1 and ocsp.validity_secs - 1".into(),
+            ));
+        }
+        if self.crl.validity_secs < 60 {
+            return Err(invalid("crl.validity_secs", "must be at least 60".into()));
+        }
+        if let Some(url) = &self.public.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || !url.is_ascii() {
+                return Err(invalid(
+                    "public.url",
+                    format!("`{url}` is not an http:// or https:// URL"),
+                ));
+            }
         }
         if self.api.max_connections == 0 {
             return Err(invalid("api.max_connections", "must be at least 1".into()));

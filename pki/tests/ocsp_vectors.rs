@@ -147,3 +147,23 @@ fn every_truncation_of_a_request_is_malformed_without_panic() {
         }
     }
 }
+
+#[test]
+fn the_cert_id_computed_for_a_certificate_is_the_one_openssl_and_gnutls_send() {
+    use der::Encode;
+    use signet_pki::ocsp::RequestedCert;
+    let ca = cert("ca.pem");
+    for (file, hash, leaf) in [
+        ("sha1-no-nonce.der", HashAlg::Sha1, "leaf.pem"),
+        ("sha256-nonce.der", HashAlg::Sha256, "leaf.pem"),
+        ("gnutls.der", HashAlg::Sha1, "leaf2.pem"),
+    ] {
+        let sent = &parse(file).cert_ids[0];
+        let ours = RequestedCert::for_certificate(&ca, &cert(leaf), hash).expect("cert id");
+        assert_eq!(
+            ours.cert_id.to_der().expect("der"),
+            sent.cert_id.to_der().expect("der"),
+            "{file}"
+        );
+    }
+}

@@ -3,9 +3,6 @@
 // Test code: a failed unwrap or expect is how a test says "this must hold".
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-// The whole file is test code: expect is fine here (clippy.toml allows it in #[test] fns only).
-#![allow(clippy::expect_used)]
-
 use std::time::{Duration, SystemTime};
 
 use der::{Decode, Encode};

@@ -9,7 +9,12 @@ use super::HttpResponse;
 
 /// A response with `body` of media type `content_type`.
 pub fn bytes(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> HttpResponse {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    shared(status, content_type, Bytes::from(body))
+}
+
+/// A response whose body is shared (a cached, pre-signed answer).
+pub fn shared(status: StatusCode, content_type: &'static str, body: Bytes) -> HttpResponse {
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Key ceremony: make the keys in the token and the dev PKI.
     Init(cli::init::Args),
+    /// Issued certificates: list, show, revoke, unhold.
+    Cert(cli::cert::Args),
     /// The HSM itself.
     #[command(subcommand)]
     Hsm(HsmCommand),
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let result = match Cli::parse().command {
         Command::Init(args) => cli::init::exec(args),
+        Command::Cert(args) => cli::cert::exec(args),
         Command::Hsm(HsmCommand::Bench(args)) => cli::hsm_bench::exec(args),
     };
     match result {

@@ -19,6 +19,9 @@ struct Args {
     /// Address of the mTLS API listener (overrides the config); port 0 picks a free port.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of the plain-HTTP public listener for OCSP and CRLs (overrides the config).
+    #[arg(long)]
+    public_listen: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -46,7 +49,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(signet::daemon::run(config, args.listen)) {
+    match runtime.block_on(signet::daemon::run(
+        config,
+        signet::daemon::ListenOverrides {
+            api: args.listen,
+            public: args.public_listen,
+        },
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("cannot start: {e}");

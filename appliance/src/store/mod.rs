@@ -1,9 +1,14 @@
 //! The appliance's state in SQLite: WAL, `synchronous=FULL`, versioned migrations run at open.
 //!
-//! Today it holds the serial-number counters; issued certificates and their status come next.
+//! It holds the serial-number counters, every certificate the appliance issued with its
+//! status, and the newest CRL of each CA.
 
+pub mod certs;
+pub mod crls;
 mod serials;
 
+pub use certs::{CertRecord, CertStatus, ChangeRefused, StatusChange};
+pub(crate) use serials::reserve;
 pub use serials::SerialAllocator;
 
 use std::path::Path;
@@ -26,13 +31,39 @@ pub enum StoreError {
     /// The database thread is gone.
     #[error("database unavailable")]
     Unavailable,
+    /// A value could not be encoded or decoded for storage.
+    #[error("stored value: {0}")]
+    Encoding(String),
 }
 
 /// Each migration takes the schema from version N to N+1; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &["CREATE TABLE counters (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE counters (
         name TEXT PRIMARY KEY,
         next INTEGER NOT NULL CHECK (next >= 1)
-    ) STRICT;"];
+    ) STRICT;",
+    "CREATE TABLE certificates (
+        ca TEXT NOT NULL,
+        serial TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        profile TEXT NOT NULL,
+        der BLOB NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('good', 'revoked', 'hold')),
+        changed_at INTEGER,
+        reason TEXT,
+        PRIMARY KEY (ca, serial)
+    ) STRICT;
+    CREATE INDEX certificates_by_serial ON certificates (serial);
+    CREATE TABLE crls (
+        ca TEXT PRIMARY KEY,
+        number INTEGER NOT NULL,
+        this_update INTEGER NOT NULL,
+        next_update INTEGER NOT NULL,
+        der BLOB NOT NULL
+    ) STRICT;",
+];
 
 /// A handle on the database, shared by the appliance's components.
 #[derive(Clone)]

@@ -90,7 +90,7 @@ impl Inner {
 }
 
 /// Durably move counter `name` forward by `count`; returns the reserved range.
-pub(super) fn reserve(
+pub(crate) fn reserve(
     conn: &mut rusqlite::Connection,
     name: &str,
     count: u64,

@@ -26,9 +26,11 @@ use const_oid::db::rfc6960::{
     ID_PKIX_OCSP_NONCE, ID_PKIX_OCSP_PREF_SIG_ALGS, ID_PKIX_OCSP_RESPONSE,
 };
 use const_oid::ObjectIdentifier;
-use der::asn1::{AnyRef, OctetStringRef};
-use der::Decode;
+use der::asn1::{AnyRef, OctetString, OctetStringRef};
+use der::{Any, Decode, Encode};
+use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::Extension;
+use x509_cert::Certificate;
 use x509_ocsp::{CertId, OcspRequest};
 
 use super::OcspError;
@@ -87,6 +89,29 @@ impl RequestedCert {
             hash,
             serial,
         }
+    }
+
+    /// The CertID a client computes for `cert`, issued by `issuer`, with `hash`: the
+    /// AlgorithmIdentifier with NULL parameters, as OpenSSL writes it (RFC 6960 4.1.1:
+    /// issuerNameHash over the DER issuer name, issuerKeyHash over the key's bits).
+    pub fn for_certificate(
+        issuer: &Certificate,
+        cert: &Certificate,
+        hash: HashAlg,
+    ) -> crate::error::Result<Self> {
+        let ca = &issuer.tbs_certificate;
+        let cert_id = CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: hash.oid(),
+                parameters: Some(Any::null()),
+            },
+            issuer_name_hash: OctetString::new(hash.digest(&ca.subject.to_der()?))?,
+            issuer_key_hash: OctetString::new(
+                hash.digest(ca.subject_public_key_info.subject_public_key.raw_bytes()),
+            )?,
+            serial_number: cert.tbs_certificate.serial_number.clone(),
+        };
+        Ok(RequestedCert::new(cert_id))
     }
 }
 

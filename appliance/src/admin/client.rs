@@ -1,0 +1,78 @@
+//! signetctl's side of the admin socket.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{AdminError, Command, Request, Response, MAX_LINE, PROTOCOL_VERSION};
+
+/// Why the daemon could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens on the socket (no daemon runs).
+    #[error("no daemon at {0}")]
+    NotRunning(String),
+    /// The socket exists but the conversation failed.
+    #[error("admin socket {path}: {source}")]
+    Io {
+        /// The socket.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The daemon's answer did not parse.
+    #[error("admin socket: bad answer: {0}")]
+    BadAnswer(String),
+    /// The daemon refused or failed.
+    #[error(transparent)]
+    Refused(#[from] AdminError),
+}
+
+/// Send `command` to the daemon at `path` and wait (up to `timeout`) for its answer.
+pub fn call(
+    path: &Path,
+    command: Command,
+    timeout: Duration,
+) -> Result<serde_json::Value, ClientError> {
+    let shown = path.display().to_string();
+    let io = |source| ClientError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let mut stream = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ClientError::NotRunning(shown))
+        }
+        Err(e) => return Err(io(e)),
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let mut line = serde_json::to_vec(&Request {
+        version: PROTOCOL_VERSION,
+        command,
+    })
+    .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let mut answer = Vec::new();
+    BufReader::new(&stream)
+        .take(MAX_LINE as u64 * 64)
+        .read_until(b'\n', &mut answer)
+        .map_err(io)?;
+    let response: Response = serde_json::from_slice(&answer)
+        .map_err(|e| ClientError::BadAnswer(format!("{e} (connection closed early?)")))?;
+    match (response.ok, response.result, response.error) {
+        (true, Some(v), _) => Ok(v),
+        (false, _, Some(e)) => Err(ClientError::Refused(e)),
+        _ => Err(ClientError::BadAnswer("neither result nor error".into())),
+    }
+}
+
+use std::io::Read as _;

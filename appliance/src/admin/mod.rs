@@ -1,0 +1,169 @@
+//! The admin socket: a Unix socket on which `signetctl` asks the running daemon to act, so
+//! that only signetd holds the HSM PIN while it runs.
+//!
+//! The protocol is one JSON object per line each way, versioned:
+//!
+//! ```text
+//! -> {"version":1,"command":"cert-revoke","serial":"1a2b","reason":"keyCompromise"}
+//! <- {"version":1,"ok":true,"result":{...}}
+//! <- {"version":1,"ok":false,"error":{"code":"not-found","message":"..."}}
+//! ```
+//!
+//! Peers are checked with SO_PEERCRED: root, or the daemon's own user.
+
+pub mod client;
+pub mod ops;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest request line accepted.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// What signetctl asks of the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Command {
+    /// Every issued certificate and its status.
+    CertList,
+    /// One certificate.
+    CertShow {
+        /// Its serial, hex.
+        serial: String,
+    },
+    /// Revoke (or, with `certificateHold`, suspend) a certificate.
+    CertRevoke {
+        /// Its serial, hex.
+        serial: String,
+        /// The CRLReason name.
+        reason: String,
+    },
+    /// Lift a hold.
+    CertUnhold {
+        /// Its serial, hex.
+        serial: String,
+    },
+}
+
+/// A request: the version and the command.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Request {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u32,
+    /// The command.
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// A refusal or failure, with a stable code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct AdminError {
+    /// Stable machine-readable code: `bad-request`, `unsupported-version`, `forbidden`,
+    /// `bad-serial`, `bad-reason`, `not-found`, `ambiguous`, `already-revoked`,
+    /// `not-on-hold`, `internal`.
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl AdminError {
+    /// An error with `code` and `message`.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        AdminError {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    /// [`PROTOCOL_VERSION`] of the daemon.
+    pub version: u32,
+    /// Whether the command succeeded.
+    pub ok: bool,
+    /// What it produced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<AdminError>,
+}
+
+impl Response {
+    /// The response for an outcome.
+    pub fn from_result(outcome: Result<serde_json::Value, AdminError>) -> Self {
+        match outcome {
+            Ok(v) => Response {
+                version: PROTOCOL_VERSION,
+                ok: true,
+                result: Some(v),
+                error: None,
+            },
+            Err(e) => Response {
+                version: PROTOCOL_VERSION,
+                ok: false,
+                result: None,
+                error: Some(e),
+            },
+        }
+    }
+}
+
+/// Decode one request line; every failure is an [`AdminError`] the peer gets back.
+pub fn parse_request(line: &[u8]) -> Result<Command, AdminError> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let version: Version = serde_json::from_slice(line)
+        .map_err(|e| AdminError::new("bad-request", format!("not a versioned request: {e}")))?;
+    if version.version != PROTOCOL_VERSION {
+        return Err(AdminError::new(
+            "unsupported-version",
+            format!(
+                "protocol version {} is not {PROTOCOL_VERSION}",
+                version.version
+            ),
+        ));
+    }
+    let request: Request =
+        serde_json::from_slice(line).map_err(|e| AdminError::new("bad-request", e.to_string()))?;
+    Ok(request.command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_bad_ones_get_a_code() {
+        let cmd = Command::CertRevoke {
+            serial: "1a".into(),
+            reason: "keyCompromise".into(),
+        };
+        let line = serde_json::to_vec(&Request {
+            version: PROTOCOL_VERSION,
+            command: cmd.clone(),
+        })
+        .expect("json");
+        assert_eq!(parse_request(&line), Ok(cmd));
+        for (bad, code) in [
+            (&b"not json"[..], "bad-request"),
+            (br#"{"command":"cert-list"}"#, "bad-request"),
+            (
+                br#"{"version":2,"command":"cert-list"}"#,
+                "unsupported-version",
+            ),
+            (br#"{"version":1,"command":"format-disk"}"#, "bad-request"),
+            (br#"{"version":1,"command":"cert-show"}"#, "bad-request"),
+        ] {
+            assert_eq!(parse_request(bad).map_err(|e| e.code), Err(code.into()));
+        }
+    }
+}

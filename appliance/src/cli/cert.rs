@@ -1,0 +1,152 @@
+//! `signetctl cert list|show|revoke|unhold`: through the running daemon's admin socket, or
+//! straight on the database when no daemon runs (it publishes the change when it starts).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::admin::client::{self, ClientError};
+use crate::admin::ops::{self, Target, REASONS};
+use crate::admin::Command;
+use crate::layout::StateLayout;
+use crate::statelock::StateLock;
+use crate::store::Store;
+
+/// Where to find the appliance.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// The appliance config.
+    #[arg(long, default_value = "/etc/signet/appliance.toml", global = true)]
+    pub config: PathBuf,
+    /// The state directory (overrides the config's `state_dir`).
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Issued certificates and their status.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// List every issued certificate with its status.
+    List,
+    /// Show one certificate (status and PEM).
+    Show {
+        /// Serial number, hex (colons allowed).
+        serial: String,
+    },
+    /// Revoke a certificate; `certificateHold` suspends it instead. Durable and published
+    /// (OCSP and CRL) when this returns.
+    Revoke {
+        /// Serial number, hex (colons allowed).
+        serial: String,
+        /// Why (RFC 5280 CRLReason).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(REASONS))]
+        reason: String,
+    },
+    /// Lift a hold.
+    Unhold {
+        /// Serial number, hex (colons allowed).
+        serial: String,
+    },
+}
+
+/// Run the command and print its result.
+pub fn exec(args: Args) -> Result<(), String> {
+    let command = match args.action {
+        Action::List => Command::CertList,
+        Action::Show { serial } => Command::CertShow { serial },
+        Action::Revoke { serial, reason } => Command::CertRevoke { serial, reason },
+        Action::Unhold { serial } => Command::CertUnhold { serial },
+    };
+    let listing = command == Command::CertList;
+    let result = run(&args.common, command)?;
+    if args.common.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
+        );
+    } else if listing {
+        print_table(&result);
+    } else {
+        print_one(&result);
+    }
+    Ok(())
+}
+
+/// Send `command` to the daemon, or run it on the database if no daemon runs.
+pub fn run(common: &Common, command: Command) -> Result<Value, String> {
+    let config = super::load_config(&common.config, common.state_dir.clone())?;
+    let socket = config.state_path(&config.admin.socket);
+    match client::call(&socket, command.clone(), Duration::from_secs(60)) {
+        Ok(v) => Ok(v),
+        Err(ClientError::NotRunning(_)) => offline(&StateLayout::new(&config.state_dir), command),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn offline(layout: &StateLayout, command: Command) -> Result<Value, String> {
+    // Holding the lock proves no daemon runs (its socket may merely be gone).
+    let _state = StateLock::acquire(layout.root())
+        .map_err(|e| format!("{e}; is signetd running with another admin socket?"))?;
+    let store = Store::open(&layout.database()).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(ops::execute(Target::Offline(&store), command))
+        .map_err(|e| e.to_string())
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> &'a str {
+    v.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+fn print_table(list: &Value) {
+    println!(
+        "{:<34} {:<12} {:<9} {:<20} SUBJECT",
+        "SERIAL", "PROFILE", "STATUS", "NOT AFTER"
+    );
+    for c in list.as_array().into_iter().flatten() {
+        let not_after = c.get("not_after").and_then(Value::as_u64).unwrap_or(0);
+        println!(
+            "{:<34} {:<12} {:<9} {:<20} {}",
+            field(c, "serial"),
+            field(c, "profile"),
+            field(c, "status"),
+            httpdate::fmt_http_date(crate::store::certs::from_unix_secs(not_after))
+                .get(5..16)
+                .unwrap_or(""),
+            field(c, "subject")
+        );
+    }
+}
+
+fn print_one(c: &Value) {
+    for key in ["serial", "ca", "subject", "profile", "status", "reason"] {
+        if let Some(v) = c.get(key).and_then(Value::as_str) {
+            println!("{key:<8} {v}");
+        }
+    }
+    if let Some(at) = c.get("at").and_then(Value::as_u64) {
+        println!(
+            "{:<8} {}",
+            "since",
+            httpdate::fmt_http_date(crate::store::certs::from_unix_secs(at))
+        );
+    }
+    if let Some(pem) = c.get("pem").and_then(Value::as_str) {
+        print!("{pem}");
+    }
+}

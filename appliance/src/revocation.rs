@@ -1,0 +1,130 @@
+//! The status authority: every change to a certificate's status goes through here, so that
+//! the database, the CRL and the cached OCSP answers move together.
+//!
+//! A change is committed to the database first (durable before anything else happens),
+//! then the CA's CRL is re-signed and the cached OCSP responses for that certificate are
+//! re-signed, all under the status lock that every cache writer takes. Only then does the
+//! operator hear "done"; from that moment no answer says "good". If re-signing fails, the
+//! stale CRL is withdrawn and the stale OCSP entries dropped (live signing reads the
+//! database), and the operator hears that the change is recorded but not yet published.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Mutex;
+
+use crate::admin::ops::{internal, refused};
+use crate::admin::AdminError;
+use crate::crl::CrlService;
+use crate::ocsp::OcspService;
+use crate::store::certs;
+use crate::store::{CertRecord, StatusChange, Store};
+
+/// See the module documentation.
+pub struct StatusAuthority {
+    store: Store,
+    ocsp: Arc<OcspService>,
+    crls: Arc<CrlService>,
+    lock: Arc<Mutex<()>>,
+}
+
+impl StatusAuthority {
+    /// Tie the store, the responder and the CRLs together under `lock` (the one the
+    /// responder was built with).
+    pub fn new(
+        store: Store,
+        ocsp: Arc<OcspService>,
+        crls: Arc<CrlService>,
+        lock: Arc<Mutex<()>>,
+    ) -> Self {
+        StatusAuthority {
+            store,
+            ocsp,
+            crls,
+            lock,
+        }
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Apply `change` to `serial` (normalised) and publish it.
+    pub async fn change(
+        &self,
+        serial: &str,
+        change: StatusChange,
+    ) -> Result<CertRecord, AdminError> {
+        let guard = self.lock.lock().await;
+        let s = serial.to_owned();
+        let record = self
+            .store
+            .with(move |c| certs::change_status(c, &s, &change, SystemTime::now()))
+            .await
+            .map_err(internal)?
+            .map_err(refused)?;
+        tracing::info!(serial = %record.serial, ca = %record.ca, status = ?record.status, "certificate status changed");
+        let mut unpublished = Vec::new();
+        if let Err(e) = self.crls.regenerate(&guard, &record.ca).await {
+            unpublished.push(format!("CRL: {e}"));
+        }
+        if let Err(e) = self.ocsp.resign(&guard, &record).await {
+            unpublished.push(format!("OCSP: {e}"));
+        }
+        if unpublished.is_empty() {
+            Ok(record)
+        } else {
+            Err(AdminError::new(
+                "unpublished",
+                format!(
+                    "status of {} recorded, but not yet published ({}); it will be retried",
+                    record.serial,
+                    unpublished.join("; ")
+                ),
+            ))
+        }
+    }
+
+    /// Sign what the appliance serves: every CRL afresh and the OCSP cache.
+    pub async fn publish_all(&self) -> Result<(), String> {
+        {
+            let guard = self.lock.lock().await;
+            let names: Vec<String> = self.crls.names().map(str::to_owned).collect();
+            for name in names {
+                self.crls
+                    .regenerate(&guard, &name)
+                    .await
+                    .map_err(|e| format!("CRL of {name}: {e}"))?;
+            }
+        }
+        let n = self.ocsp.warm().await.map_err(|e| format!("OCSP: {e}"))?;
+        tracing::info!(responses = n, "OCSP responses signed ahead of time");
+        Ok(())
+    }
+
+    /// Re-sign CRLs and OCSP responses before they expire, every `every`, until `shutdown`.
+    pub async fn refresh(
+        self: Arc<Self>,
+        every: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = &mut shutdown => return,
+            }
+            let crls = {
+                let guard = self.lock.lock().await;
+                self.crls.refresh_due(&guard).await
+            };
+            let responses = self.ocsp.refresh_due().await;
+            if crls + responses > 0 {
+                tracing::info!(crls, responses, "re-signed before nextUpdate");
+            }
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Every certificate the appliance issued, and its status: good, revoked, or on hold.
+//!
+//! Serial numbers are kept as lowercase hex of the INTEGER's magnitude (no leading zero
+//! octets), which is how operators type them and how OCSP CertIDs are matched.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use der::Encode;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use x509_cert::Certificate;
+
+use super::StoreError;
+
+/// Where a certificate stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum CertStatus {
+    /// Not revoked.
+    Good,
+    /// Revoked for good at `at`, for `reason` (an RFC 5280 CRLReason name).
+    Revoked {
+        /// When the revocation took effect (seconds since the epoch).
+        at: u64,
+        /// The CRLReason, as the operator named it.
+        reason: String,
+    },
+    /// Suspended (certificateHold) since `at`; `unhold` makes it good again.
+    Hold {
+        /// When the hold took effect (seconds since the epoch).
+        at: u64,
+    },
+}
+
+/// One issued certificate.
+#[derive(Clone, Debug, Serialize)]
+pub struct CertRecord {
+    /// The issuing CA's name in this appliance (e.g. `root`).
+    pub ca: String,
+    /// Serial number, lowercase hex without leading zeros.
+    pub serial: String,
+    /// Subject DN (RFC 4514).
+    pub subject: String,
+    /// Start of validity, seconds since the epoch.
+    pub not_before: u64,
+    /// End of validity, seconds since the epoch.
+    pub not_after: u64,
+    /// The profile it was issued under (`ca`, `tsa`, `tls-server`, ...).
+    pub profile: String,
+    /// Its status.
+    #[serde(flatten)]
+    pub status: CertStatus,
+    /// The certificate, DER.
+    #[serde(skip)]
+    pub der: Vec<u8>,
+}
+
+/// What an operator may do to a certificate's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusChange {
+    /// Revoke with this CRLReason name; `certificateHold` puts it on hold instead.
+    Revoke(String),
+    /// Lift a hold.
+    Unhold,
+}
+
+/// Why a status change was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChangeRefused {
+    /// No certificate with that serial.
+    #[error("no certificate with serial {0}")]
+    NotFound(String),
+    /// A revocation is final.
+    #[error("certificate {0} is already revoked")]
+    AlreadyRevoked(String),
+    /// Only a certificate on hold can be released.
+    #[error("certificate {0} is not on hold")]
+    NotOnHold(String),
+    /// More than one CA issued this serial: name the CA.
+    #[error("serial {0} was issued by more than one CA")]
+    Ambiguous(String),
+}
+
+/// Normalise a serial typed by an operator or read from DER: hex, colons allowed, any case,
+/// leading zeros dropped. `None` when it is not hex.
+pub fn normalise_serial(text: &str) -> Option<String> {
+    let hex: String = text.chars().filter(|c| *c != ':').collect();
+    if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let trimmed = hex.trim_start_matches('0').to_ascii_lowercase();
+    Some(if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed
+    })
+}
+
+/// The serial of a DER INTEGER's content octets, normalised.
+pub fn serial_from_bytes(bytes: &[u8]) -> String {
+    normalise_serial(&hex::encode(bytes)).unwrap_or_else(|| "0".into())
+}
+
+/// Seconds since the epoch (0 before it).
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The time `secs` seconds after the epoch.
+pub fn from_unix_secs(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Record `cert`, issued by CA `ca` under `profile`, as good. Re-recording the same
+/// serial replaces it (a `--force` ceremony starts the PKI over).
+pub fn record(
+    conn: &Connection,
+    ca: &str,
+    profile: &str,
+    cert: &Certificate,
+) -> Result<CertRecord, StoreError> {
+    let tbs = &cert.tbs_certificate;
+    let der = cert
+        .to_der()
+        .map_err(|e| StoreError::Encoding(e.to_string()))?;
+    let rec = CertRecord {
+        ca: ca.to_owned(),
+        serial: serial_from_bytes(tbs.serial_number.as_bytes()),
+        subject: tbs.subject.to_string(),
+        not_before: unix_secs(tbs.validity.not_before.to_system_time()),
+        not_after: unix_secs(tbs.validity.not_after.to_system_time()),
+        profile: profile.to_owned(),
+        status: CertStatus::Good,
+        der,
+    };
+    conn.execute(
+        "INSERT OR REPLACE INTO certificates
+           (ca, serial, subject, not_before, not_after, profile, der, status, changed_at, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'good', NULL, NULL)",
+        params![
+            rec.ca,
+            rec.serial,
+            rec.subject,
+            rec.not_before as i64,
+            rec.not_after as i64,
+            rec.profile,
+            rec.der
+        ],
+    )?;
+    Ok(rec)
+}
+
+/// Forget every certificate (a `--force` ceremony).
+pub fn clear(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM certificates", [])?;
+    Ok(())
+}
+
+const COLUMNS: &str =
+    "ca, serial, subject, not_before, not_after, profile, der, status, changed_at, reason";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<CertRecord> {
+    let status: String = row.get(7)?;
+    let at = row.get::<_, Option<i64>>(8)?.unwrap_or(0).max(0) as u64;
+    let reason: Option<String> = row.get(9)?;
+    let status = match status.as_str() {
+        "revoked" => CertStatus::Revoked {
+            at,
+            reason: reason.unwrap_or_else(|| "unspecified".into()),
+        },
+        "hold" => CertStatus::Hold { at },
+        _ => CertStatus::Good,
+    };
+    Ok(CertRecord {
+        ca: row.get(0)?,
+        serial: row.get(1)?,
+        subject: row.get(2)?,
+        not_before: row.get::<_, i64>(3)?.max(0) as u64,
+        not_after: row.get::<_, i64>(4)?.max(0) as u64,
+        profile: row.get(5)?,
+        der: row.get(6)?,
+        status,
+    })
+}
+
+/// Every certificate, oldest serial first within each CA.
+pub fn list(conn: &Connection) -> Result<Vec<CertRecord>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM certificates ORDER BY ca, not_before, serial"
+    ))?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The certificates of CA `ca`.
+pub fn list_for_ca(conn: &Connection, ca: &str) -> Result<Vec<CertRecord>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM certificates WHERE ca = ?1 ORDER BY serial"
+    ))?;
+    let rows = stmt.query_map([ca], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The certificate CA `ca` issued with `serial` (normalised), if any.
+pub fn get(conn: &Connection, ca: &str, serial: &str) -> Result<Option<CertRecord>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM certificates WHERE ca = ?1 AND serial = ?2"),
+            params![ca, serial],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// Every certificate with `serial` (normalised), whichever CA issued it.
+pub fn find(conn: &Connection, serial: &str) -> Result<Vec<CertRecord>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM certificates WHERE serial = ?1 ORDER BY ca"
+    ))?;
+    let rows = stmt.query_map([serial], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Apply `change` to the certificate with `serial` at time `now`, in one durable
+/// transaction. Returns the record as it now stands, or why the change was refused.
+pub fn change_status(
+    conn: &mut Connection,
+    serial: &str,
+    change: &StatusChange,
+    now: SystemTime,
+) -> Result<Result<CertRecord, ChangeRefused>, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found = find(&tx, serial)?;
+    let current = match found.as_slice() {
+        [] => return Ok(Err(ChangeRefused::NotFound(serial.to_owned()))),
+        [one] => one.clone(),
+        _ => return Ok(Err(ChangeRefused::Ambiguous(serial.to_owned()))),
+    };
+    let at = unix_secs(now) as i64;
+    let (status, reason) = match (change, &current.status) {
+        (_, CertStatus::Revoked { .. }) => {
+            return Ok(Err(ChangeRefused::AlreadyRevoked(serial.to_owned())))
+        }
+        (StatusChange::Revoke(r), _) if r == "certificateHold" => ("hold", Some(r.as_str())),
+        (StatusChange::Revoke(r), _) => ("revoked", Some(r.as_str())),
+        (StatusChange::Unhold, CertStatus::Hold { .. }) => ("good", None),
+        (StatusChange::Unhold, CertStatus::Good) => {
+            return Ok(Err(ChangeRefused::NotOnHold(serial.to_owned())))
+        }
+    };
+    // A hold that becomes a revocation keeps the hold's time: the key was in doubt since.
+    let changed_at = match (&current.status, status) {
+        (CertStatus::Hold { at: held }, "revoked") => Some(*held as i64),
+        (_, "good") => None,
+        _ => Some(at),
+    };
+    tx.execute(
+        "UPDATE certificates SET status = ?1, changed_at = ?2, reason = ?3
+         WHERE ca = ?4 AND serial = ?5",
+        params![status, changed_at, reason, current.ca, current.serial],
+    )?;
+    let updated = get(&tx, &current.ca, &current.serial)?
+        .ok_or_else(|| StoreError::Encoding("certificate vanished".into()))?;
+    tx.commit()?;
+    Ok(Ok(updated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn serials_normalise_the_way_operators_type_them() {
+        assert_eq!(normalise_serial("00:1A:2b").as_deref(), Some("1a2b"));
+        assert_eq!(normalise_serial("0000").as_deref(), Some("0"));
+        assert_eq!(normalise_serial("xyz"), None);
+        assert_eq!(normalise_serial(""), None);
+        assert_eq!(serial_from_bytes(&[0x00, 0x80, 0x01]), "8001");
+    }
+
+    fn insert(conn: &Connection, serial: &str) {
+        conn.execute(
+            "INSERT INTO certificates (ca, serial, subject, not_before, not_after, profile, der, status)
+             VALUES ('root', ?1, 'CN=x', 0, 10, 'tsa', x'00', 'good')",
+            [serial],
+        )
+        .expect("insert");
+    }
+
+    #[test]
+    fn status_changes_follow_the_rules_and_are_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path).expect("open");
+        let now = from_unix_secs(1_000);
+        let later = from_unix_secs(2_000);
+        store
+            .with_blocking(|c| {
+                insert(c, "1a");
+                insert(c, "2b");
+                let held = change_status(
+                    c,
+                    "1a",
+                    &StatusChange::Revoke("certificateHold".into()),
+                    now,
+                )?;
+                assert_eq!(held.map(|r| r.status), Ok(CertStatus::Hold { at: 1_000 }));
+                let unheld = change_status(c, "1a", &StatusChange::Unhold, later)?;
+                assert_eq!(unheld.map(|r| r.status), Ok(CertStatus::Good));
+                assert_eq!(
+                    change_status(c, "1a", &StatusChange::Unhold, later)?.map(|r| r.status),
+                    Err(ChangeRefused::NotOnHold("1a".into()))
+                );
+                change_status(
+                    c,
+                    "2b",
+                    &StatusChange::Revoke("certificateHold".into()),
+                    now,
+                )?
+                .expect("hold");
+                let revoked = change_status(
+                    c,
+                    "2b",
+                    &StatusChange::Revoke("keyCompromise".into()),
+                    later,
+                )?;
+                assert_eq!(
+                    revoked.map(|r| r.status),
+                    Ok(CertStatus::Revoked {
+                        at: 1_000,
+                        reason: "keyCompromise".into()
+                    }),
+                    "a hold turned revocation dates from the hold"
+                );
+                assert_eq!(
+                    change_status(c, "2b", &StatusChange::Unhold, later)?.map(|r| r.status),
+                    Err(ChangeRefused::AlreadyRevoked("2b".into()))
+                );
+                assert_eq!(
+                    change_status(c, "ff", &StatusChange::Unhold, later)?.map(|r| r.status),
+                    Err(ChangeRefused::NotFound("ff".into()))
+                );
+                Ok(())
+            })
+            .expect("db");
+        drop(store);
+        let reopened = Store::open(&path).expect("reopen");
+        let rec = reopened
+            .with_blocking(|c| get(c, "root", "2b"))
+            .expect("get")
+            .expect("present");
+        assert!(matches!(rec.status, CertStatus::Revoked { .. }), "{rec:?}");
+    }
+}
