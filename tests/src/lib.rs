@@ -112,8 +112,10 @@ pub struct Appliance {
     /// The config file written for it.
     pub config: PathBuf,
     child: Option<Child>,
-    /// Where the running daemon listens.
+    /// Where the running daemon listens (mutual TLS).
     pub addr: Option<SocketAddr>,
+    /// Where the running daemon's plain-HTTP public listener is.
+    pub public_addr: Option<SocketAddr>,
     log: PathBuf,
     starts: usize,
 }
@@ -142,6 +144,7 @@ impl Appliance {
             config,
             child: None,
             addr: None,
+            public_addr: None,
             log,
             starts: 0,
         };
@@ -211,6 +214,8 @@ impl Appliance {
             .arg(&self.config)
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--public-listen")
+            .arg("127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -221,9 +226,13 @@ impl Appliance {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if let Some(addr) = listening_addr(&text) {
+            if let (Some(addr), Some(public)) = (
+                listening_addr(&text, "https://"),
+                listening_addr(&text, "http://"),
+            ) {
                 self.child = Some(child);
                 self.addr = Some(addr);
+                self.public_addr = Some(public);
                 return Ok(addr);
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -259,6 +268,7 @@ impl Appliance {
             unregister_child(child.id());
         }
         self.addr = None;
+        self.public_addr = None;
     }
 
     /// Stop the daemon with SIGTERM and return its exit status.
@@ -281,7 +291,29 @@ impl Appliance {
         };
         unregister_child(child.id());
         self.addr = None;
+        self.public_addr = None;
         Some(status)
+    }
+
+    /// A URL on the plain-HTTP public listener.
+    pub fn public_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public_addr.expect("running"))
+    }
+
+    /// `signetctl` with this appliance's config.
+    pub fn signetctl(&self) -> Command {
+        let mut cmd = Command::new(bin("signetctl"));
+        cmd.env("SOFTHSM2_CONF", self.softhsm_conf());
+        cmd
+    }
+
+    /// Run `signetctl ARGS --config <this appliance's config>`; returns its output.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        run(self
+            .signetctl()
+            .args(args)
+            .arg("--config")
+            .arg(&self.config))
     }
 
     /// The API's base URL.
@@ -339,8 +371,8 @@ impl Drop for Appliance {
     }
 }
 
-fn listening_addr(log: &str) -> Option<SocketAddr> {
-    let rest = log.split("listening on https://").nth(1)?;
+fn listening_addr(log: &str, scheme: &str) -> Option<SocketAddr> {
+    let rest = log.split(&format!("listening on {scheme}")).nth(1)?;
     let addr: String = rest
         .chars()
         .take_while(|c| !c.is_whitespace() && *c != '\x1b')
@@ -357,4 +389,5 @@ pub fn wait_for_line(reader: impl std::io::Read, needle: &str) -> Option<String>
 }
 
 pub mod client;
+pub mod ocsp;
 pub mod tsp;

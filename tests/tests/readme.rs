@@ -19,6 +19,7 @@ fn quickstart_runs_signetd_and_its_printed_commands_get_a_verified_timestamp() {
         .arg(repo_root().join("scripts/quickstart.sh"))
         .env("SIGNET_STATE_DIR", state.path().join("state"))
         .env("SIGNET_LISTEN", "127.0.0.1:0")
+        .env("SIGNET_PUBLIC_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
