@@ -115,3 +115,12 @@ pub fn openssl_ask(app: &Appliance, url: &str, certs: &[&Path], extra: &[&str]) 
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// thisUpdate and nextUpdate of the first SingleResponse.
+pub fn update_times(der: &[u8]) -> (std::time::SystemTime, Option<std::time::SystemTime>) {
+    let single = basic(der).tbs_response_data.responses.remove(0);
+    (
+        single.this_update.0.to_system_time(),
+        single.next_update.map(|n| n.0.to_system_time()),
+    )
+}

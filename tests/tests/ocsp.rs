@@ -376,3 +376,39 @@ fn bad_input_gets_malformed_request_or_a_4xx_and_never_a_5xx() {
     assert_eq!(statuses(&body), ["good"]);
     assert!(app.stop().expect("was running").success());
 }
+
+#[test]
+fn cached_answers_follow_the_configured_validity_and_are_re_signed_before_next_update() {
+    let mut app = Appliance::init_with(|t| {
+        let mut ocsp = toml::Table::new();
+        ocsp.insert("validity_secs".into(), toml::Value::Integer(60));
+        ocsp.insert("refresh_before_secs".into(), toml::Value::Integer(57));
+        t.insert("ocsp".into(), toml::Value::Table(ocsp));
+    });
+    app.start();
+    // Issued certificates point relying parties at the public listener (AIA and CRL DP).
+    let text = run_ok(Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(app.path("pki/tsa.pem")));
+    assert!(text.contains("OCSP - URI:http://127.0.0.1:8080/ocsp"), "{text}");
+    assert!(text.contains("URI:http://127.0.0.1:8080/crl/root.crl"), "{text}");
+
+    let root = pki_cert(&app, "root-ca.pem");
+    let req = ocsp::request(&root, &[&pki_cert(&app, "tsa.pem")], 0);
+    let (_, first) = post(&app, &req);
+    let (this_update, next_update) = ocsp::update_times(&first);
+    let next_update = next_update.expect("nextUpdate (RFC 5019)");
+    assert_eq!(next_update.duration_since(this_update).ok(), Some(std::time::Duration::from_secs(60)));
+    // Due for refresh 3 s after signing; the refresher looks every 6 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let (_, now) = post(&app, &req);
+        if ocsp::update_times(&now).0 > this_update {
+            assert_eq!(statuses(&now), ["good"]);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cached answer was never re-signed");
+    }
+    app.stop();
+}
