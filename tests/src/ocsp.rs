@@ -99,15 +99,12 @@ pub fn echoed_nonce(der: &[u8]) -> Option<Vec<u8>> {
 pub fn openssl_ask(app: &Appliance, url: &str, certs: &[&Path], extra: &[&str]) -> String {
     let root = app.path("pki/root-ca.pem");
     let mut cmd = Command::new("openssl");
-    cmd.arg("ocsp").arg("-issuer").arg(&root);
+    // Options that shape the CertIDs (-sha256, -serial) go after -issuer, before -cert.
+    cmd.arg("ocsp").arg("-issuer").arg(&root).args(extra);
     for c in certs {
         cmd.arg("-cert").arg(c);
     }
-    cmd.arg("-url")
-        .arg(url)
-        .arg("-CAfile")
-        .arg(&root)
-        .args(extra);
+    cmd.arg("-url").arg(url).arg("-CAfile").arg(&root);
     let out = run(&mut cmd);
     format!(
         "{}{}",

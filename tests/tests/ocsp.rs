@@ -98,6 +98,13 @@ fn openssl_and_gnutls_see_good_then_revoked_unknown_and_unauthorized() {
     );
     assert!(!out.contains("WARNING"), "{out}");
 
+    // SHA-256 CertIDs too.
+    let out = openssl_ask(&app, &url, &[&tsa], &["-sha256"]);
+    assert!(
+        out.contains("Response verify OK") && out.contains("tsa.pem: good"),
+        "{out}"
+    );
+
     // A serial this CA never issued is unknown, not good.
     let out = openssl_ask(&app, &url, &[], &["-serial", "0x5151", "-no_nonce"]);
     assert!(out.contains("0x5151: unknown"), "{out}");
@@ -387,18 +394,29 @@ fn cached_answers_follow_the_configured_validity_and_are_re_signed_before_next_u
     });
     app.start();
     // Issued certificates point relying parties at the public listener (AIA and CRL DP).
-    let text = run_ok(Command::new("openssl")
-        .args(["x509", "-noout", "-text", "-in"])
-        .arg(app.path("pki/tsa.pem")));
-    assert!(text.contains("OCSP - URI:http://127.0.0.1:8080/ocsp"), "{text}");
-    assert!(text.contains("URI:http://127.0.0.1:8080/crl/root.crl"), "{text}");
+    let text = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(app.path("pki/tsa.pem")),
+    );
+    assert!(
+        text.contains("OCSP - URI:http://127.0.0.1:8080/ocsp"),
+        "{text}"
+    );
+    assert!(
+        text.contains("URI:http://127.0.0.1:8080/crl/root.crl"),
+        "{text}"
+    );
 
     let root = pki_cert(&app, "root-ca.pem");
     let req = ocsp::request(&root, &[&pki_cert(&app, "tsa.pem")], 0);
     let (_, first) = post(&app, &req);
     let (this_update, next_update) = ocsp::update_times(&first);
     let next_update = next_update.expect("nextUpdate (RFC 5019)");
-    assert_eq!(next_update.duration_since(this_update).ok(), Some(std::time::Duration::from_secs(60)));
+    assert_eq!(
+        next_update.duration_since(this_update).ok(),
+        Some(std::time::Duration::from_secs(60))
+    );
     // Due for refresh 3 s after signing; the refresher looks every 6 s.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -408,7 +426,43 @@ fn cached_answers_follow_the_configured_validity_and_are_re_signed_before_next_u
             assert_eq!(statuses(&now), ["good"]);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the cached answer was never re-signed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cached answer was never re-signed"
+        );
     }
+    app.stop();
+}
+
+#[test]
+fn the_nonce_policy_can_ignore_or_reject_nonces() {
+    let mut app = Appliance::init_with(|t| {
+        let mut ocsp = toml::Table::new();
+        ocsp.insert("nonce".into(), toml::Value::String("reject".into()));
+        t.insert("ocsp".into(), toml::Value::Table(ocsp));
+    });
+    app.start();
+    let root = pki_cert(&app, "root-ca.pem");
+    let tsa = pki_cert(&app, "tsa.pem");
+    let (code, body) = post(&app, &ocsp::request(&root, &[&tsa], 16));
+    assert_eq!(
+        (code, ocsp::status(&body)),
+        (200, OcspResponseStatus::MalformedRequest)
+    );
+    let (_, body) = post(&app, &ocsp::request(&root, &[&tsa], 0));
+    assert_eq!(statuses(&body), ["good"]);
+    app.stop();
+
+    app.edit_config(|t| {
+        t["ocsp"]["nonce"] = toml::Value::String("ignore".into());
+    });
+    app.start();
+    let (_, with_nonce) = post(&app, &ocsp::request(&root, &[&tsa], 16));
+    let (_, without) = post(&app, &ocsp::request(&root, &[&tsa], 0));
+    assert_eq!(echoed_nonce(&with_nonce), None);
+    assert_eq!(
+        with_nonce, without,
+        "both answered from the pre-signed cache"
+    );
     app.stop();
 }
