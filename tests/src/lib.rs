@@ -75,8 +75,9 @@ pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// (shared fixtures live in statics, whose Drop never runs).
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
+/// Remember a child's pid so that it is killed when the test binary exits.
 #[allow(unsafe_code)]
-fn register_child(pid: u32) {
+pub(crate) fn register_child(pid: u32) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     extern "C" fn kill_children() {
         if let Ok(pids) = CHILDREN.lock() {
@@ -100,7 +101,8 @@ extern "C" {
     fn libc_atexit(f: extern "C" fn()) -> i32;
 }
 
-fn unregister_child(pid: u32) {
+/// Forget a child that has been reaped.
+pub(crate) fn unregister_child(pid: u32) {
     CHILDREN.lock().unwrap().retain(|p| *p != pid);
 }
 
@@ -389,5 +391,7 @@ pub fn wait_for_line(reader: impl std::io::Read, needle: &str) -> Option<String>
 }
 
 pub mod client;
+pub mod load;
 pub mod ocsp;
+pub mod ocsp_peers;
 pub mod tsp;

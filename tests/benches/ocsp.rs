@@ -1,0 +1,348 @@
+//! OCSP responder throughput and latency over plain HTTP/1.1, against its peers measured
+//! with the same load generator in the same run: OpenSSL's responder (`openssl ocsp -index
+//! ... -port`, which signs every answer live, so it can echo a nonce) and cfssl's
+//! (`cfssl ocspserve`, which serves answers signed beforehand). signetd's rows come from
+//! `signetd_targets` below once signetd has its responder.
+//!
+//!     cargo bench -p signet-e2e --bench ocsp              # 5 s per point
+//!     cargo bench -p signet-e2e --bench ocsp -- --quick   # 1 s per point (CI)
+//!
+//! The benchmark runs in a network namespace of its own: the binary re-executes itself
+//! under `unshare --net` (as root; with `--user --map-root-user` otherwise) with loopback
+//! up, before it starts anything, because OpenSSL 3.0's responder listens on every address
+//! of the machine whatever it is told. Doing it in the binary rather than in a wrapper
+//! script means `cargo bench --bench ocsp` can never run it on the shared network.
+//!
+//! Every path is checked before it is measured: one answer is verified in full with the
+//! openssl CLI (signature up to the CA, the leaf good, the nonce echoed or absent as
+//! expected), and during the run every answer must be HTTP 200 and a DER OCSPResponse whose
+//! responseStatus is successful (cfssl's must be the very bytes it was given), so that no
+//! figure is the rate of error answers.
+//!
+//! The generator runs on one thread of the same machine, so it takes CPU from the server:
+//! the figures are lower bounds of what a remote client would see, alike for every server.
+//! OpenSSL's responder is one process that answers one connection at a time and closes it
+//! after every answer (HTTP/1.0): its clients pay a TCP connection per request (the `conns`
+//! column), which is how it is used.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use signet_e2e::load::{self, LoadReport, LoadRequest};
+use signet_e2e::ocsp_peers::{
+    check_ocsp_response, enter_private_netns, get_path, CfsslResponder, OcspPki, OpensslResponder,
+};
+use signet_e2e::{run_ok, Appliance};
+
+const CLIENTS: [usize; 3] = [1, 8, 32];
+const OCSP_REQUEST: &str = "application/ocsp-request";
+
+/// The two requests for the leaf: without a nonce (answerable from a pre-signed response)
+/// and with one (needs signing live).
+struct Requests {
+    plain: Vec<u8>,
+    nonce: Vec<u8>,
+}
+
+/// One server path to measure.
+struct Target {
+    peer: &'static str,
+    path: &'static str,
+    addr: SocketAddr,
+    /// The OCSP request sent (for the full check of one answer).
+    ocsp_request: Vec<u8>,
+    expect_nonce: bool,
+    load: LoadRequest,
+    /// Whether a failed check stops the benchmark (else the path is shown as unsupported).
+    required: bool,
+}
+
+enum Outcome {
+    Measured(LoadReport),
+    Unsupported,
+}
+
+fn main() {
+    enter_private_netns();
+    let quick = std::env::args().any(|a| a == "--quick");
+    let seconds = if quick { 1.0 } else { 5.0 };
+    let duration = Duration::from_secs_f64(seconds);
+
+    let dir = tempfile::Builder::new()
+        .prefix("signet-ocsp-bench-")
+        .tempdir()
+        .expect("tempdir");
+    let pki = OcspPki::make(dir.path());
+    let requests = Requests {
+        plain: pki.request("req.der", false),
+        nonce: pki.request("req-nonce.der", true),
+    };
+    let presigned = pki.presign("req.der", "presigned.der");
+    pki.verify_response(&requests.plain, &presigned, false)
+        .expect("the pre-signed response");
+
+    let openssl = OpensslResponder::start(
+        dir.path(),
+        &pki.ca_pem,
+        &pki.index_txt,
+        &pki.signer_cert,
+        &pki.signer_key,
+    );
+    let cfssl = CfsslResponder::start(dir.path(), std::slice::from_ref(&presigned));
+
+    let mut targets = vec![
+        Target {
+            peer: "openssl",
+            path: "POST, nonce",
+            addr: openssl.addr,
+            ocsp_request: requests.nonce.clone(),
+            expect_nonce: true,
+            load: LoadRequest::post("/", OCSP_REQUEST, requests.nonce.clone())
+                .check(check_ocsp_response),
+            required: true,
+        },
+        Target {
+            peer: "cfssl",
+            path: "POST, no nonce",
+            addr: cfssl.addr,
+            ocsp_request: requests.plain.clone(),
+            expect_nonce: false,
+            load: LoadRequest::post("/", OCSP_REQUEST, requests.plain.clone())
+                .check(same_as(&presigned)),
+            required: true,
+        },
+        Target {
+            peer: "cfssl",
+            path: "GET /base64",
+            addr: cfssl.addr,
+            ocsp_request: requests.plain.clone(),
+            expect_nonce: false,
+            load: LoadRequest::get(&get_path(&requests.plain)).check(same_as(&presigned)),
+            // Debian bookworm's cfssl 1.2.0 decodes the GET path with its leading `/` as
+            // base64, and so answers every GET with 400: shown as n/a, not a failure.
+            required: false,
+        },
+    ];
+    // ===================================================================================
+    // signetd: its rows join here, measured exactly like the peers'.
+    let signetd = start_signetd(&pki);
+    if let Some((_, addr)) = &signetd {
+        targets.extend(signetd_targets(*addr, &requests));
+    }
+    // ===================================================================================
+
+    println!(
+        "OCSP benchmark: {}; {}; RSA-2048 delegated signer; plain HTTP/1.1, one generator \
+         thread, private network namespace, {seconds} s per point",
+        run_ok(std::process::Command::new("openssl").arg("version")).trim(),
+        run_ok(std::process::Command::new("cfssl").arg("version"))
+            .lines()
+            .next()
+            .unwrap_or("cfssl")
+            .trim()
+            .replace("Version:", "cfssl")
+    );
+
+    // Check every path once before measuring anything.
+    let checked: Vec<Option<String>> = targets
+        .iter()
+        .map(|t| {
+            let problem = check_target(t, &pki)?;
+            // What the server said about it, if it says anything.
+            let log = match t.peer {
+                "openssl" => openssl.log(),
+                "cfssl" => cfssl.log(),
+                _ => String::new(),
+            };
+            Some(match log.lines().last() {
+                Some(line) => format!("{problem} ({} logs: {})", t.peer, line.trim()),
+                None => problem,
+            })
+        })
+        .collect();
+    for (t, problem) in targets.iter().zip(&checked) {
+        if let Some(p) = problem {
+            assert!(
+                !t.required,
+                "{} {}: the answer is wrong, nothing to measure: {p}",
+                t.peer, t.path
+            );
+        }
+    }
+
+    println!(
+        "{:<8} {:<15} {:>7} {:>9} {:>8} {:>8} {:>7} {:>7}",
+        "peer", "path", "clients", "req/s", "p50 ms", "p99 ms", "errors", "conns"
+    );
+    let mut results = Vec::new();
+    for (t, problem) in targets.iter().zip(&checked) {
+        for clients in CLIENTS {
+            let outcome = match problem {
+                Some(_) => Outcome::Unsupported,
+                None => Outcome::Measured(load::run(t.addr, t.load.clone(), clients, duration)),
+            };
+            print_row(t, clients, &outcome);
+            results.push((t.peer, t.path, clients, outcome));
+        }
+    }
+    for (t, problem) in targets.iter().zip(&checked) {
+        if let Some(p) = problem {
+            println!("n/a: {} {} gives no right answer: {p}", t.peer, t.path);
+        }
+    }
+    print_ratios(&results);
+
+    drop(signetd);
+    drop(cfssl);
+    drop(openssl);
+}
+
+/// A check that the answer is exactly `expected`, and a successful OCSPResponse.
+fn same_as(expected: &[u8]) -> impl Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static {
+    let expected = expected.to_vec();
+    move |body| {
+        check_ocsp_response(body)?;
+        if body == expected.as_slice() {
+            Ok(())
+        } else {
+            Err("not the pre-signed response".into())
+        }
+    }
+}
+
+/// Fetch one answer with the generator's own client and verify it in full; `Some(problem)`
+/// if it is wrong.
+fn check_target(t: &Target, pki: &OcspPki) -> Option<String> {
+    let (status, body) = match load::fetch(t.addr, &t.load) {
+        Ok(answer) => answer,
+        Err(e) => return Some(e),
+    };
+    if status != t.load.expect_status {
+        let text = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+        return Some(match text.trim() {
+            "" => format!("HTTP status {status}"),
+            text => format!("HTTP status {status}: {text}"),
+        });
+    }
+    if let Some(check) = &t.load.check {
+        if let Err(e) = check(&body) {
+            return Some(e);
+        }
+    }
+    pki.verify_response(&t.ocsp_request, &body, t.expect_nonce)
+        .err()
+}
+
+fn print_row(t: &Target, clients: usize, outcome: &Outcome) {
+    match outcome {
+        Outcome::Measured(r) => {
+            println!(
+                "{:<8} {:<15} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>7}",
+                t.peer,
+                t.path,
+                clients,
+                r.rate,
+                r.p50.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3,
+                r.errors,
+                r.connections
+            );
+            if let Some(e) = &r.first_error {
+                println!("         first error: {e}");
+            }
+        }
+        Outcome::Unsupported => println!(
+            "{:<8} {:<15} {:>7} {:>9} {:>8} {:>8} {:>7} {:>7}",
+            t.peer, t.path, clients, "n/a", "-", "-", "-", "-"
+        ),
+    }
+}
+
+/// Each rate of signetd's over its peer's: the pre-signed path over cfssl's POST, the nonce
+/// path over OpenSSL's (both sign live). Nothing until signetd has rows.
+fn print_ratios(results: &[(&str, &str, usize, Outcome)]) {
+    let rate = |peer: &str, path: &str, clients: usize| {
+        results.iter().find_map(|(p, q, c, o)| match o {
+            Outcome::Measured(r) if *p == peer && *q == path && *c == clients => Some(r.rate),
+            _ => None,
+        })
+    };
+    let pairs = [
+        (SIGNETD_PRESIGNED, "cfssl", "POST, no nonce"),
+        (SIGNETD_NONCE, "openssl", "POST, nonce"),
+    ];
+    let mut header = false;
+    for clients in CLIENTS {
+        for (ours, peer, peer_path) in pairs {
+            let (Some(a), Some(b)) = (
+                rate("signetd", ours, clients),
+                rate(peer, peer_path, clients),
+            ) else {
+                continue;
+            };
+            if !header {
+                println!("signetd / peer, req/s:");
+                header = true;
+            }
+            println!(
+                "  {clients:>2} clients: signetd {ours} / {peer} {peer_path}: {:.2}x",
+                a / b.max(f64::MIN_POSITIVE)
+            );
+        }
+    }
+}
+
+// =======================================================================================
+// signetd: THE PLACE FOR SIGNETD'S OCSP RESPONDER. Nothing here runs until
+// `start_signetd` returns its address; the rest of the benchmark needs no change.
+// =======================================================================================
+
+/// The `path` column of signetd's pre-signed path (the request without a nonce).
+const SIGNETD_PRESIGNED: &str = "POST, no nonce";
+/// The `path` column of signetd's nonce path (signed live).
+const SIGNETD_NONCE: &str = "POST, nonce";
+/// Where signetd's public listener takes OCSP requests. TODO(signetd OCSP): its real path.
+const SIGNETD_OCSP_PATH: &str = "/";
+
+/// Start signetd with its OCSP responder on the plain-HTTP public listener, answering for
+/// `pki`'s CA with `pki`'s delegated signer (`pki.ca_pem`, `pki.signer_cert`,
+/// `pki.signer_key`, `pki.index_txt` or whatever signetd takes), and return it with the
+/// public listener's address on 127.0.0.1.
+///
+/// TODO(signetd OCSP): start it here (`Appliance::init_with` to turn the public listener
+/// and OCSP on, then `start`). If signetd can only answer for a CA of its own, make an
+/// `OcspPki` whose `ca_pem` and `leaf_pem` are that CA and one of its leaves and build the
+/// `Requests` from it instead.
+fn start_signetd(pki: &OcspPki) -> Option<(Appliance, SocketAddr)> {
+    let _ = pki;
+    None
+}
+
+/// signetd's two paths at `addr`, measured and checked like the peers': the pre-signed
+/// path (request without nonce, answered from what was signed beforehand; to compare with
+/// cfssl) and the nonce path (signed live; to compare with OpenSSL). Both are required to
+/// give right answers.
+fn signetd_targets(addr: SocketAddr, requests: &Requests) -> Vec<Target> {
+    vec![
+        Target {
+            peer: "signetd",
+            path: SIGNETD_PRESIGNED,
+            addr,
+            ocsp_request: requests.plain.clone(),
+            expect_nonce: false,
+            load: LoadRequest::post(SIGNETD_OCSP_PATH, OCSP_REQUEST, requests.plain.clone())
+                .check(check_ocsp_response),
+            required: true,
+        },
+        Target {
+            peer: "signetd",
+            path: SIGNETD_NONCE,
+            addr,
+            ocsp_request: requests.nonce.clone(),
+            expect_nonce: true,
+            load: LoadRequest::post(SIGNETD_OCSP_PATH, OCSP_REQUEST, requests.nonce.clone())
+                .check(check_ocsp_response),
+            required: true,
+        },
+    ]
+}
