@@ -8,6 +8,9 @@
 //! CertIDs, or for serials never issued are signed live. Every write to the cache happens
 //! under the status lock that revocations also take, so a revocation cannot be overtaken
 //! by a stale "good".
+//!
+//! Statuses are read from an in-memory index of the database (loaded at start, updated by
+//! every status change after it is durable), so that no answer waits for SQLite.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -117,6 +120,8 @@ pub struct OcspService {
     hsm: Hsm,
     settings: OcspSettings,
     cache: RwLock<HashMap<Vec<u8>, Arc<Presigned>>>,
+    /// (CA index, serial) -> status, for every certificate issued.
+    statuses: RwLock<HashMap<(usize, String), CertStatus>>,
     status_lock: Arc<Mutex<()>>,
 }
 
@@ -135,6 +140,7 @@ impl OcspService {
             hsm,
             settings,
             cache: RwLock::new(HashMap::new()),
+            statuses: RwLock::new(HashMap::new()),
             status_lock,
         }
     }
@@ -203,36 +209,37 @@ impl OcspService {
             return Ok(Some(hit));
         }
         let serial = serial_from_bytes(&id.serial);
-        let Some(record) = self.lookup(ca, &serial).await? else {
+        let Some(status) = self.status_of(ca, &serial) else {
             return Ok(None);
         };
-        self.presign(&guard, ca, id, &record).await.map(Some)
-    }
-
-    async fn lookup(&self, ca: usize, serial: &str) -> Result<Option<CertRecord>, OcspError> {
-        let (name, serial) = (self.cas[ca].name.clone(), serial.to_owned());
-        self.store
-            .with(move |c| certs::get(c, &name, &serial))
+        self.presign(&guard, ca, id, &serial, &status)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "OCSP status lookup failed");
-                OcspError::TryLater
-            })
+            .map(Some)
     }
 
-    /// Sign `id`'s response from `record` and put it in the cache. Needs the status lock.
+    /// The status of the certificate CA `ca` issued with `serial`, if it did.
+    fn status_of(&self, ca: usize, serial: &str) -> Option<CertStatus> {
+        self.statuses
+            .read()
+            .ok()?
+            .get(&(ca, serial.to_owned()))
+            .cloned()
+    }
+
+    /// Sign `id`'s response from `status` and put it in the cache. Needs the status lock.
     async fn presign(
         &self,
         _lock: &MutexGuard<'_, ()>,
         ca: usize,
         id: &RequestedCert,
-        record: &CertRecord,
+        serial: &str,
+        status: &CertStatus,
     ) -> Result<Arc<Presigned>, OcspError> {
         let now = SystemTime::now();
         let next_update = now + self.settings.validity;
         let answer = SingleAnswer {
             cert: id.clone(),
-            status: wire_status(Some(record)),
+            status: wire_status(Some(status)),
         };
         let der = self
             .sign(ca, &[answer], now, Some(next_update), None)
@@ -248,7 +255,7 @@ impl OcspService {
             next_update: truncate(next_update),
             etag,
             ca,
-            serial: record.serial.clone(),
+            serial: serial.to_owned(),
         });
         if let Ok(mut cache) = self.cache.write() {
             cache.insert(key, Arc::clone(&entry));
@@ -263,32 +270,11 @@ impl OcspService {
         signer: usize,
         nonce: Option<&Nonce>,
     ) -> Result<Vec<u8>, OcspError> {
-        let wanted: Vec<(Option<String>, String)> = ids
+        let records: Vec<Option<CertStatus>> = ids
             .iter()
             .zip(issuers)
-            .map(|(id, ca)| {
-                (
-                    ca.map(|i| self.cas[i].name.clone()),
-                    serial_from_bytes(&id.serial),
-                )
-            })
+            .map(|(id, ca)| ca.and_then(|i| self.status_of(i, &serial_from_bytes(&id.serial))))
             .collect();
-        let records = self
-            .store
-            .with(move |c| {
-                wanted
-                    .iter()
-                    .map(|(ca, serial)| match ca {
-                        Some(ca) => certs::get(c, ca, serial),
-                        None => Ok(None),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "OCSP status lookup failed");
-                OcspError::TryLater
-            })?;
         let answers: Vec<SingleAnswer> = ids
             .iter()
             .zip(&records)
@@ -335,21 +321,39 @@ impl OcspService {
         prepared.finish(&signature)
     }
 
-    /// Sign the SHA-1 and SHA-256 CertID forms of every certificate each CA issued.
+    /// Load the statuses of every certificate each CA issued, and sign the SHA-1 and SHA-256
+    /// CertID forms of each ahead of time.
     pub async fn warm(&self) -> Result<usize, OcspError> {
         let guard = self.status_lock.lock().await;
-        let mut signed = 0;
-        for (ca, responder) in self.cas.iter().enumerate() {
+        let mut issued = Vec::with_capacity(self.cas.len());
+        for responder in &self.cas {
             let name = responder.name.clone();
             let records = self
                 .store
                 .with(move |c| certs::list_for_ca(c, &name))
                 .await
                 .map_err(|e| OcspError::InternalError(e.to_string()))?;
-            for record in &records {
+            issued.push(records);
+        }
+        let index = issued
+            .iter()
+            .enumerate()
+            .flat_map(|(ca, records)| {
+                records
+                    .iter()
+                    .map(move |r| ((ca, r.serial.clone()), r.status.clone()))
+            })
+            .collect();
+        if let Ok(mut statuses) = self.statuses.write() {
+            *statuses = index;
+        }
+        let mut signed = 0;
+        for (ca, records) in issued.iter().enumerate() {
+            for record in records {
                 for hash in [HashAlg::Sha1, HashAlg::Sha256] {
-                    let id = cert_id(&responder.ca_cert, record, hash)?;
-                    self.presign(&guard, ca, &id, record).await?;
+                    let id = cert_id(&self.cas[ca].ca_cert, record, hash)?;
+                    self.presign(&guard, ca, &id, &record.serial, &record.status)
+                        .await?;
                     signed += 1;
                 }
             }
@@ -374,7 +378,10 @@ impl OcspService {
                 Some(id) => id,
                 None => continue,
             };
-            if let Err(e) = self.presign(lock, ca, &id, record).await {
+            if let Err(e) = self
+                .presign(lock, ca, &id, &record.serial, &record.status)
+                .await
+            {
                 self.evict(|e| e.ca == ca && e.serial == record.serial);
                 return Err(e);
             }
@@ -389,17 +396,17 @@ impl OcspService {
         let mut refreshed = 0;
         for (key, entry) in due {
             let guard = self.status_lock.lock().await;
-            let record = match self.lookup(entry.ca, &entry.serial).await {
-                Ok(Some(r)) => r,
-                _ => {
-                    self.evict(|e| Arc::ptr_eq(e, &entry));
-                    continue;
-                }
+            let Some(status) = self.status_of(entry.ca, &entry.serial) else {
+                self.evict(|e| Arc::ptr_eq(e, &entry));
+                continue;
             };
             let Some(id) = cert_id_from_key(&key) else {
                 continue;
             };
-            match self.presign(&guard, entry.ca, &id, &record).await {
+            match self
+                .presign(&guard, entry.ca, &id, &entry.serial, &status)
+                .await
+            {
                 Ok(_) => refreshed += 1,
                 Err(e) => tracing::warn!(error = %e, serial = %entry.serial, "OCSP refresh failed"),
             }
@@ -435,8 +442,8 @@ impl OcspService {
 }
 
 /// The wire status of a certificate: a hold is a revocation with reason certificateHold.
-fn wire_status(record: Option<&CertRecord>) -> WireStatus {
-    match record.map(|r| &r.status) {
+fn wire_status(status: Option<&CertStatus>) -> WireStatus {
+    match status {
         None => WireStatus::Unknown,
         Some(CertStatus::Good) => WireStatus::Good,
         Some(CertStatus::Hold { at }) => WireStatus::Revoked {

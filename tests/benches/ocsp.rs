@@ -26,13 +26,16 @@
 //! column), which is how it is used.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::rc::Rc;
 use std::time::Duration;
 
 use signet_e2e::load::{self, LoadReport, LoadRequest};
 use signet_e2e::ocsp_peers::{
     check_ocsp_response, enter_private_netns, get_path, CfsslResponder, OcspPki, OpensslResponder,
 };
-use signet_e2e::{run_ok, Appliance};
+use signet_e2e::{bin, process_cpu, run_ok, Appliance};
 
 const CLIENTS: [usize; 3] = [1, 8, 32];
 const OCSP_REQUEST: &str = "application/ocsp-request";
@@ -55,6 +58,10 @@ struct Target {
     load: LoadRequest,
     /// Whether a failed check stops the benchmark (else the path is shown as unsupported).
     required: bool,
+    /// The PKI the answer is verified against.
+    pki: Rc<OcspPki>,
+    /// The server's process, when its CPU time is to be reported.
+    pid: Option<u32>,
 }
 
 enum Outcome {
@@ -72,7 +79,7 @@ fn main() {
         .prefix("signet-ocsp-bench-")
         .tempdir()
         .expect("tempdir");
-    let pki = OcspPki::make(dir.path());
+    let pki = Rc::new(OcspPki::make(dir.path()));
     let requests = Requests {
         plain: pki.request("req.der", false),
         nonce: pki.request("req-nonce.der", true),
@@ -100,6 +107,8 @@ fn main() {
             load: LoadRequest::post("/", OCSP_REQUEST, requests.nonce.clone())
                 .check(check_ocsp_response),
             required: true,
+            pki: Rc::clone(&pki),
+            pid: None,
         },
         Target {
             peer: "cfssl",
@@ -110,6 +119,8 @@ fn main() {
             load: LoadRequest::post("/", OCSP_REQUEST, requests.plain.clone())
                 .check(same_as(&presigned)),
             required: true,
+            pki: Rc::clone(&pki),
+            pid: None,
         },
         Target {
             peer: "cfssl",
@@ -121,14 +132,15 @@ fn main() {
             // Debian bookworm's cfssl 1.2.0 decodes the GET path with its leading `/` as
             // base64, and so answers every GET with 400: shown as n/a, not a failure.
             required: false,
+            pki: Rc::clone(&pki),
+            pid: None,
         },
     ];
     // ===================================================================================
     // signetd: its rows join here, measured exactly like the peers'.
-    let signetd = start_signetd(&pki);
-    if let Some((_, addr)) = &signetd {
-        targets.extend(signetd_targets(*addr, &requests));
-    }
+    let signetd = start_signetd(&dir.path().join("signetd"));
+    targets.extend(signetd_targets(&signetd));
+    let ceiling = raw_ceiling(&signetd.app, seconds);
     // ===================================================================================
 
     println!(
@@ -147,7 +159,7 @@ fn main() {
     let checked: Vec<Option<String>> = targets
         .iter()
         .map(|t| {
-            let problem = check_target(t, &pki)?;
+            let problem = check_target(t)?;
             // What the server said about it, if it says anything.
             let log = match t.peer {
                 "openssl" => openssl.log(),
@@ -179,7 +191,16 @@ fn main() {
         for clients in CLIENTS {
             let outcome = match problem {
                 Some(_) => Outcome::Unsupported,
-                None => Outcome::Measured(load::run(t.addr, t.load.clone(), clients, duration)),
+                None => {
+                    let cpu_before = t.pid.map(process_cpu);
+                    let report = load::run(t.addr, t.load.clone(), clients, duration);
+                    if let (Some(pid), Some(before)) = (t.pid, cpu_before) {
+                        let per =
+                            process_cpu(pid).saturating_sub(before) / report.count.max(1) as u32;
+                        println!("         signetd CPU per answer: {} us", per.as_micros());
+                    }
+                    Outcome::Measured(report)
+                }
             };
             print_row(t, clients, &outcome);
             results.push((t.peer, t.path, clients, outcome));
@@ -191,6 +212,7 @@ fn main() {
         }
     }
     print_ratios(&results);
+    print_ceiling(&results, ceiling);
 
     drop(signetd);
     drop(cfssl);
@@ -212,7 +234,7 @@ fn same_as(expected: &[u8]) -> impl Fn(&[u8]) -> Result<(), String> + Send + Syn
 
 /// Fetch one answer with the generator's own client and verify it in full; `Some(problem)`
 /// if it is wrong.
-fn check_target(t: &Target, pki: &OcspPki) -> Option<String> {
+fn check_target(t: &Target) -> Option<String> {
     let (status, body) = match load::fetch(t.addr, &t.load) {
         Ok(answer) => answer,
         Err(e) => return Some(e),
@@ -229,7 +251,8 @@ fn check_target(t: &Target, pki: &OcspPki) -> Option<String> {
             return Some(e);
         }
     }
-    pki.verify_response(&t.ocsp_request, &body, t.expect_nonce)
+    t.pki
+        .verify_response(&t.ocsp_request, &body, t.expect_nonce)
         .err()
 }
 
@@ -301,28 +324,97 @@ fn print_ratios(results: &[(&str, &str, usize, Outcome)]) {
 const SIGNETD_PRESIGNED: &str = "POST, no nonce";
 /// The `path` column of signetd's nonce path (signed live).
 const SIGNETD_NONCE: &str = "POST, nonce";
-/// Where signetd's public listener takes OCSP requests. TODO(signetd OCSP): its real path.
-const SIGNETD_OCSP_PATH: &str = "/";
+/// Where signetd's public listener takes OCSP requests.
+const SIGNETD_OCSP_PATH: &str = "/ocsp";
 
-/// Start signetd with its OCSP responder on the plain-HTTP public listener, answering for
-/// `pki`'s CA with `pki`'s delegated signer (`pki.ca_pem`, `pki.signer_cert`,
-/// `pki.signer_key`, `pki.index_txt` or whatever signetd takes), and return it with the
-/// public listener's address on 127.0.0.1.
-///
-/// TODO(signetd OCSP): start it here (`Appliance::init_with` to turn the public listener
-/// and OCSP on, then `start`). If signetd can only answer for a CA of its own, make an
-/// `OcspPki` whose `ca_pem` and `leaf_pem` are that CA and one of its leaves and build the
-/// `Requests` from it instead.
-fn start_signetd(pki: &OcspPki) -> Option<(Appliance, SocketAddr)> {
-    let _ = pki;
-    None
+/// HSM threads of the appliance, and of the raw ceiling measured beside it.
+const HSM_WORKERS: usize = 2;
+
+/// A running signetd, with its CA, OCSP signer and a leaf (its TSA certificate) described as
+/// an `OcspPki` so that its answers are checked like the peers', and the two requests.
+struct Signetd {
+    app: Appliance,
+    addr: SocketAddr,
+    pki: Rc<OcspPki>,
+    requests: Requests,
 }
 
-/// signetd's two paths at `addr`, measured and checked like the peers': the pre-signed
-/// path (request without nonce, answered from what was signed beforehand; to compare with
-/// cfssl) and the nonce path (signed live; to compare with OpenSSL). Both are required to
-/// give right answers.
-fn signetd_targets(addr: SocketAddr, requests: &Requests) -> Vec<Target> {
+/// Start signetd (dev config: RSA-2048 OCSP signer in SoftHSM) with its public listener.
+fn start_signetd(dir: &Path) -> Signetd {
+    std::fs::create_dir_all(dir).expect("dir");
+    let mut app = Appliance::init_with(|t| {
+        t["hsm"]["workers"] = toml::Value::Integer(HSM_WORKERS as i64);
+    });
+    app.start();
+    let addr = app.public_addr.expect("public listener");
+    let leaf = app.path("pki/tsa.pem");
+    let serial = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in"])
+            .arg(&leaf),
+    );
+    let pki = Rc::new(OcspPki {
+        dir: dir.to_owned(),
+        ca_pem: app.path("pki/root-ca.pem"),
+        ca_key: dir.join("in-the-token"),
+        signer_cert: app.path("pki/ocsp-signer.pem"),
+        signer_key: dir.join("in-the-token"),
+        leaf_pem: leaf,
+        index_txt: dir.join("in-sqlite"),
+        leaf_serial: serial.trim().trim_start_matches("serial=").to_owned(),
+    });
+    let requests = Requests {
+        plain: pki.request("req.der", false),
+        nonce: pki.request("req-nonce.der", true),
+    };
+    Signetd {
+        app,
+        addr,
+        pki,
+        requests,
+    }
+}
+
+/// The raw C_Sign rate of signetd's OCSP signer key, with as many threads as signetd's pool,
+/// measured in the same run (`signetctl hsm bench`).
+fn raw_ceiling(app: &Appliance, seconds: f64) -> f64 {
+    let out = run_ok(
+        Command::new(bin("signetctl"))
+            .args([
+                "hsm",
+                "bench",
+                "--label",
+                "ocsp-signer",
+                "--json",
+                "--threads",
+            ])
+            .arg(HSM_WORKERS.to_string())
+            .arg("--seconds")
+            .arg(seconds.to_string())
+            .arg("--config")
+            .arg(&app.config),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    v["signatures_per_second"].as_f64().expect("rate")
+}
+
+/// signetd's nonce path beside the raw PKCS#11 ceiling of its signer key.
+fn print_ceiling(results: &[(&str, &str, usize, Outcome)], ceiling: f64) {
+    println!("raw PKCS#11 C_Sign ceiling of the RSA-2048 OCSP signer, {HSM_WORKERS} threads: {ceiling:.0}/s");
+    for (peer, path, clients, outcome) in results {
+        if let (&"signetd", Outcome::Measured(r)) = (peer, outcome) {
+            if *path == SIGNETD_NONCE {
+                println!(
+                    "  {clients:>2} clients: signetd {path} / raw ceiling: {:.1}%",
+                    100.0 * r.rate / ceiling.max(f64::MIN_POSITIVE)
+                );
+            }
+        }
+    }
+}
+
+fn signetd_targets(s: &Signetd) -> Vec<Target> {
+    let (addr, requests) = (s.addr, &s.requests);
     vec![
         Target {
             peer: "signetd",
@@ -333,6 +425,8 @@ fn signetd_targets(addr: SocketAddr, requests: &Requests) -> Vec<Target> {
             load: LoadRequest::post(SIGNETD_OCSP_PATH, OCSP_REQUEST, requests.plain.clone())
                 .check(check_ocsp_response),
             required: true,
+            pki: Rc::clone(&s.pki),
+            pid: Some(s.app.pid()),
         },
         Target {
             peer: "signetd",
@@ -343,6 +437,8 @@ fn signetd_targets(addr: SocketAddr, requests: &Requests) -> Vec<Target> {
             load: LoadRequest::post(SIGNETD_OCSP_PATH, OCSP_REQUEST, requests.nonce.clone())
                 .check(check_ocsp_response),
             required: true,
+            pki: Rc::clone(&s.pki),
+            pid: Some(s.app.pid()),
         },
     ]
 }

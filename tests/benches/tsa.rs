@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use signet_e2e::client::{demo_client_config, Connection};
-use signet_e2e::{bin, run_ok, tsp, Appliance};
+use signet_e2e::{bin, process_cpu, run_ok, tsp, Appliance};
 
 const KEYS: [&str; 2] = ["rsa-2048", "ec-p256"];
 const CLIENTS: [usize; 3] = [1, 8, 32];
@@ -172,22 +172,4 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
             errors,
         }
     })
-}
-
-/// User plus system CPU time of a process so far (/proc/PID/stat fields 14 and 15).
-fn process_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // The command name may hold spaces: count fields after its closing parenthesis.
-    let after = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest)
-        .expect("stat format");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as u64;
-    Duration::from_micros(ticks * 1_000_000 / hz)
 }

@@ -390,6 +390,24 @@ pub fn wait_for_line(reader: impl std::io::Read, needle: &str) -> Option<String>
         .find(|l| l.contains(needle))
 }
 
+/// CPU time (user + system) a process has used so far, from /proc/PID/stat.
+pub fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The command name may hold spaces: count fields after its closing parenthesis.
+    let after = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest)
+        .expect("stat format");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
 pub mod client;
 pub mod load;
 pub mod ocsp;
