@@ -361,9 +361,9 @@ impl OcspService {
         Ok(signed)
     }
 
-    /// Re-sign every cached response about `record` (after its status changed). Needs the
-    /// status lock. On failure the entries are dropped, so that live signing (which reads
-    /// the database) answers instead.
+    /// Take `record`'s new status (durable in the database already) into the index and
+    /// re-sign every cached response about it. Needs the status lock. On failure the entries
+    /// are dropped, so that live signing (from the index) answers instead.
     pub async fn resign(
         &self,
         lock: &MutexGuard<'_, ()>,
@@ -372,6 +372,9 @@ impl OcspService {
         let Some(ca) = self.cas.iter().position(|c| c.name == record.ca) else {
             return Ok(());
         };
+        if let Ok(mut statuses) = self.statuses.write() {
+            statuses.insert((ca, record.serial.clone()), record.status.clone());
+        }
         let stale = self.entries(|e| e.ca == ca && e.serial == record.serial);
         for (key, _) in &stale {
             let id = match cert_id_from_key(key) {

@@ -11,7 +11,11 @@ fn every_private_key_is_sensitive_and_never_extractable() {
             .args(["--list-objects", "--type", "privkey"]),
     );
     let keys: Vec<&str> = out.split("Private Key Object").skip(1).collect();
-    assert_eq!(keys.len(), 3, "root CA, TSA and TLS keys:\n{out}");
+    assert_eq!(
+        keys.len(),
+        4,
+        "root CA, TSA, TLS and OCSP signer keys:\n{out}"
+    );
     for key in keys {
         let access = key
             .lines()
@@ -97,12 +101,12 @@ fn init_refuses_to_overwrite_without_force() {
         root_before,
         "a new root"
     );
-    // Still exactly three keys: --force replaced them rather than adding more.
+    // Still exactly four keys: --force replaced them rather than adding more.
     let listed = run_ok(
         a.pkcs11_tool()
             .args(["--list-objects", "--type", "privkey"]),
     );
-    assert_eq!(listed.matches("Private Key Object").count(), 3, "{listed}");
+    assert_eq!(listed.matches("Private Key Object").count(), 4, "{listed}");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(a.path("demo/client.key"))
             .expect("key")
