@@ -171,6 +171,32 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
         )?,
         Some(&issuer),
     )?;
+    // Dev: the document-signing keys the config declares, so the quick start signs at once.
+    let mut document_signers = Vec::new();
+    if config.profile == signet_config::Profile::Dev {
+        for declared in &config.signing_keys {
+            let key = fresh_key(
+                &hsm,
+                &KeySpec {
+                    label: declared.label.clone(),
+                    algorithm: declared.algorithm,
+                },
+                force,
+            )?;
+            let cert = sign_certificate(
+                &hsm,
+                &root_key,
+                params(
+                    Profile::DocumentSigning,
+                    &format!("CN=Signet Dev Signer {},O=Signet", declared.label),
+                    key.spki.clone(),
+                    days(pki.leaf_days),
+                )?,
+                Some(&issuer),
+            )?;
+            document_signers.push((config.state_path(&declared.certificate_chain), cert));
+        }
+    }
     let (client_key_pem, client_spki) = demo_client_key()?;
     let client = sign_certificate(
         &hsm,
@@ -188,6 +214,9 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     write_pem(&layout.tsa_cert(), &[&tsa])?;
     write_pem(&layout.tls_chain(), &[&tls, &root])?;
     write_pem(&layout.ocsp_signer_cert(), &[&ocsp_signer])?;
+    for (path, cert) in &document_signers {
+        write_pem(path, &[cert, &root])?;
+    }
     write_pem(&layout.demo_cert(), &[&client])?;
     write_private(&layout.demo_key(), client_key_pem.as_bytes())?;
     let store = Store::open(&layout.database())?;
@@ -202,6 +231,9 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
             ("tls-client", &client),
         ] {
             certs::record(&tx, ROOT_CA, profile, cert)?;
+        }
+        for (_, cert) in &document_signers {
+            certs::record(&tx, ROOT_CA, "document-signing", cert)?;
         }
         tx.commit()?;
         Ok(())

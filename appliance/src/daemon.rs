@@ -17,6 +17,7 @@ use signet_pki::tsp::{Accuracy, TimeStampAuthority, TsaPolicy};
 use signet_pki::x509;
 
 use crate::api::App;
+use crate::authz::{Authorizer, Policy};
 use crate::ceremony::certifies;
 use crate::crl::{CrlIssuer, CrlService};
 use crate::hsm::{Hsm, HsmError, KeyInfo};
@@ -24,6 +25,7 @@ use crate::layout::StateLayout;
 use crate::ocsp::{CaResponder, NoncePolicy, OcspService, OcspSettings};
 use crate::revocation::StatusAuthority;
 use crate::server::{self, Limits};
+use crate::signing_keys::KeyRing;
 use crate::statelock::{LockError, StateLock};
 use crate::store::{SerialAllocator, Store, StoreError};
 use crate::tls::{self, HsmSigningKey, TlsError};
@@ -93,8 +95,13 @@ pub struct ListenOverrides {
     pub public: Option<SocketAddr>,
 }
 
-/// Run the daemon with `config`, listening where `listen` or the config says.
-pub async fn run(config: Config, listen: ListenOverrides) -> Result<(), StartError> {
+/// Run the daemon with `config` (read from `config_path`, which SIGHUP re-reads for the
+/// client policy), listening where `listen` or the config says.
+pub async fn run(
+    config: Config,
+    config_path: PathBuf,
+    listen: ListenOverrides,
+) -> Result<(), StartError> {
     let layout = StateLayout::new(&config.state_dir);
     let _state = StateLock::acquire(layout.root())?;
     let hsm_settings = crate::settings::hsm(&config).map_err(StartError::Config)?;
@@ -186,11 +193,21 @@ pub async fn run(config: Config, listen: ListenOverrides) -> Result<(), StartErr
     ));
     status.publish_all().await.map_err(StartError::Publish)?;
 
+    let keys = KeyRing::load(&config, &hsm).map_err(StartError::Config)?;
+    let authz = Arc::new(Authorizer::new(
+        Policy::new(&config.clients).map_err(StartError::Config)?,
+    ));
     let api = &config.api;
     let app = Arc::new(App {
         tsa,
         ocsp,
         crls,
+        authz: Arc::clone(&authz),
+        keys,
+        hsm: hsm.clone(),
+        max_json_bytes: api.max_json_bytes,
+        max_batch: api.max_batch,
+        max_stream_bytes: api.max_stream_bytes,
         max_body_bytes: api.max_body_bytes,
         body_timeout: Duration::from_secs(api.request_timeout_secs),
     });
@@ -226,6 +243,7 @@ pub async fn run(config: Config, listen: ListenOverrides) -> Result<(), StartErr
         Arc::clone(&status),
         stopped(),
     ));
+    tasks.spawn(reload_on_sighup(config_path, authz, stopped()));
     let refresh_every = Duration::from_secs((config.ocsp.validity_secs / 10).clamp(1, 300));
     tasks.spawn(Arc::clone(&status).refresh(refresh_every, stopped()));
     if let Some(public) = public_listener {
@@ -250,6 +268,37 @@ pub async fn run(config: Config, listen: ListenOverrides) -> Result<(), StartErr
     let _ = std::fs::remove_file(&admin_path);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Re-read the client policy from `path` on every SIGHUP; a config that does not load
+/// leaves the policy in force as it was. Connections are not touched.
+async fn reload_on_sighup(
+    path: PathBuf,
+    authz: Arc<Authorizer>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; the policy will not reload");
+        return;
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            () = &mut shutdown => return,
+        }
+        match Config::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| Policy::new(&c.clients).map(|p| (p, c.clients.len())))
+        {
+            Ok((policy, clients)) => {
+                authz.replace(policy);
+                tracing::info!(clients, "client policy reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "policy not reloaded; the old one stays"),
+        }
+    }
 }
 
 /// The name of the appliance's one CA: its CRL is `/crl/root.crl`.

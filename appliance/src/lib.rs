@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod authz;
 pub mod ceremony;
 pub mod cli;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod ocsp;
 pub mod revocation;
 pub mod server;
 pub mod settings;
+pub mod signing_keys;
 pub mod statelock;
 pub mod store;
 pub mod tls;

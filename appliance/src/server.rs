@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{App, Listener};
+use crate::authz::PeerCert;
 
 /// Limits of the listener.
 #[derive(Clone, Debug)]
@@ -81,10 +82,6 @@ pub async fn serve(
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |req| {
-                let app = Arc::clone(&app);
-                async move { Ok::<_, std::convert::Infallible>(app.handle(req, kind).await) }
-            });
             let result = match acceptor {
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
@@ -93,10 +90,31 @@ pub async fn serve(
                         Ok(Err(e)) => return handshake_refused(peer, &e.to_string()),
                         Err(_) => return handshake_refused(peer, "handshake timed out"),
                     };
+                    // The verified client certificate: who is calling, for every request
+                    // on this connection.
+                    let client = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| PeerCert::from_der(c))
+                        .map(Arc::new);
+                    let service = service_fn(move |req| {
+                        let (app, client) = (Arc::clone(&app), client.clone());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(app.handle(req, kind, client).await)
+                        }
+                    });
                     let conn = http.serve_connection(TokioIo::new(tls), service);
                     watcher.watch(conn.into_owned()).await
                 }
                 None => {
+                    let service = service_fn(move |req| {
+                        let app = Arc::clone(&app);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(app.handle(req, kind, None).await)
+                        }
+                    });
                     let conn = http.serve_connection(TokioIo::new(tcp), service);
                     watcher.watch(conn.into_owned()).await
                 }

@@ -88,6 +88,12 @@ pub struct Config {
     /// The admin socket that signetctl speaks to.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Keys the signing API offers, with their certificates.
+    #[serde(default)]
+    pub signing_keys: Vec<SigningKeyConfig>,
+    /// Who may call the API, and what each may do.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -205,8 +211,14 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// CA certificates (PEM) that client certificates must chain to; default: the root CA.
     pub client_ca: Option<PathBuf>,
-    /// Largest request body accepted.
+    /// Largest request body accepted (binary protocols: TSA, OCSP).
     pub max_body_bytes: usize,
+    /// Largest JSON body accepted (the signing API, batches).
+    pub max_json_bytes: usize,
+    /// Largest document streamed through `/v1/cms` (hashed as it arrives, never stored).
+    pub max_stream_bytes: u64,
+    /// Most digests in one batch.
+    pub max_batch: usize,
     /// Largest request head (request line and headers) accepted.
     pub max_header_bytes: usize,
     /// Time allowed for the TLS handshake and for each request head, in seconds.
@@ -229,6 +241,9 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             client_ca: None,
             max_body_bytes: 64 * 1024,
+            max_json_bytes: 1024 * 1024,
+            max_stream_bytes: 4 * 1024 * 1024 * 1024,
+            max_batch: 1000,
             max_header_bytes: 16 * 1024,
             header_timeout_secs: 10,
             request_timeout_secs: 30,
@@ -351,6 +366,78 @@ impl Default for AdminConfig {
     }
 }
 
+/// A key the signing API offers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// CKA_LABEL of the key pair in the token; the API names the key by it.
+    pub label: String,
+    /// Its algorithm (`init` makes dev keys with it; `signetd` checks it).
+    pub algorithm: KeyAlgorithmName,
+    /// What it is for, e.g. `document-signing`.
+    #[serde(default = "default_purpose")]
+    pub purpose: String,
+    /// Its certificate followed by the issuers (PEM; relative: under `state_dir`).
+    pub certificate_chain: PathBuf,
+}
+
+/// An operation a client may be granted.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Raw digest signatures (`/v1/sign`).
+    Sign,
+    /// CMS / CAdES (`/v1/cms`).
+    Cms,
+    /// PAdES (`/v1/pdf`).
+    Pdf,
+    /// Time-stamps (`/v1/tsa`).
+    Tsa,
+}
+
+/// How a client certificate is recognised: every field given must match.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientMatch {
+    /// The subject DN, RFC 4514 (`CN=demo-app,O=Signet`), compared exactly.
+    pub subject: Option<String>,
+    /// A URI in the subjectAltName.
+    pub san_uri: Option<String>,
+    /// A DNS name in the subjectAltName.
+    pub san_dns: Option<String>,
+    /// SHA-256 of the certificate's DER, hex (colons allowed).
+    pub fingerprint_sha256: Option<String>,
+}
+
+/// A token bucket: `per_second` requests per second on average, bursts up to `burst`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained rate.
+    pub per_second: f64,
+    /// Bucket size.
+    pub burst: f64,
+}
+
+/// One client of the API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Its identity in logs and audit.
+    pub name: String,
+    /// How its certificate is recognised.
+    #[serde(rename = "match")]
+    pub matches: ClientMatch,
+    /// What it may do.
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+    /// Which signing keys (labels) it may use for `sign`, `cms` and `pdf`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Its rate limit (none: unlimited).
+    pub rate_limit: Option<RateLimit>,
+}
+
 /// Logging.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -361,6 +448,9 @@ pub struct LogConfig {
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/signet")
+}
+fn default_purpose() -> String {
+    "document-signing".into()
 }
 fn default_workers() -> usize {
     2
@@ -458,6 +548,54 @@ impl Config {
                 "api.worker_threads",
                 "must be between 1 and 1024".into(),
             ));
+        }
+        if self.api.max_batch == 0 || self.api.max_json_bytes < 1024 {
+            return Err(invalid(
+                "api.max_batch",
+                "max_batch must be at least 1 and max_json_bytes at least 1024".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for k in &self.signing_keys {
+            if !seen.insert(k.label.as_str()) {
+                return Err(invalid(
+                    "signing_keys",
+                    format!("key `{}` is declared twice", k.label),
+                ));
+            }
+        }
+        for c in &self.clients {
+            let m = &c.matches;
+            if m.subject.is_none()
+                && m.san_uri.is_none()
+                && m.san_dns.is_none()
+                && m.fingerprint_sha256.is_none()
+            {
+                return Err(invalid(
+                    "clients.match",
+                    format!("client `{}` matches nothing: give subject, san_uri, san_dns or fingerprint_sha256", c.name),
+                ));
+            }
+            if let Some(k) = c.keys.iter().find(|k| !seen.contains(k.as_str())) {
+                return Err(invalid(
+                    "clients.keys",
+                    format!(
+                        "client `{}` is granted `{k}`, which is not in [[signing_keys]]",
+                        c.name
+                    ),
+                ));
+            }
+            if c.rate_limit
+                .is_some_and(|r| !(r.per_second > 0.0 && r.burst >= 1.0))
+            {
+                return Err(invalid(
+                    "clients.rate_limit",
+                    format!(
+                        "client `{}`: per_second must be above 0 and burst at least 1",
+                        c.name
+                    ),
+                ));
+            }
         }
         if self.ocsp.validity_secs < 60 {
             return Err(invalid("ocsp.validity_secs", "must be at least 60".into()));

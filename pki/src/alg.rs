@@ -107,6 +107,17 @@ pub enum KeyAlgorithm {
     EcP384,
 }
 
+impl std::fmt::Display for KeyAlgorithm {
+    /// As the config names it: `rsa-2048`, `ec-p256`, `ec-p384`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyAlgorithm::Rsa(bits) => write!(f, "rsa-{bits}"),
+            KeyAlgorithm::EcP256 => f.write_str("ec-p256"),
+            KeyAlgorithm::EcP384 => f.write_str("ec-p384"),
+        }
+    }
+}
+
 impl KeyAlgorithm {
     /// The signature scheme a key of this kind uses unless asked otherwise.
     pub fn default_scheme(self) -> SignatureScheme {

@@ -3,8 +3,11 @@
 mod body;
 mod caching;
 mod crl;
+mod guard;
 mod ocsp;
+mod openapi;
 mod problem;
+mod sign;
 mod tsa;
 
 pub use body::BodyError;
@@ -17,8 +20,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::authz::{Authorizer, PeerCert};
 use crate::crl::CrlService;
+use crate::hsm::Hsm;
 use crate::ocsp::OcspService;
+use crate::signing_keys::KeyRing;
 use crate::tsa::TsaService;
 
 /// The response type of every route.
@@ -32,6 +38,18 @@ pub struct App {
     pub ocsp: Arc<OcspService>,
     /// The CRLs.
     pub crls: Arc<CrlService>,
+    /// Who may do what.
+    pub authz: Arc<Authorizer>,
+    /// The signing API's keys.
+    pub keys: KeyRing,
+    /// The HSM.
+    pub hsm: Hsm,
+    /// Largest JSON body.
+    pub max_json_bytes: usize,
+    /// Most digests in a batch.
+    pub max_batch: usize,
+    /// Largest document streamed through `/v1/cms`.
+    pub max_stream_bytes: u64,
     /// Largest body accepted.
     pub max_body_bytes: usize,
     /// Time allowed to read a request body.
@@ -49,26 +67,49 @@ pub enum Listener {
 }
 
 impl App {
-    /// Route one request that came in on `listener`.
+    /// Route one request that came in on `listener` from `client` (the verified client
+    /// certificate, on the API listener).
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         listener: Listener,
+        client: Option<Arc<PeerCert>>,
     ) -> HttpResponse {
         let path = req.uri().path().to_owned();
-        let api = listener == Listener::Api;
-        match (req.method(), path.as_str()) {
-            (&Method::POST, "/v1/tsa") if api => tsa::handle(&self, req).await,
-            (_, "/v1/tsa") if api => problem::method_not_allowed("POST"),
-            (&Method::POST, "/ocsp") => ocsp::post(&self, req).await,
+        let method = req.method().clone();
+        // Open to anyone who reached the listener: status information and health.
+        match (&method, path.as_str()) {
+            (&Method::POST, "/ocsp") => return ocsp::post(&self, req).await,
             (&Method::GET, p) if p.starts_with("/ocsp/") => {
-                ocsp::get(&self, &p["/ocsp/".len()..], req.headers()).await
+                return ocsp::get(&self, &p["/ocsp/".len()..], req.headers()).await
             }
-            (_, "/ocsp") => problem::method_not_allowed("POST"),
+            (_, "/ocsp") => return problem::method_not_allowed("POST"),
             (&Method::GET, p) if p.starts_with("/crl/") => {
-                crl::get(&self, &p["/crl/".len()..], req.headers())
+                return crl::get(&self, &p["/crl/".len()..], req.headers())
             }
-            (&Method::GET, "/healthz") => problem::text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/healthz") => return problem::text(StatusCode::OK, "ok\n"),
+            _ => {}
+        }
+        let (Listener::Api, Some(cert)) = (listener, client) else {
+            return problem::json(StatusCode::NOT_FOUND, "not-found", "no such route");
+        };
+        let caller = guard::Caller { cert };
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (&method, segments.as_slice()) {
+            (&Method::POST, ["v1", "tsa"]) => {
+                match guard::authorize(&self, &caller, signet_config::Operation::Tsa, None) {
+                    Ok(_) => tsa::handle(&self, req).await,
+                    Err(resp) => resp,
+                }
+            }
+            (_, ["v1", "tsa"]) => problem::method_not_allowed("POST"),
+            (&Method::GET, ["v1", "keys"]) => sign::keys(&self, &caller),
+            (&Method::POST, ["v1", "sign", key]) => sign::sign(&self, &caller, key, req).await,
+            (&Method::POST, ["v1", "sign", key, "batch"]) => {
+                sign::batch(&self, &caller, key, req).await
+            }
+            (_, ["v1", "sign", ..]) => problem::method_not_allowed("POST"),
+            (&Method::GET, ["v1", "openapi.json"]) => openapi::document(),
             _ => problem::json(StatusCode::NOT_FOUND, "not-found", "no such route"),
         }
     }

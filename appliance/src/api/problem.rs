@@ -30,12 +30,13 @@ pub fn text(status: StatusCode, body: &'static str) -> HttpResponse {
     )
 }
 
-/// An `application/problem+json` response with a stable `code`.
+/// An RFC 9457 `application/problem+json` response with a stable `code` (also in `type`).
 pub fn json(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
     let body = serde_json::json!({
         "type": format!("urn:signet:problem:{code}"),
         "title": status.canonical_reason().unwrap_or("error"),
         "status": status.as_u16(),
+        "code": code,
         "detail": detail,
     });
     bytes(
@@ -43,6 +44,11 @@ pub fn json(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
         "application/problem+json",
         body.to_string().into_bytes(),
     )
+}
+
+/// An `application/json` response.
+pub fn json_value(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
+    bytes(status, "application/json", value.to_string().into_bytes())
 }
 
 /// 405 naming the allowed method.

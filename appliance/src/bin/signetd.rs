@@ -51,6 +51,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(signet::daemon::run(
         config,
+        args.config.clone(),
         signet::daemon::ListenOverrides {
             api: args.listen,
             public: args.public_listen,

@@ -263,6 +263,43 @@ impl Hsm {
         )
     }
 
+    /// Sign many digests with one key: the batch is split into one share per worker, and
+    /// each worker signs and verifies its share in one job (no queue round trip per digest).
+    /// One result per digest, in order; a full queue fails the whole batch with `Busy`.
+    pub async fn sign_digests(
+        &self,
+        key: &Arc<KeyInfo>,
+        scheme: SignatureScheme,
+        digests: Vec<Vec<u8>>,
+    ) -> Result<Vec<Result<Vec<u8>, HsmError>>, HsmError> {
+        let share = digests.len().div_ceil(self.inner.workers.max(1)).max(1);
+        let mut pending = Vec::new();
+        let mut rest = digests;
+        while !rest.is_empty() {
+            let tail = rest.split_off(share.min(rest.len()));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let key = Arc::clone(key);
+            pending.push(self.submit(move |w| {
+                Ok(chunk
+                    .iter()
+                    .map(|d| {
+                        let signature = sign_digest(w, &key.label, scheme, d)?;
+                        verified(
+                            &key,
+                            key.public.verify_digest(scheme, d, &signature),
+                            signature,
+                        )
+                    })
+                    .collect::<Vec<_>>())
+            })?);
+        }
+        let mut results = Vec::new();
+        for rx in pending {
+            results.extend(rx.await.map_err(|_| HsmError::Unavailable)??);
+        }
+        Ok(results)
+    }
+
     /// Generate a key pair inside the token (sensitive, never extractable) and return its public side.
     pub fn generate_key_blocking(
         &self,

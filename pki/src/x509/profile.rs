@@ -46,6 +46,9 @@ pub enum Profile {
     TlsServer(Vec<SubjectAltName>),
     /// A TLS client (an application calling the API).
     TlsClient(Vec<SubjectAltName>),
+    /// A document signer (CMS, CAdES, PAdES): digitalSignature and nonRepudiation
+    /// (contentCommitment), no EKU, as PDF validators expect of signing certificates.
+    DocumentSigning,
 }
 
 impl Profile {
@@ -68,14 +71,14 @@ impl Profile {
                 path_len_constraint: path_len,
             },
         )?);
-        let usage = if ca {
-            KeyUsages::KeyCertSign | KeyUsages::CRLSign
-        } else {
-            KeyUsages::DigitalSignature.into()
+        let usage = match self {
+            Profile::Ca { .. } => KeyUsages::KeyCertSign | KeyUsages::CRLSign,
+            Profile::DocumentSigning => KeyUsages::DigitalSignature | KeyUsages::NonRepudiation,
+            _ => KeyUsages::DigitalSignature.into(),
         };
         exts.push(extension(rfc5280::ID_CE_KEY_USAGE, true, &KeyUsage(usage))?);
         match self {
-            Profile::Ca { .. } => {}
+            Profile::Ca { .. } | Profile::DocumentSigning => {}
             Profile::TimeStamping => exts.push(extension(
                 rfc5280::ID_CE_EXT_KEY_USAGE,
                 true,
