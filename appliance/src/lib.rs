@@ -12,6 +12,7 @@ pub mod clock;
 pub mod crl;
 pub mod daemon;
 pub mod hsm;
+pub mod issuance;
 pub mod layout;
 pub mod ocsp;
 pub mod revocation;

@@ -334,6 +334,12 @@ impl Hsm {
         self.run_blocking(move |w| w.with_retry(|w| Ok(w.session()?.generate_random_vec(len)?)))
     }
 
+    /// `len` random bytes from the token's generator, without blocking the executor.
+    pub async fn random(&self, len: u32) -> Result<Vec<u8>, HsmError> {
+        self.run(move |w| w.with_retry(|w| Ok(w.session()?.generate_random_vec(len)?)))
+            .await
+    }
+
     /// The raw C_Sign ceiling: `threads` threads, each with its own session, signing
     /// `digest` with `key` in a tight loop for `duration`; no queue, no verification.
     /// Returns signatures per second. For benchmarks.

@@ -1,0 +1,134 @@
+//! Issuing certificates from PKCS#10 requests: the CA key signs through the HSM, and every
+//! certificate is recorded (and so answerable by OCSP) before it is handed out.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use x509_cert::Certificate;
+
+use signet_config::Config;
+use signet_pki::x509::{self, csr, CertificateParams, Issuer, Profile, Revocation, SubjectAltName};
+
+use crate::admin::AdminError;
+use crate::daemon::ROOT_CA;
+use crate::hsm::{Hsm, KeyInfo};
+use crate::layout::StateLayout;
+
+/// What an operator asks to have issued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueRequest {
+    /// The PKCS#10 request, PEM.
+    pub csr_pem: String,
+    /// `tls-client`, `document-signing`, `tsa` or `ocsp-signer`.
+    pub profile: String,
+    /// Lifetime in days (default: `pki.leaf_days`).
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// DNS names for the subjectAltName.
+    #[serde(default)]
+    pub san_dns: Vec<String>,
+    /// URIs for the subjectAltName.
+    #[serde(default)]
+    pub san_uri: Vec<String>,
+}
+
+/// The profiles `cert issue` offers.
+pub const PROFILES: [&str; 4] = ["tls-client", "document-signing", "tsa", "ocsp-signer"];
+
+/// The appliance's CA, able to sign.
+pub struct CertificateAuthority {
+    /// Its name (`root`).
+    pub name: String,
+    cert: Certificate,
+    key: Arc<KeyInfo>,
+    hsm: Hsm,
+    revocation: Revocation,
+    default_days: u32,
+}
+
+impl CertificateAuthority {
+    /// The root CA of `config`'s state directory, its key found in `hsm`.
+    pub fn load(config: &Config, hsm: &Hsm) -> Result<Self, String> {
+        let layout = StateLayout::new(&config.state_dir);
+        let path = layout.root_ca();
+        let pem = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let cert =
+            x509::certificate_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        let key = tokio::task::block_in_place(|| hsm.key_blocking(&config.keys.root_ca.label))
+            .map_err(|e| e.to_string())?;
+        let revocation = config
+            .public
+            .base_url()
+            .map(|base| Revocation {
+                ocsp_url: Some(format!("{base}/ocsp")),
+                crl_url: Some(format!("{base}/crl/{ROOT_CA}.crl")),
+            })
+            .unwrap_or_default();
+        Ok(CertificateAuthority {
+            name: ROOT_CA.into(),
+            cert,
+            key,
+            hsm: hsm.clone(),
+            revocation,
+            default_days: config.pki.leaf_days,
+        })
+    }
+
+    /// Check the request and sign the certificate. The caller records it.
+    pub async fn issue(&self, req: &IssueRequest) -> Result<(String, Certificate), AdminError> {
+        let bad = |m: String| AdminError::new("bad-request", m);
+        let csr = csr::verify_csr_pem(&req.csr_pem).map_err(|e| bad(format!("CSR: {e}")))?;
+        let mut names: Vec<SubjectAltName> = req
+            .san_dns
+            .iter()
+            .cloned()
+            .map(SubjectAltName::Dns)
+            .collect();
+        names.extend(req.san_uri.iter().cloned().map(SubjectAltName::Uri));
+        let profile = match req.profile.as_str() {
+            "tls-client" => Profile::TlsClient(names),
+            "document-signing" => Profile::DocumentSigning,
+            "tsa" => Profile::TimeStamping,
+            "ocsp-signer" => Profile::OcspSigning,
+            other => {
+                return Err(bad(format!(
+                    "unknown profile {other:?}; one of {}",
+                    PROFILES.join(", ")
+                )))
+            }
+        };
+        let days = req.days.unwrap_or(self.default_days);
+        if days == 0 || days > 3650 {
+            return Err(bad("days must be between 1 and 3650".into()));
+        }
+        let serial = self
+            .hsm
+            .random(16)
+            .await
+            .map_err(|e| AdminError::new("internal", e.to_string()))?;
+        let params = CertificateParams {
+            profile,
+            subject: csr.subject,
+            public_key: csr.public_key,
+            serial,
+            // A little backdating absorbs clock skew between the appliance and relying parties.
+            not_before: SystemTime::now() - Duration::from_secs(300),
+            lifetime: Duration::from_secs(u64::from(days) * 86_400),
+            revocation: self.revocation.clone(),
+        };
+        let scheme = self.key.algorithm.default_scheme();
+        let issuer = Issuer::from_certificate(&self.cert, scheme);
+        let prepared =
+            x509::prepare(&params, Some(&issuer), scheme).map_err(|e| bad(e.to_string()))?;
+        let signature = self
+            .hsm
+            .sign(&self.key, prepared.scheme(), prepared.tbs_der())
+            .await
+            .map_err(|e| AdminError::new("internal", e.to_string()))?;
+        let cert = prepared
+            .finish(&signature)
+            .map_err(|e| AdminError::new("internal", e.to_string()))?;
+        Ok((req.profile.clone(), cert))
+    }
+}
