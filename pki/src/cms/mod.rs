@@ -1,6 +1,8 @@
 //! CMS SignedData (RFC 5652) as Signet signs it: signed attributes, the ESS
-//! signing-certificate-v2 (RFC 5035), and the prepare/finish split around the signature.
+//! signing-certificate-v2 (RFC 5035), and the prepare/finish split around the signature;
+//! detached CAdES / PAdES signatures in [`cades`].
 
+pub mod cades;
 pub mod ess;
 mod signer;
 

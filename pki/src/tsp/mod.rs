@@ -11,6 +11,10 @@
 //! [`TimeStampAuthority::prepare`] takes the time and serial and yields the digest to sign,
 //! [`PreparedToken::finish`] takes the signature. Every failure maps to one
 //! TimeStampResp through [`rejection`].
+//!
+//! For a stamp the appliance asks of itself (a CAdES signature-time-stamp),
+//! [`TimeStampAuthority::accept_imprint`] stands in for the request and
+//! [`PreparedToken::finish_token`] yields the bare TimeStampToken.
 
 mod error;
 mod request;

@@ -1,6 +1,6 @@
 //! Decoding a TimeStampReq and deciding whether the policy grants it.
 
-use der::asn1::{AnyRef, Int};
+use der::asn1::{AnyRef, Int, OctetString};
 use der::Decode;
 use x509_tsp::TimeStampReq;
 
@@ -34,22 +34,14 @@ impl TimeStampAuthority {
     pub fn check(&self, req: &TimeStampReq) -> Result<AcceptedRequest, TspError> {
         let imprint = &req.message_imprint;
         let oid = imprint.hash_algorithm.oid;
-        let hash = HashAlg::from_oid(oid)
-            .filter(|h| *h != HashAlg::Sha1 || self.policy.allow_sha1)
-            .ok_or(TspError::BadAlg(oid))?;
+        let hash = HashAlg::from_oid(oid).ok_or(TspError::BadAlg(oid))?;
         // Parameters must be absent or NULL (RFC 5754 section 2).
         if let Some(params) = &imprint.hash_algorithm.parameters {
             if AnyRef::from(params) != AnyRef::NULL {
                 return Err(TspError::BadAlg(oid));
             }
         }
-        let hashed = imprint.hashed_message.as_bytes();
-        if hashed.len() != hash.output_len() {
-            return Err(TspError::BadDataFormat {
-                expected: hash.output_len(),
-                got: hashed.len(),
-            });
-        }
+        self.check_imprint(hash, imprint.hashed_message.as_bytes())?;
         let policy = match req.req_policy {
             None => self.policy.default_policy,
             Some(p)
@@ -75,5 +67,40 @@ impl TimeStampAuthority {
             nonce: req.nonce.clone(),
             cert_req: req.cert_req,
         })
+    }
+
+    /// Grant a stamp over `digest`, made with `hash`, without a DER request: for a stamp the
+    /// appliance asks of itself (a CAdES signature-time-stamp). The same hash and length
+    /// checks as [`TimeStampAuthority::check`]; the default policy, no nonce, and the TSA's
+    /// certificate in the token (certReq true).
+    pub fn accept_imprint(
+        &self,
+        hash: HashAlg,
+        digest: &[u8],
+    ) -> Result<AcceptedRequest, TspError> {
+        self.check_imprint(hash, digest)?;
+        Ok(AcceptedRequest {
+            imprint: x509_tsp::MessageImprint {
+                hash_algorithm: hash.algorithm_identifier(),
+                hashed_message: OctetString::new(digest).map_err(|_| TspError::SystemFailure)?,
+            },
+            policy: self.policy.default_policy,
+            nonce: None,
+            cert_req: true,
+        })
+    }
+
+    /// Whether the policy accepts `hash`, and `hashed` is as long as its digests.
+    fn check_imprint(&self, hash: HashAlg, hashed: &[u8]) -> Result<(), TspError> {
+        if hash == HashAlg::Sha1 && !self.policy.allow_sha1 {
+            return Err(TspError::BadAlg(hash.oid()));
+        }
+        if hashed.len() != hash.output_len() {
+            return Err(TspError::BadDataFormat {
+                expected: hash.output_len(),
+                got: hashed.len(),
+            });
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cms::content_info::ContentInfo;
 use der::asn1::{GeneralizedTime, Int};
 use der::Encode;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -89,20 +90,31 @@ impl PreparedToken {
 
     /// Attach the signature and encode the granted TimeStampResp.
     pub fn finish(self, signature: &[u8]) -> Result<Vec<u8>, TspError> {
-        let token = self
-            .signed_data
-            .finish(signature)
-            .map_err(|_| TspError::SystemFailure)?;
         TimeStampResp {
             status: StatusInfo {
                 status: PkiStatus::Granted as u8,
                 status_string: None,
                 fail_info: None,
             },
-            time_stamp_token: Some(token),
+            time_stamp_token: Some(self.token(signature)?),
         }
         .to_der()
         .map_err(|_| TspError::SystemFailure)
+    }
+
+    /// Attach the signature and encode the bare TimeStampToken (the ContentInfo that
+    /// [`PreparedToken::finish`] wraps in a TimeStampResp): what an unsigned attribute
+    /// such as a CAdES signature-time-stamp carries.
+    pub fn finish_token(self, signature: &[u8]) -> Result<Vec<u8>, TspError> {
+        self.token(signature)?
+            .to_der()
+            .map_err(|_| TspError::SystemFailure)
+    }
+
+    fn token(self, signature: &[u8]) -> Result<ContentInfo, TspError> {
+        self.signed_data
+            .finish(signature)
+            .map_err(|_| TspError::SystemFailure)
     }
 }
 
@@ -119,4 +131,91 @@ fn serial_int(serial: u64) -> Result<Int, TspError> {
     }
     minimal.extend_from_slice(&bytes[first..]);
     Int::new(&minimal).map_err(|_| TspError::SystemFailure)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use der::Decode;
+
+    use super::*;
+    use crate::alg::HashAlg;
+    use crate::cms::SignerIdentity;
+    use crate::test_keys;
+    use crate::tsp::{Accuracy, TsaPolicy};
+    use crate::x509::Profile;
+
+    fn tsa(allow_sha1: bool) -> (TimeStampAuthority, test_keys::SoftKey) {
+        let root_key = test_keys::p256(0x61);
+        let root = test_keys::ca(&root_key, "CN=TSP Test Root");
+        let key = test_keys::p256(0x62);
+        let cert = test_keys::issue(&root, &root_key, Profile::TimeStamping, "CN=TSP", &key);
+        let signer = SignerIdentity::new(cert, vec![root], key.scheme()).expect("signer");
+        let policy = TsaPolicy {
+            default_policy: "1.3.6.1.4.1.32473.1.1".parse().expect("oid"),
+            accepted_policies: Vec::new(),
+            accuracy: Accuracy {
+                seconds: 1,
+                millis: 0,
+                micros: 0,
+            },
+            allow_sha1,
+        };
+        (TimeStampAuthority::new(signer, policy), key)
+    }
+
+    #[test]
+    fn accept_imprint_applies_the_request_checks() {
+        let (strict, _) = tsa(false);
+        let (legacy, _) = tsa(true);
+        assert!(matches!(
+            strict.accept_imprint(HashAlg::Sha1, &[0; 20]),
+            Err(TspError::BadAlg(_))
+        ));
+        assert!(legacy.accept_imprint(HashAlg::Sha1, &[0; 20]).is_ok());
+        assert_eq!(
+            strict.accept_imprint(HashAlg::Sha256, &[0; 48]).err(),
+            Some(TspError::BadDataFormat {
+                expected: 32,
+                got: 48
+            })
+        );
+        let accepted = strict
+            .accept_imprint(HashAlg::Sha384, &[7; 48])
+            .expect("accepted");
+        assert!(accepted.cert_req());
+        assert!(accepted.nonce.is_none());
+        assert_eq!(accepted.policy, strict.policy().default_policy);
+        assert_eq!(accepted.imprint.hash_algorithm.oid, HashAlg::Sha384.oid());
+        assert!(accepted.imprint.hash_algorithm.parameters.is_none());
+        assert_eq!(accepted.imprint.hashed_message.as_bytes(), [7; 48]);
+    }
+
+    #[test]
+    fn finish_token_is_the_token_of_the_response() {
+        let (authority, key) = tsa(false);
+        let accepted = authority
+            .accept_imprint(HashAlg::Sha256, &HashAlg::Sha256.digest(b"x"))
+            .expect("accepted");
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let prepared = authority.prepare(&accepted, at, 9).expect("prepare");
+        let signature = key.sign(prepared.signed_bytes());
+        let resp = prepared.finish(&signature).expect("response");
+        let prepared = authority.prepare(&accepted, at, 9).expect("prepare");
+        let token = prepared.finish_token(&signature).expect("token");
+        let inner = TimeStampResp::from_der(&resp)
+            .expect("TimeStampResp")
+            .time_stamp_token
+            .expect("granted")
+            .to_der()
+            .expect("der");
+        assert_eq!(token, inner);
+        let sd: cms::signed_data::SignedData = ContentInfo::from_der(&token)
+            .expect("ContentInfo")
+            .content
+            .decode_as()
+            .expect("SignedData");
+        assert!(sd.certificates.is_some(), "certReq is true");
+    }
 }
