@@ -21,6 +21,7 @@ use crate::authz::{Authorizer, Policy};
 use crate::ceremony::certifies;
 use crate::crl::{CrlIssuer, CrlService};
 use crate::hsm::{Hsm, HsmError, KeyInfo};
+use crate::issuance::CertificateAuthority;
 use crate::layout::StateLayout;
 use crate::ocsp::{CaResponder, NoncePolicy, OcspService, OcspSettings};
 use crate::revocation::StatusAuthority;
@@ -185,8 +186,10 @@ pub async fn run(
         hsm.clone(),
         Duration::from_secs(config.crl.validity_secs),
     ));
+    let ca = CertificateAuthority::load(&config, &hsm).map_err(StartError::Config)?;
     let status = Arc::new(StatusAuthority::new(
         store,
+        Some(Arc::new(ca)),
         Arc::clone(&ocsp),
         Arc::clone(&crls),
         status_lock,

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use crate::admin::ops::{internal, refused};
 use crate::admin::AdminError;
 use crate::crl::CrlService;
+use crate::issuance::CertificateAuthority;
 use crate::ocsp::OcspService;
 use crate::store::certs;
 use crate::store::{CertRecord, StatusChange, Store};
@@ -23,6 +24,7 @@ use crate::store::{CertRecord, StatusChange, Store};
 /// See the module documentation.
 pub struct StatusAuthority {
     store: Store,
+    ca: Option<Arc<CertificateAuthority>>,
     ocsp: Arc<OcspService>,
     crls: Arc<CrlService>,
     lock: Arc<Mutex<()>>,
@@ -33,12 +35,14 @@ impl StatusAuthority {
     /// responder was built with).
     pub fn new(
         store: Store,
+        ca: Option<Arc<CertificateAuthority>>,
         ocsp: Arc<OcspService>,
         crls: Arc<CrlService>,
         lock: Arc<Mutex<()>>,
     ) -> Self {
         StatusAuthority {
             store,
+            ca,
             ocsp,
             crls,
             lock,
@@ -48,6 +52,19 @@ impl StatusAuthority {
     /// The database.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The CA that issues, if this daemon signs certificates.
+    pub fn ca(&self) -> Option<&CertificateAuthority> {
+        self.ca.as_deref()
+    }
+
+    /// A certificate was issued and recorded: OCSP answers "good" for it from now on.
+    pub async fn issued(&self, record: &CertRecord) {
+        let guard = self.lock.lock().await;
+        if let Err(e) = self.ocsp.resign(&guard, record).await {
+            tracing::warn!(error = %e, serial = %record.serial, "OCSP index not updated");
+        }
     }
 
     /// Apply `change` to `serial` (normalised) and publish it.

@@ -72,6 +72,33 @@ impl TsaService {
         prepared.finish(&signature)
     }
 
+    /// Stamp `digest` (made with `hash`) in process, for a signature-time-stamp: the bare
+    /// TimeStampToken (a CMS ContentInfo), with the TSA certificate and chain.
+    pub async fn stamp_digest(
+        &self,
+        hash: signet_pki::HashAlg,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, TspError> {
+        let accepted = self.authority.accept_imprint(hash, digest)?;
+        self.check_clock()?;
+        let serial = self.serials.next().await.map_err(|e| {
+            tracing::error!(error = %e, "TSA serial allocation failed");
+            TspError::SystemFailure
+        })?;
+        let prepared = self
+            .authority
+            .prepare(&accepted, SystemTime::now(), serial)?;
+        let signature = self
+            .hsm
+            .sign(&self.key, prepared.scheme(), prepared.signed_bytes())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "TSA signing failed");
+                TspError::SystemFailure
+            })?;
+        prepared.finish_token(&signature)
+    }
+
     fn check_clock(&self) -> Result<(), TspError> {
         let status = clock::sync_status();
         match clock_decision(status, self.clock) {

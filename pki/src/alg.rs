@@ -96,6 +96,51 @@ impl HashAlg {
     }
 }
 
+/// A hash computed piece by piece (a document streaming in).
+#[derive(Clone, Debug)]
+pub enum Hasher {
+    /// SHA-1.
+    Sha1(sha1::Sha1),
+    /// SHA-256.
+    Sha256(sha2::Sha256),
+    /// SHA-384.
+    Sha384(sha2::Sha384),
+    /// SHA-512.
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    /// A fresh hash of kind `alg`.
+    pub fn new(alg: HashAlg) -> Self {
+        match alg {
+            HashAlg::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            HashAlg::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            HashAlg::Sha384 => Hasher::Sha384(sha2::Sha384::new()),
+            HashAlg::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    /// Feed `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha384(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest.
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha384(h) => h.finalize().to_vec(),
+            Hasher::Sha512(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
 /// The kind and size of an asymmetric key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyAlgorithm {
@@ -223,6 +268,21 @@ mod tests {
             assert_eq!(prefix[1] as usize, prefix.len() - 2 + h.output_len());
             assert_eq!(*prefix.last().unwrap_or(&0) as usize, h.output_len());
             assert_eq!(h.digest(b"abc").len(), h.output_len());
+        }
+    }
+
+    #[test]
+    fn streamed_hashing_equals_one_shot() {
+        for alg in [
+            HashAlg::Sha1,
+            HashAlg::Sha256,
+            HashAlg::Sha384,
+            HashAlg::Sha512,
+        ] {
+            let mut h = Hasher::new(alg);
+            h.update(b"hello, ");
+            h.update(b"signet");
+            assert_eq!(h.finish(), alg.digest(b"hello, signet"), "{alg:?}");
         }
     }
 

@@ -46,6 +46,8 @@ pub enum Command {
         /// Its serial, hex.
         serial: String,
     },
+    /// Issue a certificate from a PKCS#10 request.
+    CertIssue(crate::issuance::IssueRequest),
 }
 
 /// A request: the version and the command.

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::{AdminError, Command};
+use crate::issuance::CertificateAuthority;
 use crate::revocation::StatusAuthority;
 use crate::store::certs::{self, normalise_serial};
 use crate::store::{ChangeRefused, StatusChange, Store, StoreError};
@@ -27,15 +28,23 @@ pub const REASONS: [&str; 7] = [
 pub enum Target<'a> {
     /// The running daemon: database, OCSP cache and CRLs together.
     Live(&'a Arc<StatusAuthority>),
-    /// The database alone (no daemon runs; it catches up when it starts).
-    Offline(&'a Store),
+    /// The database alone (no daemon runs; it catches up when it starts), and the CA when
+    /// the command needs to sign.
+    Offline(&'a Store, Option<&'a CertificateAuthority>),
 }
 
 impl Target<'_> {
     fn store(&self) -> &Store {
         match self {
             Target::Live(a) => a.store(),
-            Target::Offline(s) => s,
+            Target::Offline(s, _) => s,
+        }
+    }
+
+    fn ca(&self) -> Option<&CertificateAuthority> {
+        match self {
+            Target::Live(a) => a.ca(),
+            Target::Offline(_, ca) => *ca,
         }
     }
 }
@@ -81,6 +90,26 @@ pub async fn execute(target: Target<'_>, command: Command) -> Result<Value, Admi
             change(target, &serial, StatusChange::Revoke(reason)).await
         }
         Command::CertUnhold { serial } => change(target, &serial, StatusChange::Unhold).await,
+        Command::CertIssue(req) => {
+            let ca = target
+                .ca()
+                .ok_or_else(|| AdminError::new("internal", "no CA to sign with"))?;
+            let (profile, cert) = ca.issue(&req).await?;
+            let ca_name = ca.name.clone();
+            let record = target
+                .store()
+                .with(move |c| certs::record(c, &ca_name, &profile, &cert))
+                .await
+                .map_err(internal)?;
+            if let Target::Live(authority) = &target {
+                authority.issued(&record).await;
+            }
+            let mut v = to_json(&record)?;
+            if let Value::Object(m) = &mut v {
+                m.insert("pem".into(), Value::String(pem(&record.der)));
+            }
+            Ok(v)
+        }
     }
 }
 
@@ -92,7 +121,7 @@ async fn change(
     let serial = parse_serial(serial)?;
     let outcome = match target {
         Target::Live(authority) => authority.change(&serial, change).await,
-        Target::Offline(store) => store
+        Target::Offline(store, _) => store
             .with(move |c| certs::change_status(c, &serial, &change, SystemTime::now()))
             .await
             .map_err(internal)?

@@ -2,6 +2,7 @@
 
 mod body;
 mod caching;
+mod cms;
 mod crl;
 mod guard;
 mod ocsp;
@@ -109,6 +110,8 @@ impl App {
                 sign::batch(&self, &caller, key, req).await
             }
             (_, ["v1", "sign", ..]) => problem::method_not_allowed("POST"),
+            (&Method::POST, ["v1", "cms", key]) => cms::handle(&self, &caller, key, req).await,
+            (_, ["v1", "cms", ..]) => problem::method_not_allowed("POST"),
             (&Method::GET, ["v1", "openapi.json"]) => openapi::document(),
             _ => problem::json(StatusCode::NOT_FOUND, "not-found", "no such route"),
         }

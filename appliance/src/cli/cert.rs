@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::admin::client::{self, ClientError};
 use crate::admin::ops::{self, Target, REASONS};
 use crate::admin::Command;
+use crate::issuance::{CertificateAuthority, IssueRequest, PROFILES};
 use crate::layout::StateLayout;
 use crate::statelock::StateLock;
 use crate::store::Store;
@@ -59,18 +60,62 @@ enum Action {
         /// Serial number, hex (colons allowed).
         serial: String,
     },
+    /// Issue a certificate from a PKCS#10 request (PEM), signed by the root CA in the token.
+    Issue {
+        /// The request file.
+        #[arg(long)]
+        csr: PathBuf,
+        /// The certificate profile.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PROFILES))]
+        profile: String,
+        /// Lifetime in days (default: the config's `pki.leaf_days`).
+        #[arg(long)]
+        days: Option<u32>,
+        /// A DNS name for the subjectAltName (repeatable).
+        #[arg(long)]
+        san_dns: Vec<String>,
+        /// A URI for the subjectAltName (repeatable).
+        #[arg(long)]
+        san_uri: Vec<String>,
+        /// Write the certificate (PEM) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Run the command and print its result.
 pub fn exec(args: Args) -> Result<(), String> {
+    let mut out_file = None;
     let command = match args.action {
         Action::List => Command::CertList,
         Action::Show { serial } => Command::CertShow { serial },
         Action::Revoke { serial, reason } => Command::CertRevoke { serial, reason },
         Action::Unhold { serial } => Command::CertUnhold { serial },
+        Action::Issue {
+            csr,
+            profile,
+            days,
+            san_dns,
+            san_uri,
+            out,
+        } => {
+            out_file = out;
+            let csr_pem =
+                std::fs::read_to_string(&csr).map_err(|e| format!("{}: {e}", csr.display()))?;
+            Command::CertIssue(IssueRequest {
+                csr_pem,
+                profile,
+                days,
+                san_dns,
+                san_uri,
+            })
+        }
     };
     let listing = command == Command::CertList;
     let result = run(&args.common, command)?;
+    if let (Some(path), Some(pem)) = (&out_file, result.get("pem").and_then(Value::as_str)) {
+        std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if args.common.json {
         println!(
             "{}",
@@ -87,25 +132,37 @@ pub fn exec(args: Args) -> Result<(), String> {
 /// Send `command` to the daemon, or run it on the database if no daemon runs.
 pub fn run(common: &Common, command: Command) -> Result<Value, String> {
     let config = super::load_config(&common.config, common.state_dir.clone())?;
+    super::prepare_softhsm(&config);
     let socket = config.state_path(&config.admin.socket);
     match client::call(&socket, command.clone(), Duration::from_secs(60)) {
         Ok(v) => Ok(v),
-        Err(ClientError::NotRunning(_)) => offline(&StateLayout::new(&config.state_dir), command),
+        Err(ClientError::NotRunning(_)) => offline(&config, command),
         Err(e) => Err(e.to_string()),
     }
 }
 
-fn offline(layout: &StateLayout, command: Command) -> Result<Value, String> {
+fn offline(config: &signet_config::Config, command: Command) -> Result<Value, String> {
+    let layout = StateLayout::new(&config.state_dir);
     // Holding the lock proves no daemon runs (its socket may merely be gone).
     let _state = StateLock::acquire(layout.root())
         .map_err(|e| format!("{e}; is signetd running with another admin socket?"))?;
     let store = Store::open(&layout.database()).map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    // Only issuance signs; the rest needs no HSM (and so no PIN).
+    let ca = match &command {
+        Command::CertIssue(_) => {
+            let hsm =
+                crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
+            Some(runtime.block_on(async { CertificateAuthority::load(config, &hsm) })?)
+        }
+        _ => None,
+    };
     runtime
-        .block_on(ops::execute(Target::Offline(&store), command))
+        .block_on(ops::execute(Target::Offline(&store, ca.as_ref()), command))
         .map_err(|e| e.to_string())
 }
 
