@@ -318,6 +318,62 @@ impl Appliance {
             .arg(&self.config))
     }
 
+    /// A client certificate `CN=<cn>,O=Signet` issued by the appliance's root through
+    /// `signetctl cert issue` (from a CSR made with openssl); returns (cert, key) paths.
+    pub fn issue_client(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let dir = self.path("clients");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (key, csr, cert) = (
+            dir.join(format!("{cn}.key")),
+            dir.join(format!("{cn}.csr")),
+            dir.join(format!("{cn}.pem")),
+        );
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-new",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                ])
+                .args(["-nodes", "-subj", &format!("/O=Signet/CN={cn}"), "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr),
+        );
+        let out = self.ctl(&[
+            "cert",
+            "issue",
+            "--profile",
+            "tls-client",
+            "--csr",
+            &csr.to_string_lossy(),
+            "--out",
+            &cert.to_string_lossy(),
+        ]);
+        assert!(
+            out.status.success(),
+            "cert issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (cert, key)
+    }
+
+    /// curl as the client whose certificate and key are given, trusting the root.
+    pub fn curl_as(&self, cert: &Path, key: &Path) -> Command {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "30"])
+            .arg("--cacert")
+            .arg(self.path("pki/root-ca.pem"))
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key);
+        cmd
+    }
+
     /// The API's base URL.
     pub fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr.expect("running"))

@@ -81,6 +81,15 @@ pub async fn read(
         .unwrap_or(Err(BodyError::Timeout))
 }
 
+/// Answer `resp` to a request whose body was not read: read (and discard) up to
+/// [`DRAIN_CAP`] bytes of it first, briefly, so that an HTTP/2 client sees the answer instead
+/// of a reset stream.
+pub async fn refuse(req: Request<Incoming>, resp: super::HttpResponse) -> super::HttpResponse {
+    let mut body = req.into_body();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain(&mut body)).await;
+    resp
+}
+
 /// Read and discard up to [`DRAIN_CAP`] bytes.
 async fn drain(body: &mut Incoming) {
     let mut seen = 0usize;

@@ -15,6 +15,7 @@ use signet_pki::cms::cades::{self, CadesProfile};
 use signet_pki::cms::SignerIdentity;
 use signet_pki::HashAlg;
 
+use super::body;
 use super::guard::{self, Caller};
 use super::problem;
 use super::sign::{decode_digest, hsm_failure, DigestName};
@@ -46,11 +47,14 @@ pub(super) async fn handle(
 ) -> HttpResponse {
     let key = match guard::key_for(app, caller, Operation::Cms, label) {
         Ok(k) => k,
-        Err(resp) => return resp,
+        Err(resp) => return body::refuse(req, resp).await,
     };
     let (level, profile) = match parse_query(req.uri().query().unwrap_or("")) {
         Ok(q) => q,
-        Err(detail) => return problem::json(StatusCode::BAD_REQUEST, "bad-parameter", &detail),
+        Err(detail) => {
+            let resp = problem::json(StatusCode::BAD_REQUEST, "bad-parameter", &detail);
+            return body::refuse(req, resp).await;
+        }
     };
     let (hash, digest) = if super::body::has_content_type(&req, "application/json") {
         let body: DigestRequest = match guard::json_body(app, req).await {

@@ -95,11 +95,12 @@ pub async fn json_body<T: DeserializeOwned>(
     req: Request<Incoming>,
 ) -> Result<T, HttpResponse> {
     if !body::has_content_type(&req, "application/json") {
-        return Err(problem::json(
+        let resp = problem::json(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "send application/json",
-        ));
+        );
+        return Err(body::refuse(req, resp).await);
     }
     let bytes = match body::read(req, app.max_json_bytes, app.body_timeout).await {
         Ok(b) => b,

@@ -100,7 +100,7 @@ impl App {
             (&Method::POST, ["v1", "tsa"]) => {
                 match guard::authorize(&self, &caller, signet_config::Operation::Tsa, None) {
                     Ok(_) => tsa::handle(&self, req).await,
-                    Err(resp) => resp,
+                    Err(resp) => body::refuse(req, resp).await,
                 }
             }
             (_, ["v1", "tsa"]) => problem::method_not_allowed("POST"),

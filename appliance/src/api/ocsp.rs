@@ -24,10 +24,11 @@ const RESPONSE: &str = "application/ocsp-response";
 /// `POST /ocsp`.
 pub(super) async fn post(app: &App, req: Request<Incoming>) -> HttpResponse {
     if !body::has_content_type(&req, REQUEST) {
-        return http_refusal(
+        let resp = http_refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &BodyError::WrongType { expected: REQUEST },
         );
+        return body::refuse(req, resp).await;
     }
     let der = match body::read(req, app.max_body_bytes, app.body_timeout).await {
         Ok(b) => b,

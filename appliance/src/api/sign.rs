@@ -12,6 +12,7 @@ use serde_json::json;
 use signet_config::Operation;
 use signet_pki::{HashAlg, SignatureScheme};
 
+use super::body;
 use super::guard::{self, Caller};
 use super::problem;
 use super::{App, HttpResponse};
@@ -103,7 +104,7 @@ pub(super) async fn sign(
 ) -> HttpResponse {
     let key = match guard::key_for(app, caller, Operation::Sign, label) {
         Ok(k) => k,
-        Err(resp) => return resp,
+        Err(resp) => return body::refuse(req, resp).await,
     };
     let body: SignRequest = match guard::json_body(app, req).await {
         Ok(b) => b,
@@ -139,7 +140,7 @@ pub(super) async fn batch(
 ) -> HttpResponse {
     let key = match guard::key_for(app, caller, Operation::Sign, label) {
         Ok(k) => k,
-        Err(resp) => return resp,
+        Err(resp) => return body::refuse(req, resp).await,
     };
     let body: BatchRequest = match guard::json_body(app, req).await {
         Ok(b) => b,

@@ -18,7 +18,8 @@ const REPLY: &str = "application/timestamp-reply";
 pub(super) async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
     if !body::has_content_type(&req, QUERY) {
         let err = BodyError::WrongType { expected: QUERY };
-        return reply_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &err);
+        let resp = reply_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &err);
+        return body::refuse(req, resp).await;
     }
     let request = match body::read(req, app.max_body_bytes, app.body_timeout).await {
         Ok(b) => b,
