@@ -75,10 +75,32 @@ impl CertificateAuthority {
         })
     }
 
+    /// The HSM the CA signs with.
+    pub fn hsm(&self) -> &Hsm {
+        &self.hsm
+    }
+
+    /// The CA's certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.cert
+    }
+
     /// Check the request and sign the certificate. The caller records it.
     pub async fn issue(&self, req: &IssueRequest) -> Result<(String, Certificate), AdminError> {
         let bad = |m: String| AdminError::new("bad-request", m);
         let csr = csr::verify_csr_pem(&req.csr_pem).map_err(|e| bad(format!("CSR: {e}")))?;
+        self.issue_for(csr.subject, csr.public_key, req).await
+    }
+
+    /// Sign a certificate for `public_key` (a key the appliance holds, or one a CSR proved)
+    /// with `subject` and the profile, lifetime and names of `req`.
+    pub async fn issue_for(
+        &self,
+        subject: x509_cert::name::Name,
+        public_key: spki::SubjectPublicKeyInfoOwned,
+        req: &IssueRequest,
+    ) -> Result<(String, Certificate), AdminError> {
+        let bad = |m: String| AdminError::new("bad-request", m);
         let mut names: Vec<SubjectAltName> = req
             .san_dns
             .iter()
@@ -109,8 +131,8 @@ impl CertificateAuthority {
             .map_err(|e| AdminError::new("internal", e.to_string()))?;
         let params = CertificateParams {
             profile,
-            subject: csr.subject,
-            public_key: csr.public_key,
+            subject,
+            public_key,
             serial,
             // A little backdating absorbs clock skew between the appliance and relying parties.
             not_before: SystemTime::now() - Duration::from_secs(300),

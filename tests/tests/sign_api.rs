@@ -537,3 +537,108 @@ fn bad_input_gets_a_4xx_problem_with_its_code() {
     assert_eq!(code, 200);
     app.stop();
 }
+
+#[test]
+fn a_key_generated_and_certified_by_signetctl_is_offered_once_declared() {
+    let mut app = Appliance::init();
+    app.start();
+    let chain = app.path("pki/new-key-chain.pem");
+    let out = app.ctl(&[
+        "key",
+        "generate",
+        "--label",
+        "new-key",
+        "--algorithm",
+        "ec-p384",
+        "--issue-from",
+        "root",
+        "--out",
+        &chain.to_string_lossy(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(made["algorithm"], "ec-p384");
+    // The label is taken now.
+    let again = app.ctl(&[
+        "key",
+        "generate",
+        "--label",
+        "new-key",
+        "--algorithm",
+        "ec-p256",
+    ]);
+    assert!(!again.status.success());
+    // The chain verifies under the root, and OCSP knows the new certificate.
+    let verify = run_ok(
+        Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(app.path("pki/root-ca.pem"))
+            .arg(&chain),
+    );
+    assert!(verify.contains(": OK"), "{verify}");
+    app.stop();
+    app.edit_config(|t| {
+        let keys = t["signing_keys"].as_array_mut().expect("signing_keys");
+        let mut k = toml::Table::new();
+        k.insert("label".into(), "new-key".into());
+        k.insert("algorithm".into(), "ec-p384".into());
+        k.insert("certificate_chain".into(), "pki/new-key-chain.pem".into());
+        keys.push(toml::Value::Table(k));
+        t["clients"].as_array_mut().expect("clients")[0]["keys"]
+            .as_array_mut()
+            .expect("keys")
+            .push("new-key".into());
+    });
+    app.start();
+    let keys = get_json(&app, "/v1/keys");
+    assert!(
+        keys["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .any(|k| k["label"] == "new-key"),
+        "{keys}"
+    );
+    let (code, answer) = post_json(
+        &app,
+        None,
+        "/v1/sign/new-key",
+        &json!({
+            "digest": B64.encode(digest("sha384", b"new")), "digest_algorithm": "sha384", "scheme": "ecdsa",
+        }),
+    );
+    assert_eq!(code, 200, "{answer}");
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("sig"),
+        B64.decode(answer["signature"].as_str().expect("sig"))
+            .expect("b64"),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("data"), b"new").expect("write");
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-pubkey", "-noout", "-in"])
+            .arg(&chain)
+            .arg("-out")
+            .arg(dir.path().join("pub.pem")),
+    );
+    let out = run(Command::new("openssl")
+        .args(["dgst", "-sha384", "-verify"])
+        .arg(dir.path().join("pub.pem"))
+        .arg("-signature")
+        .arg(dir.path().join("sig"))
+        .arg(dir.path().join("data")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.stop();
+}

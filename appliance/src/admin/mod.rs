@@ -48,6 +48,17 @@ pub enum Command {
     },
     /// Issue a certificate from a PKCS#10 request.
     CertIssue(crate::issuance::IssueRequest),
+    /// Generate a key pair in the token, and (with `issue_from`) a document-signing
+    /// certificate for it.
+    KeyGenerate {
+        /// CKA_LABEL of the new key.
+        label: String,
+        /// `rsa-2048`, `rsa-3072`, `rsa-4096`, `ec-p256` or `ec-p384`.
+        algorithm: String,
+        /// The CA to certify it (`root`), if any.
+        #[serde(default)]
+        issue_from: Option<String>,
+    },
 }
 
 /// A request: the version and the command.

@@ -90,6 +90,11 @@ pub async fn execute(target: Target<'_>, command: Command) -> Result<Value, Admi
             change(target, &serial, StatusChange::Revoke(reason)).await
         }
         Command::CertUnhold { serial } => change(target, &serial, StatusChange::Unhold).await,
+        Command::KeyGenerate {
+            label,
+            algorithm,
+            issue_from,
+        } => generate_key(target, &label, &algorithm, issue_from.as_deref()).await,
         Command::CertIssue(req) => {
             let ca = target
                 .ca()
@@ -111,6 +116,85 @@ pub async fn execute(target: Target<'_>, command: Command) -> Result<Value, Admi
             Ok(v)
         }
     }
+}
+
+async fn generate_key(
+    target: Target<'_>,
+    label: &str,
+    algorithm: &str,
+    issue_from: Option<&str>,
+) -> Result<Value, AdminError> {
+    let ca = target
+        .ca()
+        .ok_or_else(|| AdminError::new("internal", "no HSM to generate in"))?;
+    let name: signet_config::KeyAlgorithmName = serde_json::from_value(Value::String(
+        algorithm.to_owned(),
+    ))
+    .map_err(|_| {
+        AdminError::new(
+            "bad-request",
+            format!(
+                "unknown algorithm {algorithm:?}: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384"
+            ),
+        )
+    })?;
+    if label.is_empty()
+        || label.len() > 64
+        || !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(AdminError::new(
+            "bad-request",
+            "labels are 1 to 64 of A-Z a-z 0-9 - _",
+        ));
+    }
+    let hsm = ca.hsm().clone();
+    let alg = crate::settings::key_algorithm(name);
+    let l = label.to_owned();
+    let key =
+        tokio::task::block_in_place(|| hsm.generate_key_blocking(&l, alg)).map_err(
+            |e| match e {
+                crate::hsm::HsmError::KeyExists(_) => AdminError::new("key-exists", e.to_string()),
+                e => internal(e),
+            },
+        )?;
+    let mut answer = serde_json::json!({ "label": label, "algorithm": alg.to_string() });
+    match issue_from {
+        None => {}
+        Some(from) if from == ca.name => {
+            let subject = signet_pki::x509::parse_name(&format!("CN={label}"))
+                .map_err(|e| AdminError::new("bad-request", e.to_string()))?;
+            let req = crate::issuance::IssueRequest {
+                csr_pem: String::new(),
+                profile: "document-signing".into(),
+                days: None,
+                san_dns: Vec::new(),
+                san_uri: Vec::new(),
+            };
+            let (profile, cert) = ca.issue_for(subject, key.spki.clone(), &req).await?;
+            let ca_name = ca.name.clone();
+            let root_pem = pem(&der::Encode::to_der(ca.certificate()).map_err(internal)?);
+            let record = target
+                .store()
+                .with(move |c| certs::record(c, &ca_name, &profile, &cert))
+                .await
+                .map_err(internal)?;
+            if let Target::Live(authority) = &target {
+                authority.issued(&record).await;
+            }
+            answer["serial"] = Value::String(record.serial.clone());
+            answer["certificate_chain_pem"] =
+                Value::String(format!("{}{}", pem(&record.der), root_pem));
+        }
+        Some(other) => {
+            return Err(AdminError::new(
+                "bad-request",
+                format!("no CA named {other:?}"),
+            ));
+        }
+    }
+    Ok(answer)
 }
 
 async fn change(

@@ -20,6 +20,8 @@ enum Command {
     Init(cli::init::Args),
     /// Issued certificates: list, show, revoke, unhold.
     Cert(cli::cert::Args),
+    /// Keys in the token: generate.
+    Key(cli::key::Args),
     /// The HSM itself.
     #[command(subcommand)]
     Hsm(HsmCommand),
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Init(args) => cli::init::exec(args),
         Command::Cert(args) => cli::cert::exec(args),
+        Command::Key(args) => cli::key::exec(args),
         Command::Hsm(HsmCommand::Bench(args)) => cli::hsm_bench::exec(args),
     };
     match result {

@@ -152,9 +152,9 @@ fn offline(config: &signet_config::Config, command: Command) -> Result<Value, St
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    // Only issuance signs; the rest needs no HSM (and so no PIN).
+    // Only issuance and key generation need the HSM (and so the PIN).
     let ca = match &command {
-        Command::CertIssue(_) => {
+        Command::CertIssue(_) | Command::KeyGenerate { .. } => {
             let hsm =
                 crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
             Some(runtime.block_on(async { CertificateAuthority::load(config, &hsm) })?)

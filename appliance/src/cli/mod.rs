@@ -3,6 +3,7 @@
 pub mod cert;
 pub mod hsm_bench;
 pub mod init;
+pub mod key;
 
 use std::path::{Path, PathBuf};
 
