@@ -10,20 +10,24 @@ use spki::SubjectPublicKeyInfoRef;
 use crate::alg::{HashAlg, KeyAlgorithm, SignatureScheme};
 use crate::error::{Error, Result};
 
-/// A public key that can verify signatures, over a message (fast, with ring) or over a
-/// digest alone (RustCrypto, an order of magnitude slower: for raw-digest signing only).
+/// A public key that can verify signatures, over a message (with ring) or over a digest
+/// alone (with OpenSSL, for raw-digest signing: ring has no prehash API).
 #[derive(Clone, Debug)]
 pub struct PublicKey {
     key: KeyMaterial,
     /// The subjectPublicKey bits: PKCS#1 RSAPublicKey or the SEC1 point, as ring takes them.
     raw: Vec<u8>,
+    /// The same key for OpenSSL's EVP_PKEY_verify.
+    evp: openssl::pkey::PKey<openssl::pkey::Public>,
 }
 
 #[derive(Clone, Debug)]
 enum KeyMaterial {
     Rsa(rsa::RsaPublicKey),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
+    /// A valid P-256 point (checked at parse time).
+    P256,
+    /// A valid P-384 point (checked at parse time).
+    P384,
 }
 
 impl PublicKey {
@@ -49,19 +53,22 @@ impl PublicKey {
                     .decode_as::<const_oid::ObjectIdentifier>()?;
                 match curve {
                     rfc5912::SECP_256_R_1 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bits)
-                        .map(KeyMaterial::P256)
+                        .map(|_| KeyMaterial::P256)
                         .map_err(|_| Error::Invalid("P-256 point")),
                     rfc5912::SECP_384_R_1 => p384::ecdsa::VerifyingKey::from_sec1_bytes(bits)
-                        .map(KeyMaterial::P384)
+                        .map(|_| KeyMaterial::P384)
                         .map_err(|_| Error::Invalid("P-384 point")),
                     other => Err(Error::UnsupportedAlgorithm(other)),
                 }
             }
             other => Err(Error::UnsupportedAlgorithm(other)),
         }?;
+        let evp = openssl::pkey::PKey::public_key_from_der(der)
+            .map_err(|_| Error::Invalid("public key not readable by OpenSSL"))?;
         Ok(PublicKey {
             key,
             raw: bits.to_vec(),
+            evp,
         })
     }
 
@@ -92,16 +99,16 @@ impl PublicKey {
             (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha512)) => {
                 &rs::RSA_PSS_2048_8192_SHA512
             }
-            (KeyMaterial::P256(_), SignatureScheme::Ecdsa(HashAlg::Sha256)) => {
+            (KeyMaterial::P256, SignatureScheme::Ecdsa(HashAlg::Sha256)) => {
                 &rs::ECDSA_P256_SHA256_ASN1
             }
-            (KeyMaterial::P256(_), SignatureScheme::Ecdsa(HashAlg::Sha384)) => {
+            (KeyMaterial::P256, SignatureScheme::Ecdsa(HashAlg::Sha384)) => {
                 &rs::ECDSA_P256_SHA384_ASN1
             }
-            (KeyMaterial::P384(_), SignatureScheme::Ecdsa(HashAlg::Sha256)) => {
+            (KeyMaterial::P384, SignatureScheme::Ecdsa(HashAlg::Sha256)) => {
                 &rs::ECDSA_P384_SHA256_ASN1
             }
-            (KeyMaterial::P384(_), SignatureScheme::Ecdsa(HashAlg::Sha384)) => {
+            (KeyMaterial::P384, SignatureScheme::Ecdsa(HashAlg::Sha384)) => {
                 &rs::ECDSA_P384_SHA384_ASN1
             }
             // ring has no such pairing (SHA-1, SHA-512 with ECDSA, RSA under 2048 bits is
@@ -120,13 +127,13 @@ impl PublicKey {
                 use rsa::traits::PublicKeyParts;
                 KeyAlgorithm::Rsa(u32::try_from(k.n().bits()).unwrap_or(u32::MAX))
             }
-            KeyMaterial::P256(_) => KeyAlgorithm::EcP256,
-            KeyMaterial::P384(_) => KeyAlgorithm::EcP384,
+            KeyMaterial::P256 => KeyAlgorithm::EcP256,
+            KeyMaterial::P384 => KeyAlgorithm::EcP384,
         }
     }
 
-    /// Verify `signature` (DER for ECDSA) over `digest` made with `scheme`. Slow: prefer
-    /// [`PublicKey::verify_message`] whenever the message is at hand.
+    /// Verify `signature` (DER for ECDSA) over `digest` made with `scheme` (OpenSSL's
+    /// EVP_PKEY_verify; for when only the digest is at hand).
     pub fn verify_digest(
         &self,
         scheme: SignatureScheme,
@@ -136,42 +143,49 @@ impl PublicKey {
         if digest.len() != scheme.hash().output_len() {
             return Err(Error::Invalid("digest length does not match its hash"));
         }
-        match (&self.key, scheme) {
-            (KeyMaterial::Rsa(k), SignatureScheme::RsaPkcs1v15(h)) => {
-                let padding = match h {
-                    HashAlg::Sha1 => rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
-                    HashAlg::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
-                    HashAlg::Sha384 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
-                    HashAlg::Sha512 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
-                };
-                k.verify(padding, digest, signature)
-                    .map_err(|_| Error::BadSignature)
-            }
-            (KeyMaterial::Rsa(k), SignatureScheme::RsaPss(h)) => {
-                let padding = match h {
-                    HashAlg::Sha1 => rsa::Pss::new::<sha1::Sha1>(),
-                    HashAlg::Sha256 => rsa::Pss::new::<sha2::Sha256>(),
-                    HashAlg::Sha384 => rsa::Pss::new::<sha2::Sha384>(),
-                    HashAlg::Sha512 => rsa::Pss::new::<sha2::Sha512>(),
-                };
-                k.verify(padding, digest, signature)
-                    .map_err(|_| Error::BadSignature)
-            }
-            (KeyMaterial::P256(k), SignatureScheme::Ecdsa(_)) => {
-                use p256::ecdsa::signature::hazmat::PrehashVerifier;
-                let sig =
-                    p256::ecdsa::Signature::from_der(signature).map_err(|_| Error::BadSignature)?;
-                k.verify_prehash(digest, &sig)
-                    .map_err(|_| Error::BadSignature)
-            }
-            (KeyMaterial::P384(k), SignatureScheme::Ecdsa(_)) => {
-                use p384::ecdsa::signature::hazmat::PrehashVerifier;
-                let sig =
-                    p384::ecdsa::Signature::from_der(signature).map_err(|_| Error::BadSignature)?;
-                k.verify_prehash(digest, &sig)
-                    .map_err(|_| Error::BadSignature)
-            }
-            _ => Err(Error::KeyMismatch("signature scheme does not fit the key")),
+        if !self.algorithm().fits(scheme) {
+            return Err(Error::KeyMismatch("signature scheme does not fit the key"));
         }
+        self.evp_verify(scheme, digest, signature)
+            .map_err(|_| Error::BadSignature)?
+            .then_some(())
+            .ok_or(Error::BadSignature)
+    }
+
+    fn evp_verify(
+        &self,
+        scheme: SignatureScheme,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> std::result::Result<bool, openssl::error::ErrorStack> {
+        use openssl::md::Md;
+        use openssl::pkey_ctx::PkeyCtx;
+        use openssl::rsa::Padding;
+        let md = match scheme.hash() {
+            HashAlg::Sha1 => Md::sha1(),
+            HashAlg::Sha256 => Md::sha256(),
+            HashAlg::Sha384 => Md::sha384(),
+            HashAlg::Sha512 => Md::sha512(),
+        };
+        let mut ctx = PkeyCtx::new(&self.evp)?;
+        ctx.verify_init()?;
+        match scheme {
+            SignatureScheme::RsaPkcs1v15(_) => {
+                ctx.set_rsa_padding(Padding::PKCS1)?;
+                ctx.set_signature_md(md)?;
+            }
+            SignatureScheme::RsaPss(h) => {
+                // MGF1 with the same hash, salt as long as the hash (RFC 4055 defaults).
+                ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
+                ctx.set_signature_md(md)?;
+                ctx.set_rsa_mgf1_md(md)?;
+                ctx.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(
+                    h.output_len() as i32
+                ))?;
+            }
+            // DER Ecdsa-Sig-Value, as everywhere in Signet.
+            SignatureScheme::Ecdsa(_) => {}
+        }
+        ctx.verify(digest, signature)
     }
 }

@@ -127,17 +127,15 @@ async fn generate_key(
     let ca = target
         .ca()
         .ok_or_else(|| AdminError::new("internal", "no HSM to generate in"))?;
-    let name: signet_config::KeyAlgorithmName = serde_json::from_value(Value::String(
-        algorithm.to_owned(),
-    ))
-    .map_err(|_| {
-        AdminError::new(
-            "bad-request",
-            format!(
+    let name: signet_config::KeyAlgorithmName =
+        serde_json::from_value(Value::String(algorithm.to_owned())).map_err(|_| {
+            AdminError::new(
+                "bad-request",
+                format!(
                 "unknown algorithm {algorithm:?}: rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384"
             ),
-        )
-    })?;
+            )
+        })?;
     if label.is_empty()
         || label.len() > 64
         || !label
