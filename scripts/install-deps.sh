@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Signet needs on Debian 12 to build, run and test: system packages and the
-# Python judges (pyHanko, rfc3161ng) in a venv under .venv/judges. Idempotent; quiet when done.
+# Python judges (pyHanko, rfc3161ng, schemathesis) in a venv under .venv/judges. Idempotent; quiet when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,11 +27,15 @@ fi
 
 # The Python judges: nobody on this project wrote them, which is the point.
 VENV=.venv/judges
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pyhanko, rfc3161ng' 2>/dev/null; then
+# schemathesis checks the live API against appliance/openapi.json (tests/tests/openapi.rs); this
+# version installs beside pyHanko and cryptography>=48 without changing either.
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pyhanko, rfc3161ng, schemathesis' 2>/dev/null \
+  || [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" != 4.32.5 ]; then
   echo "installing python judges into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q 'pyhanko==0.38.0' 'pyhanko-cli==0.6.0' 'rfc3161ng==2.1.3' 'cryptography>=48'
+  "$VENV/bin/pip" install -q 'pyhanko==0.38.0' 'pyhanko-cli==0.6.0' 'rfc3161ng==2.1.3' 'cryptography>=48' \
+    'schemathesis==4.32.5'
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

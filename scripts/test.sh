@@ -27,6 +27,7 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
 step "benchmark (short run: the figures, not a pass/fail)"
 cargo bench --locked -p signet-e2e --bench tsa -- --quick
+cargo bench --locked -p signet-e2e --bench sign -- --quick
 cargo bench --locked -p signet-e2e --bench ocsp -- --quick
 
 step "tests"
