@@ -10,13 +10,7 @@
 //! (403 `unknown-client`). Bounded: a fixed number of examples per operation and a time
 //! budget per round, about a minute in all.
 //!
-//! Known signetd bug, tolerated here only while it reproduces: a refusal sent before the
-//! request body is read (404 unknown-key, 403, 429, 415) reaches a client still sending a
-//! large body as a reset connection instead of the problem document (see
-//! `an_early_refusal_reaches_a_client_still_sending_its_body`, ignored until it is fixed).
-//! While that probe reproduces, schemathesis's network errors of that kind (TLS EOF,
-//! connection reset, broken pipe) are reported but do not fail this test; every check
-//! failure and every other error does.
+//! Every check failure and every error (a reset connection included) fails the test.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -32,25 +26,6 @@ fn schemathesis() -> std::path::PathBuf {
         exe.display()
     );
     exe
-}
-
-/// Whether the server routes `POST /v1/cms/{key}` yet: a route it does not know answers
-/// 404 `not-found`, a route it knows answers something else (here 200 or 4xx).
-fn serves_cms(app: &Appliance) -> bool {
-    let body =
-        r#"{"digest":"n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=","digest_algorithm":"sha256"}"#;
-    let out = run_ok(
-        app.curl()
-            .args(["-o", "/dev/null", "-w", "%{http_code} %{content_type}"])
-            .args(["-H", "Content-Type: application/json", "--data", body])
-            .arg(app.url("/v1/cms/doc-ec")),
-    );
-    let problem = run_ok(
-        app.curl()
-            .args(["-H", "Content-Type: application/json", "--data", body])
-            .arg(app.url("/v1/cms/doc-ec")),
-    );
-    !(out.starts_with("404 ") && problem.contains("\"code\":\"not-found\""))
 }
 
 /// How the demo client stands in the policy during one round of schemathesis.
@@ -133,11 +108,6 @@ fn the_live_server_conforms_to_its_openapi_document() {
     );
     let schema = app.path("openapi.json");
     std::fs::write(&schema, &served).expect("write the schema");
-    let cms = serves_cms(&app);
-    if !cms {
-        eprintln!("POST /v1/cms/{{key}} is not served yet: left out of the runs");
-    }
-    let early_reset = early_refusal_resets(&app);
 
     let mut reloads = 0;
     for (n, round) in ROUNDS.iter().enumerate() {
@@ -185,10 +155,6 @@ fn the_live_server_conforms_to_its_openapi_document() {
             cmd.args(["--phases", "examples,fuzzing"])
                 .args(["--include-path-regex", "^/v1/(keys|sign/|cms/|tsa)"]);
         }
-        if !cms {
-            // Documented ahead of the route: checked as soon as signetd serves it.
-            cmd.args(["--exclude-path", "/v1/cms/{key}"]);
-        }
         let started = Instant::now();
         let out = run(&mut cmd);
         let elapsed = started.elapsed();
@@ -200,19 +166,13 @@ fn the_live_server_conforms_to_its_openapi_document() {
             version.trim(),
             elapsed.as_secs_f64()
         );
-        if !out.status.success() {
-            assert!(
-                early_reset && only_early_refusal_resets(&stdout),
-                "round {:?}: schemathesis found the server and the document disagreeing ({}); \
-                 the cases are above",
-                round.name,
-                out.status
-            );
-            eprintln!(
-                "KNOWN SIGNETD BUG: schemathesis's only errors are connections reset after an \
-                 early refusal (see an_early_refusal_reaches_a_client_still_sending_its_body)"
-            );
-        }
+        assert!(
+            out.status.success(),
+            "round {:?}: schemathesis found the server and the document disagreeing ({}); \
+             the cases are above",
+            round.name,
+            out.status
+        );
         // It really tested the operations (a schema it could not read tests nothing).
         let tested = stdout
             .lines()
@@ -220,12 +180,7 @@ fn the_live_server_conforms_to_its_openapi_document() {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or_else(|| panic!("no `Tested:` count in schemathesis's summary:\n{stdout}"));
-        let expected = match (round.everything, cms) {
-            (true, true) => 10,
-            (true, false) => 9,
-            (false, true) => 5,
-            (false, false) => 4,
-        };
+        let expected = if round.everything { 10 } else { 5 };
         assert_eq!(
             tested, expected,
             "round {:?}: operations tested",
@@ -260,50 +215,10 @@ fn early_refusal_resets(app: &Appliance) -> bool {
     String::from_utf8_lossy(&out.stdout).trim() != "404"
 }
 
-/// Whether schemathesis's output has no check failure and only network errors of the kind
-/// an early refusal causes (the connection torn down while the body was being sent).
-fn only_early_refusal_resets(stdout: &str) -> bool {
-    let section = |name: &str| {
-        let start = stdout.find(&format!(" {name} ="))?;
-        let rest = &stdout[start..];
-        let body_start = rest.find('\n')? + 1;
-        let rest = &rest[body_start..];
-        let end = rest.find("\n=====").unwrap_or(rest.len());
-        Some(&rest[..end])
-    };
-    if section("FAILURES").is_some() {
-        return false;
-    }
-    let Some(errors) = section("ERRORS") else {
-        return false;
-    };
-    // Each error: a `___ METHOD /path ___` line, then its kind, then the details.
-    let blocks: Vec<&str> = errors.split("\n_").filter(|b| b.contains(" /")).collect();
-    !blocks.is_empty()
-        && blocks.iter().all(|b| {
-            let mut lines = b.lines().map(str::trim).filter(|l| !l.is_empty());
-            let header = lines.next().unwrap_or_default();
-            let kind = lines.next().unwrap_or_default();
-            header.contains("POST /")
-                && kind == "Network Error"
-                && [
-                    "EOF occurred in violation of protocol",
-                    "Connection reset",
-                    "Broken pipe",
-                    "Connection aborted",
-                ]
-                .iter()
-                .any(|m| b.contains(m))
-        })
-}
-
 /// RFC 9110 15.5 and RFC 9113 8.1: a server may answer before the request body is complete,
-/// and the client must get that answer. signetd answers 404 `unknown-key` (and 403, 429,
-/// 415) without reading the body, and then drops it: over HTTP/2 the stream is reset
-/// (curl: "Stream error in the HTTP/2 framing layer"), over HTTP/1.1 the connection is
-/// closed with the body unread (Python requests: "EOF occurred in violation of protocol").
+/// and the client must get that answer: signetd reads (and drops) up to 1 MiB of a body it
+/// refuses early (404 `unknown-key`, 403, 429, 415), so the stream is not reset under it.
 #[test]
-#[ignore = "signetd bug: an early refusal reaches a client still sending as a reset, not the problem"]
 fn an_early_refusal_reaches_a_client_still_sending_its_body() {
     let mut app = Appliance::init();
     app.start();
@@ -313,35 +228,4 @@ fn an_early_refusal_reaches_a_client_still_sending_its_body() {
             "POST /v1/sign/no-such-key/batch with a 900 kB body: no 404"
         );
     }
-}
-
-/// The reader of schemathesis's output above, on excerpts of real runs.
-#[test]
-fn only_resets_after_early_refusals_are_tolerated() {
-    let errors = |kind: &str, detail: &str| {
-        format!(
-            "=================== ERRORS ===================\n\
-             ________ POST /v1/sign/{{key}}/batch ________\n\
-             {kind}\n\nSSL verification problem\n\n    {detail}\n\n\
-             =================== WARNINGS ===================\n\
-             Missing test data\n\
-             =================== SUMMARY ===================\n"
-        )
-    };
-    let reset = errors("Network Error", "EOF occurred in violation of protocol");
-    assert!(only_early_refusal_resets(&reset));
-    assert!(!only_early_refusal_resets(&errors(
-        "Network Error",
-        "Connection refused"
-    )));
-    assert!(!only_early_refusal_resets(&errors(
-        "Serialization not possible",
-        "Broken pipe"
-    )));
-    let with_failure = format!(
-        "{reset}=================== FAILURES ===================\n\
-         ____ GET /v1/keys ____\n1. Test Case ID: x\n- ST108 Response violates schema\n"
-    );
-    assert!(!only_early_refusal_resets(&with_failure));
-    assert!(!only_early_refusal_resets("no sections at all"));
 }

@@ -34,7 +34,6 @@ pub fn unknown_client(caller: &Caller) -> HttpResponse {
 
 /// May the caller do `op` (on `key`)? Its client's name, or the refusal to send.
 // The refusal is the response the handler returns as it is; a box would only add an allocation.
-#[allow(clippy::result_large_err)]
 pub fn authorize(
     app: &App,
     caller: &Caller,
@@ -73,7 +72,6 @@ pub fn authorize(
 
 /// The signing key `label`, if it exists (404) and the caller may do `op` with it (403/429).
 // The refusal is the response the handler returns as it is; a box would only add an allocation.
-#[allow(clippy::result_large_err)]
 pub fn key_for(
     app: &App,
     caller: &Caller,

@@ -198,7 +198,6 @@ pub(super) async fn batch(
 }
 
 // The refusal is the response the handler returns as it is; a box would only add an allocation.
-#[allow(clippy::result_large_err)]
 fn scheme_for(
     key: &Arc<SigningKey>,
     family: SchemeFamily,
