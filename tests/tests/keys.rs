@@ -11,10 +11,23 @@ fn every_private_key_is_sensitive_and_never_extractable() {
             .args(["--list-objects", "--type", "privkey"]),
     );
     let keys: Vec<&str> = out.split("Private Key Object").skip(1).collect();
+    let mut labels: Vec<&str> = keys
+        .iter()
+        .filter_map(|k| k.lines().find_map(|l| l.trim().strip_prefix("label:")))
+        .map(str::trim)
+        .collect();
+    labels.sort_unstable();
     assert_eq!(
-        keys.len(),
-        4,
-        "root CA, TSA, TLS and OCSP signer keys:\n{out}"
+        labels,
+        [
+            "doc-ec",
+            "doc-rsa",
+            "ocsp-signer",
+            "root-ca",
+            "tls-server",
+            "tsa"
+        ],
+        "the ceremony's keys and the dev document signers:\n{out}"
     );
     for key in keys {
         let access = key
@@ -101,12 +114,12 @@ fn init_refuses_to_overwrite_without_force() {
         root_before,
         "a new root"
     );
-    // Still exactly four keys: --force replaced them rather than adding more.
+    // Still exactly six keys: --force replaced them rather than adding more.
     let listed = run_ok(
         a.pkcs11_tool()
             .args(["--list-objects", "--type", "privkey"]),
     );
-    assert_eq!(listed.matches("Private Key Object").count(), 4, "{listed}");
+    assert_eq!(listed.matches("Private Key Object").count(), 6, "{listed}");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(a.path("demo/client.key"))
             .expect("key")
