@@ -189,20 +189,24 @@ fn main() {
     let mut results = Vec::new();
     for (t, problem) in targets.iter().zip(&checked) {
         for clients in CLIENTS {
+            let mut cpu_per_answer = None;
             let outcome = match problem {
                 Some(_) => Outcome::Unsupported,
                 None => {
                     let cpu_before = t.pid.map(process_cpu);
                     let report = load::run(t.addr, t.load.clone(), clients, duration);
                     if let (Some(pid), Some(before)) = (t.pid, cpu_before) {
-                        let per =
-                            process_cpu(pid).saturating_sub(before) / report.count.max(1) as u32;
-                        println!("         signetd CPU per answer: {} us", per.as_micros());
+                        cpu_per_answer = Some(
+                            process_cpu(pid).saturating_sub(before) / report.count.max(1) as u32,
+                        );
                     }
                     Outcome::Measured(report)
                 }
             };
             print_row(t, clients, &outcome);
+            if let Some(per) = cpu_per_answer {
+                println!("         signetd CPU per answer: {} us", per.as_micros());
+            }
             results.push((t.peer, t.path, clients, outcome));
         }
     }
