@@ -53,22 +53,7 @@ impl TsaService {
     pub async fn stamp(&self, request: &[u8]) -> Result<Vec<u8>, TspError> {
         let req = tsp::parse_request(request)?;
         let accepted = self.authority.check(&req)?;
-        self.check_clock()?;
-        let serial = self.serials.next().await.map_err(|e| {
-            tracing::error!(error = %e, "TSA serial allocation failed");
-            TspError::SystemFailure
-        })?;
-        let prepared = self
-            .authority
-            .prepare(&accepted, SystemTime::now(), serial)?;
-        let signature = self
-            .hsm
-            .sign(&self.key, prepared.scheme(), prepared.signed_bytes())
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "TSA signing failed");
-                TspError::SystemFailure
-            })?;
+        let (prepared, signature) = self.sign(&accepted).await?;
         prepared.finish(&signature)
     }
 
@@ -80,6 +65,16 @@ impl TsaService {
         digest: &[u8],
     ) -> Result<Vec<u8>, TspError> {
         let accepted = self.authority.accept_imprint(hash, digest)?;
+        let (prepared, signature) = self.sign(&accepted).await?;
+        prepared.finish_token(&signature)
+    }
+
+    /// What both kinds of stamp share: the clock check, a durable serial, the TSTInfo and
+    /// the HSM's signature over it.
+    async fn sign(
+        &self,
+        accepted: &tsp::AcceptedRequest,
+    ) -> Result<(tsp::PreparedToken, Vec<u8>), TspError> {
         self.check_clock()?;
         let serial = self.serials.next().await.map_err(|e| {
             tracing::error!(error = %e, "TSA serial allocation failed");
@@ -87,7 +82,7 @@ impl TsaService {
         })?;
         let prepared = self
             .authority
-            .prepare(&accepted, SystemTime::now(), serial)?;
+            .prepare(accepted, SystemTime::now(), serial)?;
         let signature = self
             .hsm
             .sign(&self.key, prepared.scheme(), prepared.signed_bytes())
@@ -96,7 +91,7 @@ impl TsaService {
                 tracing::error!(error = %e, "TSA signing failed");
                 TspError::SystemFailure
             })?;
-        prepared.finish_token(&signature)
+        Ok((prepared, signature))
     }
 
     fn check_clock(&self) -> Result<(), TspError> {
