@@ -18,6 +18,7 @@ pub mod crl;
 pub mod ecdsa_sig;
 pub mod error;
 pub mod ocsp;
+pub mod pades;
 pub mod reason;
 #[cfg(test)]
 mod test_keys;
