@@ -213,6 +213,7 @@ pub async fn run(
         max_stream_bytes: api.max_stream_bytes,
         max_body_bytes: api.max_body_bytes,
         body_timeout: Duration::from_secs(api.request_timeout_secs),
+        spool_dir: spool_dir(&config)?,
     });
     let limits = Limits {
         max_header_bytes: api.max_header_bytes,
@@ -426,4 +427,19 @@ fn expect_certifies(
             cert: path.to_owned(),
         })
     }
+}
+
+/// The directory PDFs are spooled to, owner-only: `spool/` in the state directory.
+fn spool_dir(config: &Config) -> Result<PathBuf, StartError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = config.state_path(Path::new("spool"));
+    let io =
+        |e: std::io::Error| StartError::Config(format!("spool directory {}: {e}", dir.display()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    Ok(dir)
 }

@@ -145,6 +145,37 @@ impl OcspService {
         }
     }
 
+    /// A DER OCSPResponse on `cert`, issued by `issuer`, for a DSS: the pre-signed answer
+    /// when there is one (a SHA-1 CertID, as RFC 5019 clients ask).
+    pub async fn answer_for(
+        &self,
+        issuer: &Certificate,
+        cert: &Certificate,
+    ) -> Result<Vec<u8>, OcspError> {
+        let id = RequestedCert::for_certificate(issuer, cert, HashAlg::Sha1)
+            .map_err(|e| OcspError::Malformed(e.to_string()))?;
+        let ca = self
+            .cas
+            .iter()
+            .position(|ca| ca.matcher.matches(&id))
+            .ok_or(OcspError::Unauthorized)?;
+        if let Some(hit) = self.cached(&id) {
+            return Ok(hit.der.to_vec());
+        }
+        match self.fill(&id, ca).await? {
+            Some(filled) => Ok(filled.der.to_vec()),
+            None => Err(OcspError::Unauthorized),
+        }
+    }
+
+    /// The certificates that sign OCSP answers.
+    pub fn responder_certificates(&self) -> Vec<Certificate> {
+        self.cas
+            .iter()
+            .map(|ca| ca.responder.certificate().clone())
+            .collect()
+    }
+
     /// Answer a DER OCSPRequest.
     pub async fn answer(&self, request: &[u8]) -> Answer {
         match self.try_answer(request).await {

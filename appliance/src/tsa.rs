@@ -49,6 +49,15 @@ impl TsaService {
         }
     }
 
+    /// The TSA's certificate, then its issuers.
+    pub fn chain(&self) -> Vec<x509_cert::Certificate> {
+        let signer = self.authority.signer();
+        std::iter::once(signer.certificate())
+            .chain(signer.chain())
+            .cloned()
+            .collect()
+    }
+
     /// Answer a DER TimeStampReq with a granted DER TimeStampResp, or say why not.
     pub async fn stamp(&self, request: &[u8]) -> Result<Vec<u8>, TspError> {
         let req = tsp::parse_request(request)?;

@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use signet_pki::alg::Hasher;
-use signet_pki::pades::{Document, Object, SignatureKind, SignatureOptions, ValidationData, XrefKind};
+use signet_pki::pades::{
+    Document, Object, SignatureKind, SignatureOptions, ValidationData, XrefKind,
+};
 use signet_pki::HashAlg;
 
 const VECTORS: [(&str, XrefKind); 3] = [
@@ -18,8 +20,12 @@ const VECTORS: [(&str, XrefKind); 3] = [
 ];
 
 fn vector(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/pdf").join(name))
-        .expect("read vector")
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/vectors/pdf")
+            .join(name),
+    )
+    .expect("read vector")
 }
 
 fn options(kind: SignatureKind, field: Option<&str>) -> SignatureOptions {
@@ -39,10 +45,21 @@ fn qpdf_check(bytes: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.pdf");
     std::fs::write(&path, bytes).unwrap();
-    let out = Command::new("qpdf").arg("--check").arg(&path).output().expect("run qpdf");
+    let out = Command::new("qpdf")
+        .arg("--check")
+        .arg(&path)
+        .output()
+        .expect("run qpdf");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "qpdf --check: {text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("No syntax or stream encoding errors found"), "{text}");
+    assert!(
+        out.status.success(),
+        "qpdf --check: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("No syntax or stream encoding errors found"),
+        "{text}"
+    );
 }
 
 /// Sign, add a DSS, add a document timestamp: three revisions, each checked.
@@ -53,7 +70,9 @@ fn three_revisions_on_every_vector() {
         let mut doc = Document::open(original.clone()).expect(name);
         assert_eq!(doc.xref_kind(), kind, "{name}");
 
-        let pending = doc.prepare_signature(&options(SignatureKind::Cades, None)).unwrap();
+        let pending = doc
+            .prepare_signature(&options(SignatureKind::Cades, None))
+            .unwrap();
         assert_eq!(pending.field(), "Signature1");
         let range = pending.byte_range();
         let mut hasher = Hasher::new(HashAlg::Sha256);
@@ -68,12 +87,20 @@ fn three_revisions_on_every_vector() {
         check.update(&out[range[2] as usize..(range[2] + range[3]) as usize]);
         assert_eq!(check.finish(), digest, "{name}");
         assert_eq!(range[2] + range[3], out.len() as u64);
-        assert_eq!(&out[range[1] as usize..range[1] as usize + 11], b"<3003020101", "{name}");
+        assert_eq!(
+            &out[range[1] as usize..range[1] as usize + 11],
+            b"<3003020101",
+            "{name}"
+        );
         doc.commit(revision.state);
         qpdf_check(&out);
 
         let reread = Document::open(out.clone()).expect("reread");
-        assert_eq!(reread.xref_kind(), kind, "{name}: same kind of cross-reference");
+        assert_eq!(
+            reread.xref_kind(),
+            kind,
+            "{name}: same kind of cross-reference"
+        );
         let catalog = reread.catalog().unwrap();
         let form = reread.resolve(catalog.get("AcroForm").unwrap()).unwrap();
         let Object::Dict(form) = form else { panic!() };
@@ -93,7 +120,9 @@ fn three_revisions_on_every_vector() {
         doc.commit(dss.state);
         qpdf_check(&out);
 
-        let ts = doc.prepare_signature(&options(SignatureKind::DocTimeStamp, None)).unwrap();
+        let ts = doc
+            .prepare_signature(&options(SignatureKind::DocTimeStamp, None))
+            .unwrap();
         assert_eq!(ts.field(), "DocumentTimestamp1");
         let revision = ts.fill(&[0x30, 0x00]).unwrap();
         out.extend_from_slice(&revision.bytes);
@@ -102,8 +131,12 @@ fn three_revisions_on_every_vector() {
 
         let last = Document::open(out.clone()).expect("reread all");
         let catalog = last.catalog().unwrap();
-        let Object::Dict(dss) = last.resolve(catalog.get("DSS").unwrap()).unwrap() else { panic!() };
-        let Some(Object::Array(certs)) = dss.get("Certs") else { panic!() };
+        let Object::Dict(dss) = last.resolve(catalog.get("DSS").unwrap()).unwrap() else {
+            panic!()
+        };
+        let Some(Object::Array(certs)) = dss.get("Certs") else {
+            panic!()
+        };
         assert_eq!(certs.len(), 1, "duplicates are stored once");
     }
 }
@@ -112,7 +145,9 @@ fn three_revisions_on_every_vector() {
 fn signing_into_a_named_field_then_refusing_it_signed() {
     let original = vector("gs-1.4.pdf");
     let mut doc = Document::open(original.clone()).unwrap();
-    let pending = doc.prepare_signature(&options(SignatureKind::Cades, Some("Approval"))).unwrap();
+    let pending = doc
+        .prepare_signature(&options(SignatureKind::Cades, Some("Approval")))
+        .unwrap();
     assert_eq!(pending.field(), "Approval");
     let revision = pending.fill(&[0x30, 0x00]).unwrap();
     let mut out = original;
@@ -128,7 +163,9 @@ fn signing_into_a_named_field_then_refusing_it_signed() {
 #[test]
 fn a_signature_too_big_for_its_hole_is_refused() {
     let doc = Document::open(vector("gs-1.4.pdf")).unwrap();
-    let pending = doc.prepare_signature(&options(SignatureKind::Cades, None)).unwrap();
+    let pending = doc
+        .prepare_signature(&options(SignatureKind::Cades, None))
+        .unwrap();
     assert!(pending.fill(&[0u8; 65]).is_err());
 }
 

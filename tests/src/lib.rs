@@ -118,6 +118,9 @@ pub struct Appliance {
     pub addr: Option<SocketAddr>,
     /// Where the running daemon's plain-HTTP public listener is.
     pub public_addr: Option<SocketAddr>,
+    /// Where to put the public listener at start: port 0 by default; a fixed port when the
+    /// certificates' AIA and CDP must reach it (set `public.listen` to the same at init).
+    pub public_listen: String,
     log: PathBuf,
     starts: usize,
 }
@@ -147,6 +150,7 @@ impl Appliance {
             child: None,
             addr: None,
             public_addr: None,
+            public_listen: "127.0.0.1:0".to_owned(),
             log,
             starts: 0,
         };
@@ -157,6 +161,24 @@ impl Appliance {
                 .arg(&appliance.config),
         );
         appliance
+    }
+
+    /// A fresh appliance whose public listener has a fixed port, written into the
+    /// certificates it issues (AIA, CDP): validators that fetch revocation status reach it.
+    pub fn init_reachable() -> Appliance {
+        let port = ocsp_peers::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut app = Appliance::init_with(|t| {
+            let public = t
+                .entry("public")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let Some(public) = public.as_table_mut() {
+                public.insert("listen".into(), toml::Value::String(listen.clone()));
+                public.remove("url");
+            }
+        });
+        app.public_listen = listen;
+        app
     }
 
     /// A fresh appliance from the unchanged `dev.toml`.
@@ -217,7 +239,7 @@ impl Appliance {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--public-listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.public_listen)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

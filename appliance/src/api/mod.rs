@@ -11,17 +11,19 @@ mod crl;
 mod guard;
 mod ocsp;
 mod openapi;
+mod pdf;
 mod problem;
 mod sign;
 mod tsa;
 
 pub use body::BodyError;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -32,8 +34,11 @@ use crate::ocsp::OcspService;
 use crate::signing_keys::KeyRing;
 use crate::tsa::TsaService;
 
-/// The response type of every route.
+/// The response type of every route but one.
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// The body of every answer: whole, or a signed PDF streamed from its spool.
+pub type ResponseBody = Either<Full<Bytes>, pdf::PdfBody>;
 
 /// What the routes need.
 pub struct App {
@@ -57,8 +62,10 @@ pub struct App {
     pub max_stream_bytes: u64,
     /// Largest body accepted.
     pub max_body_bytes: usize,
-    /// Time allowed to read a request body.
+    /// Time allowed to read a request body (for a PDF: between two chunks of it).
     pub body_timeout: Duration,
+    /// Where PDFs are spooled while they are signed.
+    pub spool_dir: PathBuf,
 }
 
 /// Which listener a request came in on: the public one serves only what relying parties
@@ -75,6 +82,27 @@ impl App {
     /// Route one request that came in on `listener` from `client` (the verified client
     /// certificate, on the API listener).
     pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        listener: Listener,
+        client: Option<Arc<PeerCert>>,
+    ) -> Response<ResponseBody> {
+        // The one route whose answer streams.
+        if let (Listener::Api, Some(cert), &Method::POST) = (listener, &client, req.method()) {
+            let path = req.uri().path().to_owned();
+            if let ["v1", "pdf", key] =
+                path.trim_start_matches('/').split('/').collect::<Vec<_>>()[..]
+            {
+                let caller = guard::Caller {
+                    cert: Arc::clone(cert),
+                };
+                return pdf::handle(&self, &caller, key, req).await;
+            }
+        }
+        self.route(req, listener, client).await.map(Either::Left)
+    }
+
+    async fn route(
         self: Arc<Self>,
         req: Request<Incoming>,
         listener: Listener,
@@ -116,6 +144,7 @@ impl App {
             (_, ["v1", "sign", ..]) => problem::method_not_allowed("POST"),
             (&Method::POST, ["v1", "cms", key]) => cms::handle(&self, &caller, key, req).await,
             (_, ["v1", "cms", ..]) => problem::method_not_allowed("POST"),
+            (_, ["v1", "pdf", ..]) => problem::method_not_allowed("POST"),
             (&Method::GET, ["v1", "openapi.json"]) => openapi::document(),
             _ => problem::json(StatusCode::NOT_FOUND, "not-found", "no such route"),
         }

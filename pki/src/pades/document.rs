@@ -78,6 +78,11 @@ impl<S: Source> Document<S> {
         &self.src
     }
 
+    /// Give back the source.
+    pub fn into_source(self) -> S {
+        self.src
+    }
+
     /// Length of the document with the revisions committed so far.
     pub fn len(&self) -> u64 {
         self.len
@@ -129,7 +134,9 @@ impl<S: Source> Document<S> {
         for (num, obj) in state.objects {
             self.overlay.insert(num, obj);
         }
-        self.xref.trailer.set("Size", Object::Integer(i64::from(self.size)));
+        self.xref
+            .trailer
+            .set("Size", Object::Integer(i64::from(self.size)));
     }
 
     /// The dictionary at `r` (a stream's dictionary for a stream).
@@ -215,7 +222,10 @@ impl<S: Source> Document<S> {
             });
             match parsed {
                 Ok((found, _, _)) if found != expected => {
-                    return Err(bad(&format!("found object {} {} there", found.num, found.gen)))
+                    return Err(bad(&format!(
+                        "found object {} {} there",
+                        found.num, found.gen
+                    )))
                 }
                 Ok((_, obj, data)) => return Ok((obj, data.map(|d| offset + d as u64))),
                 Err(Syntax::Eof) if !whole && window < MAX_OBJECT_WINDOW => window *= 4,
@@ -234,11 +244,17 @@ impl<S: Source> Document<S> {
             )));
         };
         if gen != r.gen {
-            return Err(PdfError::BrokenXref(format!("object stream {} has the wrong generation", r.num)));
+            return Err(PdfError::BrokenXref(format!(
+                "object stream {} has the wrong generation",
+                r.num
+            )));
         }
         let (obj, data_at) = self.object_at(offset, r)?;
         let (Object::Dict(dict), Some(data_at)) = (obj, data_at) else {
-            return Err(PdfError::Malformed(format!("object {} is not a stream", r.num)));
+            return Err(PdfError::Malformed(format!(
+                "object {} is not a stream",
+                r.num
+            )));
         };
         let length = match dict.get("Length") {
             Some(Object::Integer(l)) => *l,
@@ -262,7 +278,9 @@ impl<S: Source> Document<S> {
     fn compressed(&self, stream: u32, index: u32, num: u32) -> Result<Object> {
         let objstm = self.object_stream(stream)?;
         let (found, offset) = *objstm.members.get(index as usize).ok_or_else(|| {
-            PdfError::BrokenXref(format!("object {num}: index {index} past the end of object stream {stream}"))
+            PdfError::BrokenXref(format!(
+                "object {num}: index {index} past the end of object stream {stream}"
+            ))
         })?;
         if found != num {
             return Err(PdfError::BrokenXref(format!(
@@ -285,7 +303,11 @@ impl<S: Source> Document<S> {
                 }
                 e => Err(e),
             })
-            .map_err(|_| PdfError::Malformed(format!("object {num} in object stream {stream} does not parse")))
+            .map_err(|_| {
+                PdfError::Malformed(format!(
+                    "object {num} in object stream {stream} does not parse"
+                ))
+            })
     }
 
     fn object_stream(&self, num: u32) -> Result<Arc<ObjectStream>> {
@@ -294,7 +316,9 @@ impl<S: Source> Document<S> {
         }
         let (dict, raw) = self.stream(Ref::new(num, 0))?;
         if dict.name("Type") != Some(b"ObjStm") {
-            return Err(PdfError::Malformed(format!("object {num} is not an object stream")));
+            return Err(PdfError::Malformed(format!(
+                "object {num} is not an object stream"
+            )));
         }
         let data = filter::decode(&dict, &raw)?;
         let count = dict
@@ -310,13 +334,19 @@ impl<S: Source> Document<S> {
         let mut members = Vec::with_capacity(count.min(1 << 16));
         for _ in 0..count {
             let (Ok(n), Ok(off)) = (p.unsigned(), p.unsigned()) else {
-                return Err(PdfError::malformed("an object stream's header does not parse"));
+                return Err(PdfError::malformed(
+                    "an object stream's header does not parse",
+                ));
             };
             let n = u32::try_from(n).map_err(|_| PdfError::malformed("object number too large"))?;
             let off = usize::try_from(off).map_err(|_| PdfError::malformed("offset too large"))?;
             members.push((n, off));
         }
-        let objstm = Arc::new(ObjectStream { members, first, data });
+        let objstm = Arc::new(ObjectStream {
+            members,
+            first,
+            data,
+        });
         let mut cache = self.object_streams.borrow_mut();
         if cache.len() >= OBJECT_STREAM_CACHE {
             cache.clear();

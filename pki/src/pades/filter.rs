@@ -73,7 +73,10 @@ fn unpredict(parms: &Dict, data: Vec<u8>) -> Result<Vec<u8>, PdfError> {
     let colors = parms.integer("Colors").unwrap_or(1);
     let bits = parms.integer("BitsPerComponent").unwrap_or(8);
     let columns = parms.integer("Columns").unwrap_or(1);
-    if !(1..=32).contains(&colors) || ![1, 2, 4, 8, 16].contains(&bits) || !(1..=1 << 20).contains(&columns) {
+    if !(1..=32).contains(&colors)
+        || ![1, 2, 4, 8, 16].contains(&bits)
+        || !(1..=1 << 20).contains(&columns)
+    {
         return Err(PdfError::malformed("bad predictor parameters"));
     }
     let bpp = ((colors * bits + 7) / 8) as usize;
@@ -125,7 +128,11 @@ fn png(data: &[u8], bpp: usize, row: usize) -> Result<Vec<u8>, PdfError> {
 
 fn paeth(a: u8, b: u8, c: u8) -> u8 {
     let p = i16::from(a) + i16::from(b) - i16::from(c);
-    let (pa, pb, pc) = ((p - i16::from(a)).abs(), (p - i16::from(b)).abs(), (p - i16::from(c)).abs());
+    let (pa, pb, pc) = (
+        (p - i16::from(a)).abs(),
+        (p - i16::from(b)).abs(),
+        (p - i16::from(c)).abs(),
+    );
     if pa <= pb && pa <= pc {
         a
     } else if pb <= pc {
@@ -152,7 +159,10 @@ mod tests {
         let mut dict = Dict::new();
         dict.set("Filter", Object::name("FlateDecode"));
         dict.set("DecodeParms", Object::Dict(parms));
-        assert_eq!(decode(&dict, &z.finish().unwrap()).unwrap(), vec![1, 2, 3, 2, 3, 4]);
+        assert_eq!(
+            decode(&dict, &z.finish().unwrap()).unwrap(),
+            vec![1, 2, 3, 2, 3, 4]
+        );
     }
 
     #[test]

@@ -220,7 +220,10 @@ mod tests {
         d.set("Type", Object::name("Sig"));
         d.set("T", Object::text("a (b) \\c"));
         d.set("N", Object::Name(b"odd name#".to_vec()));
-        d.set("K", Object::Array(vec![Object::Ref(Ref::new(3, 0)), Object::Integer(-2)]));
+        d.set(
+            "K",
+            Object::Array(vec![Object::Ref(Ref::new(3, 0)), Object::Integer(-2)]),
+        );
         let bytes = Object::Dict(d).to_bytes();
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
@@ -230,9 +233,6 @@ mod tests {
 
     #[test]
     fn non_ascii_text_is_utf16() {
-        assert_eq!(
-            Object::text("é").to_bytes(),
-            b"<FEFF00E9>".to_vec()
-        );
+        assert_eq!(Object::text("é").to_bytes(), b"<FEFF00E9>".to_vec());
     }
 }

@@ -353,7 +353,8 @@ impl<'a> Parser<'a> {
             return Err(Syntax::Eof);
         }
         if self.eat_keyword(b"R") {
-            let num = u32::try_from(num).map_err(|_| Syntax::Bad(save, "object number too large"))?;
+            let num =
+                u32::try_from(num).map_err(|_| Syntax::Bad(save, "object number too large"))?;
             let gen = u16::try_from(gen).map_err(|_| Syntax::Bad(save, "generation too large"))?;
             return Ok(Object::Ref(Ref::new(num, gen)));
         }
@@ -423,7 +424,10 @@ mod tests {
         assert_eq!(d.name("Type"), Some(&b"Page"[..]));
         assert_eq!(
             d.get("Kids"),
-            Some(&Object::Array(vec![Object::Ref(Ref::new(1, 0)), Object::Ref(Ref::new(2, 0))]))
+            Some(&Object::Array(vec![
+                Object::Ref(Ref::new(1, 0)),
+                Object::Ref(Ref::new(2, 0))
+            ]))
         );
         assert_eq!(d.integer("N"), Some(-3));
         assert_eq!(d.get("R"), Some(&Object::Real("1.5".into())));
@@ -438,7 +442,11 @@ mod tests {
         let obj = parse("[1 2 3] ").unwrap();
         assert_eq!(
             obj,
-            Object::Array(vec![Object::Integer(1), Object::Integer(2), Object::Integer(3)])
+            Object::Array(vec![
+                Object::Integer(1),
+                Object::Integer(2),
+                Object::Integer(3)
+            ])
         );
     }
 
@@ -458,6 +466,9 @@ mod tests {
     #[test]
     fn escapes_in_names_and_strings() {
         assert_eq!(parse("/A#20B ").unwrap(), Object::Name(b"A B".to_vec()));
-        assert_eq!(parse("(\\101\\n)").unwrap(), Object::String(b"A\n".to_vec()));
+        assert_eq!(
+            parse("(\\101\\n)").unwrap(),
+            Object::String(b"A\n".to_vec())
+        );
     }
 }

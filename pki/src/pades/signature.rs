@@ -60,7 +60,10 @@ impl PendingSignature {
     /// The `/ByteRange`: everything but the `/Contents` string.
     pub fn byte_range(&self) -> [u64; 4] {
         let end = self.base + self.revision.bytes.len() as u64;
-        let (a, b) = (self.base + self.hole.0 as u64, self.base + self.hole.1 as u64);
+        let (a, b) = (
+            self.base + self.hole.0 as u64,
+            self.base + self.hole.1 as u64,
+        );
         [0, a, b, end - b]
     }
 
@@ -290,8 +293,16 @@ impl Form {
     }
 
     /// A field name not yet used.
-    fn fresh_name<S: Source>(&self, doc: &Document<S>, kind: super::SignatureKind) -> Result<String> {
-        let taken: HashSet<String> = self.terminal_fields(doc)?.into_iter().map(|f| f.name).collect();
+    fn fresh_name<S: Source>(
+        &self,
+        doc: &Document<S>,
+        kind: super::SignatureKind,
+    ) -> Result<String> {
+        let taken: HashSet<String> = self
+            .terminal_fields(doc)?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
         let stem = match kind {
             super::SignatureKind::Cades => "Signature",
             super::SignatureKind::DocTimeStamp => "DocumentTimestamp",
@@ -343,7 +354,10 @@ fn walk<S: Source>(
         (Some(p), false) => format!("{parent}.{p}"),
         (None, _) => parent.to_owned(),
     };
-    let kind = dict.name("FT").map(<[u8]>::to_vec).or(inherited.map(<[u8]>::to_vec));
+    let kind = dict
+        .name("FT")
+        .map(<[u8]>::to_vec)
+        .or(inherited.map(<[u8]>::to_vec));
     let kids: Vec<Object> = match dict.get("Kids").map(|k| doc.resolve(k)).transpose()? {
         Some(Object::Array(k)) => k,
         _ => Vec::new(),
@@ -397,7 +411,10 @@ fn signature_dictionary(options: &SignatureOptions) -> Vec<u8> {
             dict.set("Type", Object::name("Sig"));
             dict.set("Filter", Object::name("Adobe.PPKLite"));
             dict.set("SubFilter", Object::name("ETSI.CAdES.detached"));
-            dict.set("M", Object::String(pdf_date(options.signing_time).into_bytes()));
+            dict.set(
+                "M",
+                Object::String(pdf_date(options.signing_time).into_bytes()),
+            );
             for (key, value) in [
                 ("Name", &options.name),
                 ("Reason", &options.reason),
@@ -429,8 +446,10 @@ fn signature_dictionary(options: &SignatureOptions) -> Vec<u8> {
 /// `bytes` (a revision appended at `base`); returns the `/Contents` hole.
 fn place_byte_range(bytes: &mut [u8], body: usize, base: u64) -> Result<(usize, usize)> {
     let missing = || PdfError::malformed("signature dictionary layout");
-    let range_at = body + find(&bytes[body..], b"/ByteRange [").ok_or_else(missing)? + b"/ByteRange [".len();
-    let open = body + find(&bytes[body..], b"/Contents <").ok_or_else(missing)? + b"/Contents ".len();
+    let range_at =
+        body + find(&bytes[body..], b"/ByteRange [").ok_or_else(missing)? + b"/ByteRange [".len();
+    let open =
+        body + find(&bytes[body..], b"/Contents <").ok_or_else(missing)? + b"/Contents ".len();
     let close = open + find(&bytes[open..], b">").ok_or_else(missing)? + 1;
     let end = base + bytes.len() as u64;
     let (a, b) = (base + open as u64, base + close as u64);
@@ -448,7 +467,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A PDF date (ISO 32000-2 7.9.4) in UTC.
 fn pdf_date(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     match der::DateTime::from_unix_duration(std::time::Duration::from_secs(secs)) {
         Ok(t) => format!(
             "D:{:04}{:02}{:02}{:02}{:02}{:02}+00'00'",

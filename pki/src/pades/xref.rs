@@ -57,7 +57,16 @@ const MAX_SECTIONS: usize = 4096;
 const MAX_WINDOW: usize = 256 << 20;
 /// Keys of a section's trailer or stream dictionary that do not carry over.
 const SECTION_KEYS: [&str; 10] = [
-    "Prev", "XRefStm", "Type", "W", "Index", "Length", "Filter", "DecodeParms", "Size", "F",
+    "Prev",
+    "XRefStm",
+    "Type",
+    "W",
+    "Index",
+    "Length",
+    "Filter",
+    "DecodeParms",
+    "Size",
+    "F",
 ];
 
 /// Read the cross-reference of `src`.
@@ -131,7 +140,8 @@ fn read_section(src: &(impl Source + ?Sized), offset: u64) -> Result<Section> {
     let mut window = 64 << 10;
     loop {
         let bytes = src.read_vec(offset, window)?;
-        let at_end = (bytes.len() as u64) < window as u64 || offset + bytes.len() as u64 >= src.len();
+        let at_end =
+            (bytes.len() as u64) < window as u64 || offset + bytes.len() as u64 >= src.len();
         let attempt = if Parser::new(&bytes).eat_keyword(b"xref") {
             table(&bytes).map(|(entries, trailer)| (entries, trailer, XrefKind::Table))
         } else {
@@ -213,7 +223,8 @@ fn table(bytes: &[u8]) -> core::result::Result<(Vec<(u32, Entry)>, Dict), Syntax
                     Syntax::Bad(p.pos(), "xref entry is neither 'n' nor 'f'")
                 });
             };
-            let num = u32::try_from(start + i).map_err(|_| Syntax::Bad(p.pos(), "object number too large"))?;
+            let num = u32::try_from(start + i)
+                .map_err(|_| Syntax::Bad(p.pos(), "object number too large"))?;
             entries.push((num, entry));
         }
     }
