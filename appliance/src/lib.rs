@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api;
 pub mod authz;
 pub mod ceremony;
+pub mod channel_body;
 pub mod cli;
 pub mod clock;
 pub mod crl;

@@ -70,5 +70,17 @@ fn smoke_every_level_validates_in_pyhanko() {
         let text = String::from_utf8_lossy(&o.stdout);
         println!("{level}:\n{text}{}", String::from_utf8_lossy(&o.stderr));
         assert!(o.status.success(), "{level}");
+        let o = run(Command::new(pyhanko())
+            .args(["sign", "adesverify", "--pretty-print", "--trust"])
+            .arg(&root)
+            .arg("--trust-replace")
+            .arg(&out));
+        println!(
+            "ADES {level}:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let o = run(Command::new("qpdf").arg("--check").arg(&out));
+        println!("QPDF {level}: {}", String::from_utf8_lossy(&o.stdout));
     }
 }

@@ -38,7 +38,7 @@ use crate::tsa::TsaService;
 pub type HttpResponse = Response<Full<Bytes>>;
 
 /// The body of every answer: whole, or a signed PDF streamed from its spool.
-pub type ResponseBody = Either<Full<Bytes>, pdf::PdfBody>;
+pub type ResponseBody = Either<Full<Bytes>, crate::channel_body::ChannelBody>;
 
 /// What the routes need.
 pub struct App {

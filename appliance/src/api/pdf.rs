@@ -6,15 +6,11 @@
 //! check and signature is done before the first byte of the answer: a refusal is a
 //! problem document, never a half-written PDF.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
-use tokio::sync::mpsc;
 
 use signet_config::Operation;
 use signet_pki::alg::Hasher;
@@ -23,6 +19,7 @@ use signet_pki::pades::Source;
 use super::guard::{self, Caller};
 use super::sign::hsm_failure;
 use super::{body, problem, App, HttpResponse, ResponseBody};
+use crate::channel_body::ChannelBody;
 use crate::pades::{self, Appearance, Level, PadesError, Services, SignedPdf};
 use crate::spool::Spool;
 
@@ -116,9 +113,11 @@ fn parse_query(query: &str) -> Result<(Level, Appearance), String> {
             "location" => &mut appearance.location,
             "contact_info" => &mut appearance.contact_info,
             "name" => &mut appearance.name,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown parameter {other:?}: level, field, reason, location, contact_info, name"
-            )),
+            ))
+            }
         };
         if name == "field" && (value.is_empty() || value.contains('.')) {
             return Err("field must be a non-empty name without '.'".into());
@@ -235,7 +234,7 @@ fn refusal(e: &PadesError) -> HttpResponse {
 fn stream_answer(signed: SignedPdf) -> Response<ResponseBody> {
     let len = signed.len();
     let field = signed.field.clone();
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, body) = ChannelBody::new(len);
     tokio::task::spawn_blocking(move || {
         let SignedPdf {
             original,
@@ -261,7 +260,7 @@ fn stream_answer(signed: SignedPdf) -> Response<ResponseBody> {
         }
         // The spool is dropped here: its nameless file is gone with its descriptor.
     });
-    let mut resp = Response::new(Either::Right(PdfBody { rx, remaining: len }));
+    let mut resp = Response::new(Either::Right(body));
     *resp.status_mut() = StatusCode::OK;
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(PDF));
@@ -270,44 +269,6 @@ fn stream_answer(signed: SignedPdf) -> Response<ResponseBody> {
         headers.insert("signet-signature-field", v);
     }
     resp
-}
-
-/// A signed PDF on its way out.
-pub struct PdfBody {
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
-    remaining: u64,
-}
-
-impl hyper::body::Body for PdfBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Ok(bytes))) => {
-                self.remaining = self.remaining.saturating_sub(bytes.len() as u64);
-                Poll::Ready(Some(Ok(Frame::data(bytes))))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) if self.remaining > 0 => Poll::Ready(Some(Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the spooled document ended early",
-            )))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
 }
 
 async fn blocking<T, F>(f: F) -> std::io::Result<T>

@@ -4,6 +4,7 @@ pub mod cert;
 pub mod hsm_bench;
 pub mod init;
 pub mod key;
+pub mod pdf;
 
 use std::path::{Path, PathBuf};
 
