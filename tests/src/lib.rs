@@ -120,6 +120,8 @@ pub struct Appliance {
     pub public_addr: Option<SocketAddr>,
     log: PathBuf,
     starts: usize,
+    /// Where `start` puts the public listener (port 0 unless `init_reachable` picked one).
+    public_listen: String,
 }
 
 impl Appliance {
@@ -149,6 +151,7 @@ impl Appliance {
             public_addr: None,
             log,
             starts: 0,
+            public_listen: "127.0.0.1:0".into(),
         };
         run_ok(
             Command::new(bin("signetctl"))
@@ -157,6 +160,25 @@ impl Appliance {
                 .arg(&appliance.config),
         );
         appliance
+    }
+
+    /// Like `init_with`, but the public listener's port is picked now and written into the
+    /// config before `init`, so the OCSP and CRL URLs of the certificates it issues reach this
+    /// appliance's daemon: relying parties that follow them (pyHanko) get their answers.
+    pub fn init_reachable(edit: impl FnOnce(&mut toml::Table)) -> Appliance {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut app = Appliance::init_with(|t| {
+            let mut public = toml::Table::new();
+            public.insert("listen".into(), toml::Value::String(listen.clone()));
+            t.insert("public".into(), toml::Value::Table(public));
+            edit(t);
+        });
+        app.public_listen = listen;
+        app
     }
 
     /// A fresh appliance from the unchanged `dev.toml`.
@@ -217,7 +239,7 @@ impl Appliance {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--public-listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.public_listen)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -468,4 +490,5 @@ pub mod client;
 pub mod load;
 pub mod ocsp;
 pub mod ocsp_peers;
+pub mod pdf;
 pub mod tsp;
