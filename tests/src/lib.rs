@@ -163,19 +163,20 @@ impl Appliance {
         appliance
     }
 
-    /// A fresh appliance whose public listener has a fixed port, written into the
-    /// certificates it issues (AIA, CDP): validators that fetch revocation status reach it.
-    pub fn init_reachable() -> Appliance {
-        let port = ocsp_peers::free_port();
+    /// Like `init_with`, but the public listener's port is picked now and written into the
+    /// config before `init`, so the OCSP and CRL URLs of the certificates it issues reach this
+    /// appliance's daemon: relying parties that follow them (pyHanko) get their answers.
+    pub fn init_reachable(edit: impl FnOnce(&mut toml::Table)) -> Appliance {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
         let listen = format!("127.0.0.1:{port}");
         let mut app = Appliance::init_with(|t| {
-            let public = t
-                .entry("public")
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let Some(public) = public.as_table_mut() {
-                public.insert("listen".into(), toml::Value::String(listen.clone()));
-                public.remove("url");
-            }
+            let mut public = toml::Table::new();
+            public.insert("listen".into(), toml::Value::String(listen.clone()));
+            t.insert("public".into(), toml::Value::Table(public));
+            edit(t);
         });
         app.public_listen = listen;
         app
@@ -490,4 +491,5 @@ pub mod client;
 pub mod load;
 pub mod ocsp;
 pub mod ocsp_peers;
+pub mod pdf;
 pub mod tsp;

@@ -10,7 +10,7 @@ use signet_e2e::{judges_python, run, Appliance};
 fn app() -> &'static Appliance {
     static APP: OnceLock<Appliance> = OnceLock::new();
     APP.get_or_init(|| {
-        let mut app = Appliance::init_reachable();
+        let mut app = Appliance::init_reachable(|_| {});
         app.start();
         app
     })
