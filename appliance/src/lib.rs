@@ -9,6 +9,7 @@ pub mod authz;
 pub mod ceremony;
 pub mod cli;
 pub mod clock;
+pub mod config_source;
 pub mod crl;
 pub mod daemon;
 pub mod hsm;

@@ -468,4 +468,5 @@ pub mod client;
 pub mod load;
 pub mod ocsp;
 pub mod ocsp_peers;
+pub mod swtpm;
 pub mod tsp;

@@ -22,6 +22,9 @@ enum Command {
     Cert(cli::cert::Args),
     /// Keys in the token: generate.
     Key(cli::key::Args),
+    /// The config: check, seal to the TPM, unseal, reseal.
+    #[command(subcommand)]
+    Config(cli::config::Command),
     /// The HSM itself.
     #[command(subcommand)]
     Hsm(HsmCommand),
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Init(args) => cli::init::exec(args),
         Command::Cert(args) => cli::cert::exec(args),
         Command::Key(args) => cli::key::exec(args),
+        Command::Config(command) => cli::config::exec(command),
         Command::Hsm(HsmCommand::Bench(args)) => cli::hsm_bench::exec(args),
     };
     match result {
