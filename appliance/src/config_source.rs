@@ -68,8 +68,8 @@ impl ConfigSource {
             ConfigSource::Sealed { path, tcti } => {
                 let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", self.name()))?;
                 let mut tpm = Tpm::open(tcti).map_err(|e| format!("{}: {e}", self.name()))?;
-                let text =
-                    sealed::unseal(&mut tpm, &bytes).map_err(|e| format!("{}: {e}", self.name()))?;
+                let text = sealed::unseal(&mut tpm, &bytes)
+                    .map_err(|e| format!("{}: {e}", self.name()))?;
                 let text = String::from_utf8(text.to_vec())
                     .map_err(|_| format!("{}: the sealed config is not UTF-8 text", self.name()))?;
                 Ok(Zeroizing::new(text))
@@ -109,7 +109,9 @@ mod tests {
     #[test]
     fn the_prefix_chooses_the_source() {
         let s = ConfigSource::new(Path::new("sealed:/etc/a.sealed"), "x".into());
-        assert!(matches!(&s, ConfigSource::Sealed { path, .. } if path == Path::new("/etc/a.sealed")));
+        assert!(
+            matches!(&s, ConfigSource::Sealed { path, .. } if path == Path::new("/etc/a.sealed"))
+        );
         assert_eq!(s.name(), "sealed:/etc/a.sealed");
         let c = ConfigSource::new(Path::new("/etc/a.toml"), "x".into());
         assert!(matches!(c, ConfigSource::Clear(_)));
@@ -124,6 +126,9 @@ mod tests {
         let mut prod = dev;
         prod.profile = Profile::Production;
         let err = clear.daemon_warning(&prod).unwrap_err();
-        assert!(err.contains("production profile runs only from a TPM-sealed config"), "{err}");
+        assert!(
+            err.contains("production profile runs only from a TPM-sealed config"),
+            "{err}"
+        );
     }
 }

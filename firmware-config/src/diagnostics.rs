@@ -126,10 +126,17 @@ impl SpanIndex {
             .entries
             .iter()
             .filter(|e| e.removal == Some(Removal::Inline))
-            .filter(|e| e.path.strip_prefix(&prefix).is_some_and(|k| !k.contains(['.', '['])));
+            .filter(|e| {
+                e.path
+                    .strip_prefix(&prefix)
+                    .is_some_and(|k| !k.contains(['.', '[']))
+            });
         if let Some(key) = named("unknown field `") {
             let path = format!("{prefix}{key}");
-            return members.clone().find(|e| e.path == path).map_or(at, |e| e.key.start);
+            return members
+                .clone()
+                .find(|e| e.path == path)
+                .map_or(at, |e| e.key.start);
         }
         let value = named("unknown variant `")
             .map(|v| format!("\"{v}\""))
@@ -141,7 +148,11 @@ impl SpanIndex {
         match value {
             Some(v) => members
                 .clone()
-                .find(|e| self.text.get(e.value.clone()).is_some_and(|t| t.trim() == v))
+                .find(|e| {
+                    self.text
+                        .get(e.value.clone())
+                        .is_some_and(|t| t.trim() == v)
+                })
                 .map_or(at, |e| e.value.start),
             None => at,
         }

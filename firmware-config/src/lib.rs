@@ -498,7 +498,8 @@ mod listen {
 
     /// `IP:PORT` or `[IPv6]:PORT`, the port from 0 to 65535.
     pub fn parse(text: &str) -> Result<SocketAddr, String> {
-        let allowed = "allowed: IP:PORT or [IPv6]:PORT, the port from 0 to 65535 (0 picks a free port)";
+        let allowed =
+            "allowed: IP:PORT or [IPv6]:PORT, the port from 0 to 65535 (0 picks a free port)";
         let Some((host, port)) = text.rsplit_once(':') else {
             return Err(format!("`{text}` has no port; {allowed}"));
         };
@@ -507,8 +508,9 @@ mod listen {
             .parse()
             .map_err(|_| format!("`{host}` is not an IP address; {allowed}"))?;
         let port: u16 = match port.parse::<u64>() {
-            Ok(p) => u16::try_from(p)
-                .map_err(|_| format!("port {p} is out of range; {allowed}"))?,
+            Ok(p) => {
+                u16::try_from(p).map_err(|_| format!("port {p} is out of range; {allowed}"))?
+            }
             Err(_) => return Err(format!("`{port}` is not a port number; {allowed}")),
         };
         Ok(SocketAddr::new(ip, port))

@@ -56,7 +56,10 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
     }
     for (i, oid) in config.tsa.accepted_policies.iter().enumerate() {
         if let Err(why) = check_oid(oid) {
-            bad(&format!("tsa.accepted_policies[{i}]"), format!("`{oid}`: {why}"));
+            bad(
+                &format!("tsa.accepted_policies[{i}]"),
+                format!("`{oid}`: {why}"),
+            );
         }
     }
     if config.tsa.accuracy_ms < 1000 {
@@ -77,10 +80,16 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
         bad("api.max_header_bytes", "must be at least 8192".into());
     }
     if api.header_timeout_secs == 0 {
-        bad("api.header_timeout_secs", "must be at least 1 second".into());
+        bad(
+            "api.header_timeout_secs",
+            "must be at least 1 second".into(),
+        );
     }
     if api.request_timeout_secs == 0 {
-        bad("api.request_timeout_secs", "must be at least 1 second".into());
+        bad(
+            "api.request_timeout_secs",
+            "must be at least 1 second".into(),
+        );
     }
     if api.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
         bad("api.worker_threads", "must be between 1 and 1024".into());

@@ -52,11 +52,17 @@ fn unknown_key_says_did_you_mean_and_where() {
     assert_at(&p[0], position(&text, "polcy", 0));
     assert_eq!(p[0].key, "tsa.polcy");
     assert!(
-        p[0].message.contains("unknown key `polcy`; did you mean `policy`?"),
+        p[0].message
+            .contains("unknown key `polcy`; did you mean `policy`?"),
         "{}",
         p[0].message
     );
-    assert!(p[0].message.contains("allowed: `policy`, `accepted_policies`"), "{}", p[0].message);
+    assert!(
+        p[0].message
+            .contains("allowed: `policy`, `accepted_policies`"),
+        "{}",
+        p[0].message
+    );
 }
 
 #[test]
@@ -68,11 +74,25 @@ fn unknown_key_in_an_inline_table_and_an_array_of_tables() {
     let p = problems(&text, Origin::Clear);
     // The misspelt key goes; the client then matches nothing, which is reported too.
     assert_eq!(p.len(), 2, "{p:?}");
-    let typo = p.iter().find(|p| p.key == "clients[0].match.subjet").expect("the typo");
+    let typo = p
+        .iter()
+        .find(|p| p.key == "clients[0].match.subjet")
+        .expect("the typo");
     assert_at(typo, position(&text, "subjet", 0));
-    assert!(typo.message.contains("did you mean `subject`?"), "{}", typo.message);
-    let empty = p.iter().find(|p| p.key == "clients[0].match").expect("the rule");
-    assert!(empty.message.contains("matches nothing"), "{}", empty.message);
+    assert!(
+        typo.message.contains("did you mean `subject`?"),
+        "{}",
+        typo.message
+    );
+    let empty = p
+        .iter()
+        .find(|p| p.key == "clients[0].match")
+        .expect("the rule");
+    assert!(
+        empty.message.contains("matches nothing"),
+        "{}",
+        empty.message
+    );
 }
 
 #[test]
@@ -83,7 +103,8 @@ fn wrong_type_says_what_was_found_and_what_is_expected() {
     assert_eq!(p[0].key, "hsm.workers");
     assert_at(&p[0], position(&text, "\"two\"", 0));
     assert!(
-        p[0].message.contains("invalid type: string \"two\", expected usize"),
+        p[0].message
+            .contains("invalid type: string \"two\", expected usize"),
         "{}",
         p[0].message
     );
@@ -99,7 +120,8 @@ fn unknown_enum_value_lists_the_allowed_ones() {
     assert_eq!(p[0].key, "keys.tsa.algorithm");
     assert_at(&p[0], position(&text, "\"rsa-2084\"", 0));
     assert!(
-        p[0].message.contains("unknown value `rsa-2084`; did you mean `rsa-2048`?"),
+        p[0].message
+            .contains("unknown value `rsa-2084`; did you mean `rsa-2048`?"),
         "{}",
         p[0].message
     );
@@ -107,14 +129,18 @@ fn unknown_enum_value_lists_the_allowed_ones() {
 
 #[test]
 fn port_out_of_range_names_the_range() {
-    let text = dev_with("listen = \"127.0.0.1:8443\"", "listen = \"127.0.0.1:84430\"");
+    let text = dev_with(
+        "listen = \"127.0.0.1:8443\"",
+        "listen = \"127.0.0.1:84430\"",
+    );
     let p = problems(&text, Origin::Clear);
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].key, "api.listen");
     assert_at(&p[0], position(&text, "\"127.0.0.1:84430\"", 0));
     assert!(
-        p[0].message
-            .contains("port 84430 is out of range; allowed: IP:PORT or [IPv6]:PORT, the port from 0 to 65535"),
+        p[0].message.contains(
+            "port 84430 is out of range; allowed: IP:PORT or [IPv6]:PORT, the port from 0 to 65535"
+        ),
         "{}",
         p[0].message
     );
@@ -122,10 +148,16 @@ fn port_out_of_range_names_the_range() {
 
 #[test]
 fn clear_text_pin_is_refused_in_production_at_the_pin() {
-    let text = dev_with("profile = \"dev\"", "profile = \"production\"")
-        .replacen("softhsm_dir = \"softhsm\"\n", "\n", 1);
+    let text = dev_with("profile = \"dev\"", "profile = \"production\"").replacen(
+        "softhsm_dir = \"softhsm\"\n",
+        "\n",
+        1,
+    );
     let p = problems(&text, Origin::Clear);
-    let pin = p.iter().find(|p| p.key == "hsm.user_pin").expect("user_pin refused");
+    let pin = p
+        .iter()
+        .find(|p| p.key == "hsm.user_pin")
+        .expect("user_pin refused");
     assert_at(pin, position(&text, "\"1234\"", 0));
     assert!(
         pin.message
@@ -158,30 +190,54 @@ fn missing_or_unreadable_certificate_files_are_named_at_their_key() {
     assert_eq!(p.len(), 2, "{p:?}");
     assert_eq!(p[0].key, "signing_keys[0].certificate_chain");
     assert_at(&p[0], position(&text, "\"pki/doc-rsa-chain.pem\"", 0));
-    assert!(p[0].message.contains("doc-rsa-chain.pem does not exist"), "{}", p[0].message);
-    assert!(p[0].message.contains("a readable PEM file is required"), "{}", p[0].message);
+    assert!(
+        p[0].message.contains("doc-rsa-chain.pem does not exist"),
+        "{}",
+        p[0].message
+    );
+    assert!(
+        p[0].message.contains("a readable PEM file is required"),
+        "{}",
+        p[0].message
+    );
     assert_eq!(p[1].key, "signing_keys[1].certificate_chain");
     assert_at(&p[1], position(&text, "\"not-pem.pem\"", 0));
-    assert!(p[1].message.contains("holds no PEM certificate"), "{}", p[1].message);
+    assert!(
+        p[1].message.contains("holds no PEM certificate"),
+        "{}",
+        p[1].message
+    );
 }
 
 #[test]
 fn every_error_is_reported_at_once_in_file_order() {
     let text = dev_with("[tsa]\n", "[tsa]\npolcy = \"1.2\"\n")
         .replacen("workers = 2", "workers = \"two\"", 1)
-        .replacen("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:99999\"", 1)
+        .replacen(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"127.0.0.1:99999\"",
+            1,
+        )
         .replacen("validity_secs = 86400", "validity_secs = 5", 1)
         .replacen("[log]\n", "[log]\njsn = true\n", 1);
     let p = problems(&text, Origin::Clear);
     let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["hsm.workers", "tsa.polcy", "ocsp.validity_secs", "public.listen", "log.jsn"],
+        [
+            "hsm.workers",
+            "tsa.polcy",
+            "ocsp.validity_secs",
+            "public.listen",
+            "log.jsn"
+        ],
         "{p:?}"
     );
     let (line, column) = position(&text, "validity_secs = 5\n", 0);
     assert_at(&p[2], (line, column + "validity_secs = ".len()));
-    let err = Config::parse(Path::new("t.toml"), &text).unwrap_err().to_string();
+    let err = Config::parse(Path::new("t.toml"), &text)
+        .unwrap_err()
+        .to_string();
     assert_eq!(err.lines().count(), 5, "{err}");
     assert!(err.lines().all(|l| l.starts_with("t.toml:")), "{err}");
 }
@@ -200,6 +256,10 @@ fn missing_required_key_points_at_its_table() {
     let text = dev_with("token_label = \"signet-dev\"\n", "");
     let p = problems(&text, Origin::Clear);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].message.contains("missing field `token_label`"), "{}", p[0].message);
+    assert!(
+        p[0].message.contains("missing field `token_label`"),
+        "{}",
+        p[0].message
+    );
     assert_eq!(p[0].line, position(&text, "[hsm]", 0).0);
 }

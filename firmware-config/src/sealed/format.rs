@@ -103,8 +103,7 @@ impl SealedFile {
 
     /// The file's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
-        if self.public.len() > usize::from(u16::MAX) || self.private.len() > usize::from(u16::MAX)
-        {
+        if self.public.len() > usize::from(u16::MAX) || self.private.len() > usize::from(u16::MAX) {
             return Err(FormatError::Invalid("a TPM blob over 64 KiB".into()));
         }
         if self.pcr_values.len() != self.pcrs.indices().len() {
@@ -180,7 +179,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, field: &'static str, needed: usize) -> Result<&'a [u8], FormatError> {
-        let end = self.at.checked_add(needed).filter(|e| *e <= self.bytes.len());
+        let end = self
+            .at
+            .checked_add(needed)
+            .filter(|e| *e <= self.bytes.len());
         let Some(end) = end else {
             return Err(FormatError::Truncated {
                 field,

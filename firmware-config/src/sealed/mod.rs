@@ -36,15 +36,14 @@ pub enum SealError {
     Tpm(#[from] TpmError),
     /// The PCRs no longer hold the values the file was sealed to.
     #[error(
-        "unseal refused: the sealed config is bound to PCRs {bound}, and {changed} no longer \
-         match the values it was sealed to (the firmware, boot chain or Secure Boot state \
-         changed); after an intended change, reseal in an explicit step \
-         (`signetctl config reseal`)"
+        "unseal refused: the sealed config is bound to PCRs {bound}, and {changed} since it \
+         was sealed (the firmware, boot chain or Secure Boot state changed); after an \
+         intended change, reseal in an explicit step (`signetctl config reseal`)"
     )]
     PcrsChanged {
         /// The PCRs the file is bound to.
         bound: PcrSelection,
-        /// Which of them changed, in words.
+        /// Which of them changed, in words ("PCR 7 changed").
         changed: String,
     },
     /// The sealed object does not load: another TPM, or this one's owner seed changed.
@@ -119,7 +118,11 @@ pub fn unseal(tpm: &mut Tpm, bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealErr
     if !changed.is_empty() {
         return Err(SealError::PcrsChanged {
             bound: file.pcrs,
-            changed: format!("PCR {}", changed.join(", ")),
+            changed: format!(
+                "{} {} changed",
+                if changed.len() == 1 { "PCR" } else { "PCRs" },
+                changed.join(", ")
+            ),
         });
     }
     let key = match tpm.unseal_key(&file.public, &file.private, &file.pcrs) {
@@ -128,7 +131,7 @@ pub fn unseal(tpm: &mut Tpm, bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealErr
         Err(tpm::UnsealFailure::Policy(e)) => {
             return Err(SealError::PcrsChanged {
                 bound: file.pcrs,
-                changed: format!("the TPM says they ({e})"),
+                changed: format!("the TPM's policy check says they changed ({e})"),
             })
         }
         Err(tpm::UnsealFailure::Other(e)) => return Err(SealError::Tpm(e)),

@@ -39,7 +39,9 @@ impl PcrSelection {
             return Err(format!("`{text}`: no bank; {allowed}"));
         };
         if !bank.eq_ignore_ascii_case("sha256") {
-            return Err(format!("bank `{bank}`: only sha256 is supported; {allowed}"));
+            return Err(format!(
+                "bank `{bank}`: only sha256 is supported; {allowed}"
+            ));
         }
         let indices = list
             .split(',')
@@ -75,7 +77,14 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_seal_to() {
-        for bad in ["7", "sha1:7", "sha256:", "sha256:24", "sha256:x", "sha256:-1"] {
+        for bad in [
+            "7",
+            "sha1:7",
+            "sha256:",
+            "sha256:24",
+            "sha256:x",
+            "sha256:-1",
+        ] {
             assert!(PcrSelection::parse(bad).is_err(), "{bad}");
         }
     }

@@ -94,7 +94,9 @@ impl Tpm {
                     }
                     _ => Err(TpmError {
                         step: "reading PCRs",
-                        source: tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::WrongValueFromTpm),
+                        source: tss_esapi::Error::WrapperError(
+                            tss_esapi::WrapperErrorKind::WrongValueFromTpm,
+                        ),
                     }),
                 }
             })
@@ -216,9 +218,11 @@ impl Tpm {
                 HashingAlgorithm::Sha256,
             )
             .map_err(step("starting a session"))?
-            .ok_or_else(|| TpmError {
+            .ok_or(TpmError {
                 step: "starting a session",
-                source: tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::WrongValueFromTpm),
+                source: tss_esapi::Error::WrapperError(
+                    tss_esapi::WrapperErrorKind::WrongValueFromTpm,
+                ),
             })
     }
 

@@ -89,7 +89,9 @@ pub fn check(args: &Args) -> Result<Report, String> {
     }
     let mut findings = certificate_findings(&config);
     if args.offline {
-        report.notes.push("--offline: key labels not looked for in the token".into());
+        report
+            .notes
+            .push("--offline: key labels not looked for in the token".into());
     } else {
         match token_findings(&config) {
             Ok(f) => findings.extend(f),

@@ -55,8 +55,8 @@ pub fn exec(args: Args) -> Result<(), String> {
         }
     }
     let predicted = !wanted.is_empty();
-    let new = sealed::seal(&mut tpm, text.as_bytes(), &pcrs, Some(values))
-        .map_err(|e| e.to_string())?;
+    let new =
+        sealed::seal(&mut tpm, text.as_bytes(), &pcrs, Some(values)).map_err(|e| e.to_string())?;
     if !predicted {
         super::seal::verify(&mut tpm, &new, text)?;
     }
@@ -79,7 +79,8 @@ fn parse_values(
 ) -> Result<Vec<(u8, [u8; PCR_VALUE_LEN])>, String> {
     args.iter()
         .map(|a| {
-            let bad = || format!("--pcr-value `{a}`: allowed: N=HEX, N a selected PCR, HEX 64 digits");
+            let bad =
+                || format!("--pcr-value `{a}`: allowed: N=HEX, N a selected PCR, HEX 64 digits");
             let (n, hex) = a.split_once('=').ok_or_else(bad)?;
             let n: u8 = n.trim().parse().map_err(|_| bad())?;
             if !pcrs.indices().contains(&n) {

@@ -52,7 +52,8 @@ pub fn exec(args: Args) -> Result<(), String> {
 /// Unseal what was just sealed: a file that would not open at the next start is not
 /// written.
 pub(crate) fn verify(tpm: &mut Tpm, bytes: &[u8], text: &str) -> Result<(), String> {
-    let back = sealed::unseal(tpm, bytes).map_err(|e| format!("the new file does not unseal: {e}"))?;
+    let back =
+        sealed::unseal(tpm, bytes).map_err(|e| format!("the new file does not unseal: {e}"))?;
     if back.as_slice() != text.as_bytes() {
         return Err("the new file unseals to other text".into());
     }
