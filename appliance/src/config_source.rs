@@ -70,9 +70,9 @@ impl ConfigSource {
                 let mut tpm = Tpm::open(tcti).map_err(|e| format!("{}: {e}", self.name()))?;
                 let text = sealed::unseal(&mut tpm, &bytes)
                     .map_err(|e| format!("{}: {e}", self.name()))?;
-                let text = String::from_utf8(text.to_vec())
+                let text = std::str::from_utf8(&text)
                     .map_err(|_| format!("{}: the sealed config is not UTF-8 text", self.name()))?;
-                Ok(Zeroizing::new(text))
+                Ok(Zeroizing::new(text.to_owned()))
             }
         }
     }
