@@ -96,11 +96,11 @@ pub struct ListenOverrides {
     pub public: Option<SocketAddr>,
 }
 
-/// Run the daemon with `config` (read from `config_path`, which SIGHUP re-reads for the
-/// client policy), listening where `listen` or the config says.
+/// Run the daemon with `config` (read from `source`, which SIGHUP re-reads — and unseals
+/// again — for the client policy), listening where `listen` or the config says.
 pub async fn run(
     config: Config,
-    config_path: PathBuf,
+    source: crate::config_source::ConfigSource,
     listen: ListenOverrides,
 ) -> Result<(), StartError> {
     let layout = StateLayout::new(&config.state_dir);
@@ -247,7 +247,7 @@ pub async fn run(
         Arc::clone(&status),
         stopped(),
     ));
-    tasks.spawn(reload_on_sighup(config_path, authz, stopped()));
+    tasks.spawn(reload_on_sighup(source, authz, stopped()));
     let refresh_every = Duration::from_secs((config.ocsp.validity_secs / 10).clamp(1, 300));
     tasks.spawn(Arc::clone(&status).refresh(refresh_every, stopped()));
     if let Some(public) = public_listener {
@@ -274,10 +274,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Re-read the client policy from `path` on every SIGHUP; a config that does not load
+/// Re-read the client policy from `source` on every SIGHUP; a config that does not load
 /// leaves the policy in force as it was. Connections are not touched.
 async fn reload_on_sighup(
-    path: PathBuf,
+    source: crate::config_source::ConfigSource,
     authz: Arc<Authorizer>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -292,8 +292,7 @@ async fn reload_on_sighup(
             _ = hup.recv() => {}
             () = &mut shutdown => return,
         }
-        match Config::load(&path)
-            .map_err(|e| e.to_string())
+        match tokio::task::block_in_place(|| source.load())
             .and_then(|c| Policy::new(&c.clients).map(|p| (p, c.clients.len())))
         {
             Ok((policy, clients)) => {

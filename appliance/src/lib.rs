@@ -10,6 +10,7 @@ pub mod ceremony;
 pub mod channel_body;
 pub mod cli;
 pub mod clock;
+pub mod config_source;
 pub mod crl;
 pub mod daemon;
 pub mod hsm;

@@ -11,8 +11,21 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+mod diagnostics;
+pub mod sealed;
+pub mod validate;
+
+pub use diagnostics::{did_you_mean, line_column, Problem, SpanIndex};
+pub use validate::check_oid;
+
 /// The dev quick start's configuration, as shipped.
 pub const DEV_TOML: &str = include_str!("../dev.toml");
+
+/// The documented production example, as shipped.
+pub const PRODUCTION_EXAMPLE_TOML: &str = include_str!("../appliance.toml");
+
+/// The keys that hold secrets, as (table, key): redacted wherever a config is shown.
+pub const SECRET_KEYS: [(&str, &str); 2] = [("hsm", "user_pin"), ("hsm", "so_pin")];
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -25,24 +38,42 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The TOML does not parse or does not fit the schema (the message names line and column).
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, where.
-        message: String,
-    },
-    /// A value that parses but is not allowed.
-    #[error("{path}: {field}: {message}")]
+    /// The text is not TOML, does not fit the schema, or breaks a rule: every problem found.
+    #[error("{}", render(name, problems))]
     Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The dotted key.
-        field: &'static str,
-        /// What is wrong and what is allowed.
-        message: String,
+        /// The file (or `sealed:PATH`).
+        name: String,
+        /// Every problem, in file order.
+        problems: Vec<Problem>,
     },
+}
+
+/// `NAME:LINE:COLUMN: KEY: MESSAGE`, one problem a line.
+fn render(name: &str, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{name}:{p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Where a config was read from: the production profile accepts secrets only from a
+/// sealed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A clear-text file on disk.
+    Clear,
+    /// The plaintext of a TPM-sealed file (or a file about to be sealed).
+    Sealed,
+}
+
+/// The outcome of checking a config: the config when its schema holds, and every problem.
+#[derive(Debug)]
+pub struct Checked {
+    /// The config, when the text fits the schema (rules may still be broken).
+    pub config: Option<Config>,
+    /// Every problem found, in file order.
+    pub problems: Vec<Problem>,
 }
 
 /// What the appliance is for: `dev` allows shortcuts that `production` refuses.
@@ -207,7 +238,8 @@ impl Default for PkiConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Address to listen on; port 0 picks a free port.
+    /// Address to listen on, `IP:PORT`; port 0 picks a free port.
+    #[serde(deserialize_with = "listen::address")]
     pub listen: SocketAddr,
     /// CA certificates (PEM) that client certificates must chain to; default: the root CA.
     pub client_ca: Option<PathBuf>,
@@ -333,7 +365,8 @@ impl Default for CrlConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PublicConfig {
-    /// Address to listen on (off when absent; `signetd --public-listen` sets it too).
+    /// Address to listen on, `IP:PORT` (off when absent; `signetd --public-listen` sets it too).
+    #[serde(deserialize_with = "listen::optional_address")]
     pub listen: Option<SocketAddr>,
     /// Base URL relying parties reach it at, written into issued certificates (AIA OCSP
     /// `{url}/ocsp`, CRL distribution point `{url}/crl/{ca}.crl`). Default: from `listen`.
@@ -446,6 +479,44 @@ pub struct LogConfig {
     pub json: bool,
 }
 
+/// Listen addresses, with a message that says what is allowed.
+mod listen {
+    use std::net::{IpAddr, SocketAddr};
+
+    use serde::{de::Error, Deserialize, Deserializer};
+
+    pub fn address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(D::Error::custom)
+    }
+
+    pub fn optional_address<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        address(d).map(Some)
+    }
+
+    /// `IP:PORT` or `[IPv6]:PORT`, the port from 0 to 65535.
+    pub fn parse(text: &str) -> Result<SocketAddr, String> {
+        let allowed =
+            "allowed: IP:PORT or [IPv6]:PORT, the port from 0 to 65535 (0 picks a free port)";
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(format!("`{text}` has no port; {allowed}"));
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip: IpAddr = host
+            .parse()
+            .map_err(|_| format!("`{host}` is not an IP address; {allowed}"))?;
+        let port: u16 = match port.parse::<u64>() {
+            Ok(p) => {
+                u16::try_from(p).map_err(|_| format!("port {p} is out of range; {allowed}"))?
+            }
+            Err(_) => return Err(format!("`{port}` is not a port number; {allowed}")),
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+}
+
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/signet")
 }
@@ -466,7 +537,7 @@ fn default_serial_block() -> u64 {
 }
 
 impl Config {
-    /// Read and validate a config file.
+    /// Read and validate a clear-text config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -475,156 +546,52 @@ impl Config {
         Config::parse(path, &text)
     }
 
-    /// Parse and validate config text; `path` names it in errors.
+    /// Parse and validate clear-text config text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        config.validate(path)?;
-        Ok(config)
+        Config::parse_as(&path.display().to_string(), text, Origin::Clear)
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field, message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            field,
-            message,
+    /// Parse and validate config text read from `origin`; `name` names it in errors.
+    pub fn parse_as(name: &str, text: &str, origin: Origin) -> Result<Config, ConfigError> {
+        let checked = Config::check(text, origin, |_| Vec::new());
+        match checked.config {
+            Some(config) if checked.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid {
+                name: name.to_owned(),
+                problems: checked.problems,
+            }),
+        }
+    }
+
+    /// Every problem of config `text` read from `origin`: syntax, schema, the rules, and
+    /// `more` (further checks on the parsed config, as dotted key and message).
+    pub fn check(
+        text: &str,
+        origin: Origin,
+        more: impl FnOnce(&Config) -> Vec<validate::Finding>,
+    ) -> Checked {
+        let index = match SpanIndex::new(text) {
+            Ok(i) => i,
+            Err(p) => {
+                return Checked {
+                    config: None,
+                    problems: vec![p],
+                }
+            }
         };
-        if self.profile == Profile::Production && self.hsm.user_pin.is_some() {
-            return Err(invalid(
-                "hsm.user_pin",
-                "a clear-text PIN is refused in the production profile; seal the config".into(),
-            ));
-        }
-        if self.profile == Profile::Production && self.hsm.softhsm_dir.is_some() {
-            return Err(invalid(
-                "hsm.softhsm_dir",
-                "a SoftHSM token is for the dev profile only".into(),
-            ));
-        }
-        if self.hsm.workers == 0 || self.hsm.workers > 256 {
-            return Err(invalid("hsm.workers", "must be between 1 and 256".into()));
-        }
-        if self.hsm.queue_depth == 0 {
-            return Err(invalid("hsm.queue_depth", "must be at least 1".into()));
-        }
-        for (field, oid) in std::iter::once(("tsa.policy", &self.tsa.policy)).chain(
-            self.tsa
-                .accepted_policies
-                .iter()
-                .map(|p| ("tsa.accepted_policies", p)),
-        ) {
-            if let Err(why) = check_oid(oid) {
-                return Err(invalid(field, format!("`{oid}`: {why}")));
+        let (config, mut problems) = diagnostics::deserialize_all::<Config>(text, &index);
+        if let Some(c) = &config {
+            let mut findings = validate::findings(c, origin);
+            findings.extend(more(c));
+            for (key, message) in findings {
+                // A key already reported by the schema has its default now: do not judge it.
+                if !problems.iter().any(|p| p.key == key) {
+                    problems.push(index.problem_at_key(&key, message));
+                }
             }
         }
-        if self.tsa.accuracy_ms < 1000 {
-            return Err(invalid(
-                "tsa.accuracy_ms",
-                "genTime has whole seconds, so accuracy must be at least 1000 ms".into(),
-            ));
-        }
-        if self.tsa.serial_block == 0 {
-            return Err(invalid("tsa.serial_block", "must be at least 1".into()));
-        }
-        if self.api.max_body_bytes == 0 {
-            return Err(invalid("api.max_body_bytes", "must be at least 1".into()));
-        }
-        if self.api.max_header_bytes < 8192 {
-            return Err(invalid(
-                "api.max_header_bytes",
-                "must be at least 8192".into(),
-            ));
-        }
-        if self.api.header_timeout_secs == 0 || self.api.request_timeout_secs == 0 {
-            return Err(invalid(
-                "api.*_timeout_secs",
-                "timeouts must be at least 1 second".into(),
-            ));
-        }
-        if self.api.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
-            return Err(invalid(
-                "api.worker_threads",
-                "must be between 1 and 1024".into(),
-            ));
-        }
-        if self.api.max_batch == 0 || self.api.max_json_bytes < 1024 {
-            return Err(invalid(
-                "api.max_batch",
-                "max_batch must be at least 1 and max_json_bytes at least 1024".into(),
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for k in &self.signing_keys {
-            if !seen.insert(k.label.as_str()) {
-                return Err(invalid(
-                    "signing_keys",
-                    format!("key `{}` is declared twice", k.label),
-                ));
-            }
-        }
-        for c in &self.clients {
-            let m = &c.matches;
-            if m.subject.is_none()
-                && m.san_uri.is_none()
-                && m.san_dns.is_none()
-                && m.fingerprint_sha256.is_none()
-            {
-                return Err(invalid(
-                    "clients.match",
-                    format!("client `{}` matches nothing: give subject, san_uri, san_dns or fingerprint_sha256", c.name),
-                ));
-            }
-            if let Some(k) = c.keys.iter().find(|k| !seen.contains(k.as_str())) {
-                return Err(invalid(
-                    "clients.keys",
-                    format!(
-                        "client `{}` is granted `{k}`, which is not in [[signing_keys]]",
-                        c.name
-                    ),
-                ));
-            }
-            if c.rate_limit
-                .is_some_and(|r| !(r.per_second > 0.0 && r.burst >= 1.0))
-            {
-                return Err(invalid(
-                    "clients.rate_limit",
-                    format!(
-                        "client `{}`: per_second must be above 0 and burst at least 1",
-                        c.name
-                    ),
-                ));
-            }
-        }
-        if self.ocsp.validity_secs < 60 {
-            return Err(invalid("ocsp.validity_secs", "must be at least 60".into()));
-        }
-        if self
-            .ocsp
-            .refresh_before_secs
-            .is_some_and(|r| r == 0 || r >= self.ocsp.validity_secs)
-        {
-            return Err(invalid(
-                "ocsp.refresh_before_secs",
-                "must be between 1 and ocsp.validity_secs - 1".into(),
-            ));
-        }
-        if self.crl.validity_secs < 60 {
-            return Err(invalid("crl.validity_secs", "must be at least 60".into()));
-        }
-        if let Some(url) = &self.public.url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || !url.is_ascii() {
-                return Err(invalid(
-                    "public.url",
-                    format!("`{url}` is not an http:// or https:// URL"),
-                ));
-            }
-        }
-        if self.api.max_connections == 0 {
-            return Err(invalid("api.max_connections", "must be at least 1".into()));
-        }
-        Ok(())
+        problems.sort_by_key(|p| (p.line, p.column));
+        Checked { config, problems }
     }
 
     /// Whether the TSA must refuse to stamp while the clock is unsynchronised.
@@ -644,30 +611,8 @@ impl Config {
     }
 }
 
-/// A dotted OID that the ASN.1 stack can hold: digits only, first arc 0 to 2, second arc
-/// below 40 under 0 and 1, every arc within 32 bits (const-oid 0.9 stores arcs as u32, and
-/// overflows on larger ones such as UUID arcs under 2.25), at most 20 arcs.
-fn check_oid(s: &str) -> Result<(), &'static str> {
-    let arcs: Vec<&str> = s.split('.').collect();
-    if arcs.len() < 2 || arcs.len() > 20 {
-        return Err("an OID has 2 to 20 dotted arcs");
-    }
-    let mut values = Vec::with_capacity(arcs.len());
-    for a in &arcs {
-        if a.is_empty() || !a.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("arcs are decimal numbers");
-        }
-        values.push(
-            a.parse::<u32>()
-                .map_err(|_| "every arc must fit in 32 bits")?,
-        );
-    }
-    match (values[0], values[1]) {
-        (0 | 1, second) if second >= 40 => Err("under arcs 0 and 1 the second arc is below 40"),
-        (0..=2, _) => Ok(()),
-        _ => Err("the first arc is 0, 1 or 2"),
-    }
-}
+#[cfg(test)]
+mod validation_tests;
 
 #[cfg(test)]
 mod tests {
@@ -678,21 +623,6 @@ mod tests {
         let c = Config::parse(Path::new("dev.toml"), DEV_TOML).expect("dev.toml is valid");
         assert_eq!(c.profile, Profile::Dev);
         assert!(!c.require_clock_sync());
-    }
-
-    #[test]
-    fn unknown_key_is_named_with_its_line() {
-        let text = DEV_TOML.replace("[tsa]\n", "[tsa]\npolcy = \"1.2\"\n");
-        let err = Config::parse(Path::new("x.toml"), &text).expect_err("unknown key");
-        let msg = err.to_string();
-        assert!(msg.contains("polcy") && msg.contains("line"), "{msg}");
-    }
-
-    #[test]
-    fn clear_pin_is_refused_in_production() {
-        let text = DEV_TOML.replace("profile = \"dev\"", "profile = \"production\"");
-        let err = Config::parse(Path::new("p.toml"), &text).expect_err("clear PIN");
-        assert!(err.to_string().contains("hsm.user_pin"), "{err}");
     }
 
     #[test]
@@ -712,7 +642,7 @@ mod tests {
             );
             assert_ne!(text, DEV_TOML, "the dev policy line moved");
             let err = Config::parse(Path::new("p.toml"), &text).expect_err(bad);
-            assert!(err.to_string().contains("tsa.policy"), "{err}");
+            assert!(err.to_string().contains(": tsa.policy: "), "{err}");
         }
         assert!(check_oid("2.999.1").is_ok());
     }

@@ -230,13 +230,24 @@ impl Appliance {
 
     /// Start signetd; on failure return everything it logged.
     pub fn try_start(&mut self) -> Result<SocketAddr, String> {
+        let config = self.config.clone();
+        self.try_start_from(config.as_os_str(), &[])
+    }
+
+    /// Start signetd with `--config CONFIG` (e.g. `sealed:PATH`) and `env` added.
+    pub fn try_start_from(
+        &mut self,
+        config: &std::ffi::OsStr,
+        env: &[(&str, &str)],
+    ) -> Result<SocketAddr, String> {
         assert!(self.child.is_none(), "already running");
         self.starts += 1;
         let log_path = self.log.with_extension(format!("{}.log", self.starts));
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut child = Command::new(bin("signetd"))
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
+            .envs(env.iter().copied())
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--public-listen")
@@ -492,4 +503,5 @@ pub mod load;
 pub mod ocsp;
 pub mod ocsp_peers;
 pub mod pdf;
+pub mod swtpm;
 pub mod tsp;

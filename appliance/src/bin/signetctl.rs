@@ -24,6 +24,9 @@ enum Command {
     Key(cli::key::Args),
     /// PDF documents: sign through the API.
     Pdf(cli::pdf::Args),
+    /// The config: check, seal to the TPM, unseal, reseal.
+    #[command(subcommand)]
+    Config(cli::config::Command),
     /// The HSM itself.
     #[command(subcommand)]
     Hsm(HsmCommand),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Cert(args) => cli::cert::exec(args),
         Command::Key(args) => cli::key::exec(args),
         Command::Pdf(args) => cli::pdf::exec(args),
+        Command::Config(command) => cli::config::exec(command),
         Command::Hsm(HsmCommand::Bench(args)) => cli::hsm_bench::exec(args),
     };
     match result {

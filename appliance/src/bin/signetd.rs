@@ -5,14 +5,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use signet::config_source::{self, ConfigSource};
 
 /// The Signet signing appliance daemon.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The appliance config.
+    /// The appliance config: a clear-text file (dev profile only) or `sealed:PATH`, a
+    /// config sealed by this box's TPM (`signetctl config seal`).
     #[arg(long, default_value = "/etc/signet/appliance.toml")]
     config: PathBuf,
+    /// The TPM's TCTI for a sealed config [default: $SIGNET_TCTI, else device:/dev/tpmrm0].
+    #[arg(long)]
+    tcti: Option<String>,
     /// The state directory (overrides the config's `state_dir`).
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -28,7 +33,16 @@ fn main() -> ExitCode {
     // Nothing Signet writes (keys, database, logs) is for other users.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args = Args::parse();
-    let config = match signet::cli::load_config(&args.config, args.state_dir) {
+    let source = ConfigSource::new(&args.config, config_source::tcti(args.tcti));
+    // No fallback: a sealed config that does not unseal stops the start here.
+    let loaded = source.load().and_then(|mut config| {
+        let warning = source.daemon_warning(&config)?;
+        if let Some(dir) = args.state_dir {
+            config.state_dir = dir;
+        }
+        Ok((config, warning))
+    });
+    let (config, warning) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("signetd: {e}");
@@ -38,6 +52,9 @@ fn main() -> ExitCode {
     // Before any thread exists: SoftHSM reads its config path from the environment.
     signet::cli::prepare_softhsm(&config);
     signet::init_logging(config.log.json);
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = config.api.worker_threads {
         runtime.worker_threads(n);
@@ -51,7 +68,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(signet::daemon::run(
         config,
-        args.config.clone(),
+        source,
         signet::daemon::ListenOverrides {
             api: args.listen,
             public: args.public_listen,

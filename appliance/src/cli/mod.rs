@@ -1,6 +1,7 @@
 //! `signetctl`: one module per subcommand, each a clap `Args` and a thin `exec`.
 
 pub mod cert;
+pub mod config;
 pub mod hsm_bench;
 pub mod init;
 pub mod key;
@@ -10,9 +11,13 @@ use std::path::{Path, PathBuf};
 
 use signet_config::Config;
 
-/// Load the config at `path`, with `--state-dir` taking precedence over the file.
+use crate::config_source::ConfigSource;
+
+/// Load the config at `path` (or `sealed:PATH`, unsealed through `$SIGNET_TCTI`), with
+/// `--state-dir` taking precedence over the file.
 pub fn load_config(path: &Path, state_dir: Option<PathBuf>) -> Result<Config, String> {
-    let mut config = Config::load(path).map_err(|e| e.to_string())?;
+    let source = ConfigSource::new(path, crate::config_source::tcti(None));
+    let mut config = source.load()?;
     if let Some(dir) = state_dir {
         config.state_dir = dir;
     }

@@ -1,0 +1,252 @@
+//! The rules that serde's types cannot say: ranges, relations between keys, and the
+//! dangerous modes the production profile refuses. Every rule that fails is reported.
+
+use std::collections::HashSet;
+
+use crate::{Config, Origin, Profile};
+
+/// A rule that failed: the dotted key it is about, and what is wrong and allowed.
+pub type Finding = (String, String);
+
+/// Every rule `config` breaks, when it was read from `origin`.
+pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::new();
+    let mut bad = |key: &str, message: String| out.push((key.to_owned(), message));
+    let production = config.profile == Profile::Production;
+
+    match (production, origin, config.hsm.user_pin.is_some()) {
+        (true, Origin::Clear, true) => bad(
+            "hsm.user_pin",
+            "a clear-text PIN is refused in the production profile: seal the config \
+             (`signetctl config seal`) and remove the clear file"
+                .into(),
+        ),
+        (true, Origin::Sealed, false) => bad(
+            "hsm.user_pin",
+            "the production profile needs the HSM PIN here, in the sealed config".into(),
+        ),
+        _ => {}
+    }
+    if production && config.hsm.so_pin.is_some() && origin == Origin::Clear {
+        bad(
+            "hsm.so_pin",
+            "a clear-text PIN is refused in the production profile; the SO PIN has no place \
+             in the appliance config"
+                .into(),
+        );
+    }
+    if production && config.hsm.softhsm_dir.is_some() {
+        bad(
+            "hsm.softhsm_dir",
+            "a SoftHSM token is for the dev profile only".into(),
+        );
+    }
+    if config.hsm.workers == 0 || config.hsm.workers > 256 {
+        bad(
+            "hsm.workers",
+            format!("{} is out of range: 1 to 256", config.hsm.workers),
+        );
+    }
+    if config.hsm.queue_depth == 0 {
+        bad("hsm.queue_depth", "must be at least 1".into());
+    }
+
+    if let Err(why) = check_oid(&config.tsa.policy) {
+        bad("tsa.policy", format!("`{}`: {why}", config.tsa.policy));
+    }
+    for (i, oid) in config.tsa.accepted_policies.iter().enumerate() {
+        if let Err(why) = check_oid(oid) {
+            bad(
+                &format!("tsa.accepted_policies[{i}]"),
+                format!("`{oid}`: {why}"),
+            );
+        }
+    }
+    if config.tsa.accuracy_ms < 1000 {
+        bad(
+            "tsa.accuracy_ms",
+            "genTime has whole seconds, so accuracy must be at least 1000 ms".into(),
+        );
+    }
+    if config.tsa.serial_block == 0 {
+        bad("tsa.serial_block", "must be at least 1".into());
+    }
+
+    let api = &config.api;
+    if api.max_body_bytes == 0 {
+        bad("api.max_body_bytes", "must be at least 1".into());
+    }
+    if api.max_header_bytes < 8192 {
+        bad("api.max_header_bytes", "must be at least 8192".into());
+    }
+    if api.header_timeout_secs == 0 {
+        bad(
+            "api.header_timeout_secs",
+            "must be at least 1 second".into(),
+        );
+    }
+    if api.request_timeout_secs == 0 {
+        bad(
+            "api.request_timeout_secs",
+            "must be at least 1 second".into(),
+        );
+    }
+    if api.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
+        bad("api.worker_threads", "must be between 1 and 1024".into());
+    }
+    if api.max_batch == 0 {
+        bad("api.max_batch", "must be at least 1".into());
+    }
+    if api.max_json_bytes < 1024 {
+        bad("api.max_json_bytes", "must be at least 1024".into());
+    }
+    if api.max_connections == 0 {
+        bad("api.max_connections", "must be at least 1".into());
+    }
+
+    let mut labels = HashSet::new();
+    for (i, k) in config.signing_keys.iter().enumerate() {
+        if !labels.insert(k.label.as_str()) {
+            bad(
+                &format!("signing_keys[{i}].label"),
+                format!("key `{}` is declared twice", k.label),
+            );
+        }
+    }
+    for (i, c) in config.clients.iter().enumerate() {
+        let m = &c.matches;
+        if m.subject.is_none()
+            && m.san_uri.is_none()
+            && m.san_dns.is_none()
+            && m.fingerprint_sha256.is_none()
+        {
+            bad(
+                &format!("clients[{i}].match"),
+                format!(
+                    "client `{}` matches nothing: give subject, san_uri, san_dns or \
+                     fingerprint_sha256",
+                    c.name
+                ),
+            );
+        }
+        for (j, k) in c.keys.iter().enumerate() {
+            if !labels.contains(k.as_str()) {
+                bad(
+                    &format!("clients[{i}].keys[{j}]"),
+                    format!(
+                        "client `{}` is granted `{k}`, which is not in [[signing_keys]]",
+                        c.name
+                    ),
+                );
+            }
+        }
+        if c.rate_limit
+            .is_some_and(|r| !(r.per_second > 0.0 && r.burst >= 1.0))
+        {
+            bad(
+                &format!("clients[{i}].rate_limit"),
+                format!(
+                    "client `{}`: per_second must be above 0 and burst at least 1",
+                    c.name
+                ),
+            );
+        }
+    }
+
+    if config.ocsp.validity_secs < 60 {
+        bad("ocsp.validity_secs", "must be at least 60".into());
+    }
+    if config
+        .ocsp
+        .refresh_before_secs
+        .is_some_and(|r| r == 0 || r >= config.ocsp.validity_secs)
+    {
+        bad(
+            "ocsp.refresh_before_secs",
+            "must be between 1 and ocsp.validity_secs - 1".into(),
+        );
+    }
+    if config.crl.validity_secs < 60 {
+        bad("crl.validity_secs", "must be at least 60".into());
+    }
+    if let Some(url) = &config.public.url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || !url.is_ascii() {
+            bad(
+                "public.url",
+                format!("`{url}` is not an http:// or https:// URL"),
+            );
+        }
+    }
+    out
+}
+
+/// A dotted OID that the ASN.1 stack can hold: digits only, first arc 0 to 2, second arc
+/// below 40 under 0 and 1, every arc within 32 bits (const-oid 0.9 stores arcs as u32, and
+/// overflows on larger ones such as UUID arcs under 2.25), at most 20 arcs.
+pub fn check_oid(s: &str) -> Result<(), &'static str> {
+    let arcs: Vec<&str> = s.split('.').collect();
+    if arcs.len() < 2 || arcs.len() > 20 {
+        return Err("an OID has 2 to 20 dotted arcs");
+    }
+    let mut values = Vec::with_capacity(arcs.len());
+    for a in &arcs {
+        if a.is_empty() || !a.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("arcs are decimal numbers");
+        }
+        values.push(
+            a.parse::<u32>()
+                .map_err(|_| "every arc must fit in 32 bits")?,
+        );
+    }
+    match (values[0], values[1]) {
+        (0 | 1, second) if second >= 40 => Err("under arcs 0 and 1 the second arc is below 40"),
+        (0..=2, _) => Ok(()),
+        _ => Err("the first arc is 0, 1 or 2"),
+    }
+}
+
+/// Certificate files the config names that are missing, unreadable or hold no PEM
+/// certificate. Separate from [`findings`]: `signetctl init` loads the config before the
+/// files it makes exist.
+pub fn certificate_findings(config: &Config) -> Vec<Finding> {
+    let mut files: Vec<(String, &std::path::Path)> = Vec::new();
+    if let Some(p) = &config.api.client_ca {
+        files.push(("api.client_ca".into(), p));
+    }
+    for (i, k) in config.signing_keys.iter().enumerate() {
+        files.push((
+            format!("signing_keys[{i}].certificate_chain"),
+            &k.certificate_chain,
+        ));
+    }
+    let mut out = Vec::new();
+    for (key, p) in files {
+        let path = config.state_path(p);
+        let why = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".into()),
+            Err(e) => Some(format!("cannot be read: {e}")),
+            Ok(bytes) if !contains_pem_certificate(&bytes) => {
+                Some("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into())
+            }
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            out.push((
+                key,
+                format!(
+                    "certificate file {} {why}; a readable PEM file is required (relative \
+                     paths are under state_dir)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn contains_pem_certificate(bytes: &[u8]) -> bool {
+    let begin = b"-----BEGIN CERTIFICATE-----";
+    let end = b"-----END CERTIFICATE-----";
+    let find = |needle: &[u8]| bytes.windows(needle.len()).position(|w| w == needle);
+    matches!((find(begin), find(end)), (Some(b), Some(e)) if b < e)
+}
