@@ -95,6 +95,10 @@ pub async fn execute(target: Target<'_>, command: Command) -> Result<Value, Admi
             algorithm,
             issue_from,
         } => generate_key(target, &label, &algorithm, issue_from.as_deref()).await,
+        Command::Audit(_) => Err(AdminError::new(
+            "internal",
+            "audit commands are served by the audit log",
+        )),
         Command::CertIssue(req) => {
             let ca = target
                 .ca()

@@ -22,6 +22,8 @@ enum Command {
     Cert(cli::cert::Args),
     /// Keys in the token: generate.
     Key(cli::key::Args),
+    /// The audit log: tail, verify, export.
+    Audit(cli::audit::Args),
     /// The HSM itself.
     #[command(subcommand)]
     Hsm(HsmCommand),
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Init(args) => cli::init::exec(args),
         Command::Cert(args) => cli::cert::exec(args),
         Command::Key(args) => cli::key::exec(args),
+        Command::Audit(args) => cli::audit::exec(args),
         Command::Hsm(HsmCommand::Bench(args)) => cli::hsm_bench::exec(args),
     };
     match result {

@@ -26,6 +26,9 @@ pub struct Common {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Speak to the daemon on this admin socket (no config is read; the daemon must run).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
 }
 
 /// Issued certificates and their status.
@@ -131,6 +134,9 @@ pub fn exec(args: Args) -> Result<(), String> {
 
 /// Send `command` to the daemon, or run it on the database if no daemon runs.
 pub fn run(common: &Common, command: Command) -> Result<Value, String> {
+    if let Some(socket) = &common.socket {
+        return client::call(socket, command, Duration::from_secs(60)).map_err(|e| e.to_string());
+    }
     let config = super::load_config(&common.config, common.state_dir.clone())?;
     super::prepare_softhsm(&config);
     let socket = config.state_path(&config.admin.socket);
@@ -146,6 +152,9 @@ fn offline(config: &signet_config::Config, command: Command) -> Result<Value, St
     // Holding the lock proves no daemon runs (its socket may merely be gone).
     let _state = StateLock::acquire(layout.root())
         .map_err(|e| format!("{e}; is signetd running with another admin socket?"))?;
+    if let Command::Audit(c) = command {
+        return crate::admin::audit_ops::offline(&layout, c).map_err(|e| e.to_string());
+    }
     let store = Store::open(&layout.database()).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -1,5 +1,6 @@
 //! `signetctl`: one module per subcommand, each a clap `Args` and a thin `exec`.
 
+pub mod audit;
 pub mod cert;
 pub mod hsm_bench;
 pub mod init;
