@@ -227,6 +227,7 @@ pub async fn run(
         Policy::new(&config.clients).map_err(StartError::Config)?,
     ));
     let api = &config.api;
+    let admin_ocsp = Arc::clone(&ocsp);
     let app = Arc::new(App {
         tsa,
         ocsp,
@@ -275,6 +276,14 @@ pub async fn run(
         audit: audit.clone(),
         group: admin_group,
         layout: layout.clone(),
+        daemon: crate::admin::daemon_ops::Daemon {
+            authority: Arc::clone(&status),
+            ocsp: Arc::clone(&admin_ocsp),
+            hsm: hsm.clone(),
+            authz: Arc::clone(&authz),
+            config_path: config_path.clone(),
+            audit: audit.clone(),
+        },
     });
     tasks.spawn(crate::admin::server::serve(
         admin_listener,
@@ -328,14 +337,8 @@ async fn reload_on_sighup(
             _ = hup.recv() => {}
             () = &mut shutdown => return,
         }
-        match Config::load(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|c| Policy::new(&c.clients).map(|p| (p, c.clients.len())))
-        {
-            Ok((policy, clients)) => {
-                authz.replace(policy);
-                tracing::info!(clients, "client policy reloaded");
-            }
+        match crate::admin::daemon_ops::reload_policy(&path, &authz) {
+            Ok(clients) => tracing::info!(clients, "client policy reloaded"),
             Err(e) => tracing::error!(error = %e, "policy not reloaded; the old one stays"),
         }
     }

@@ -14,6 +14,7 @@
 
 pub mod audit_ops;
 pub mod client;
+pub mod daemon_ops;
 pub mod ops;
 pub mod server;
 
@@ -63,6 +64,21 @@ pub enum Command {
     },
     /// The audit log.
     Audit(AuditCommand),
+    /// What the running appliance is doing.
+    Status,
+    /// Keys in the token.
+    KeyList,
+    /// One key in the token: algorithm and public key.
+    KeyShow {
+        /// Its label.
+        label: String,
+    },
+    /// Re-sign every CRL (and the OCSP cache) now.
+    CrlPublish,
+    /// The configured API clients.
+    ClientList,
+    /// Re-read the client policy from the config (as SIGHUP does).
+    Reload,
 }
 
 /// What `signetctl audit` asks.

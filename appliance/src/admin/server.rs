@@ -56,6 +56,8 @@ pub struct AdminContext {
     pub group: Option<nix::unistd::Gid>,
     /// Where the state lives.
     pub layout: crate::layout::StateLayout,
+    /// What the daemon-wide commands (status, keys, CRLs, clients, reload) act on.
+    pub daemon: super::daemon_ops::Daemon,
 }
 
 /// Serve admin connections until `shutdown` resolves.
@@ -225,6 +227,12 @@ async fn execute(
 ) -> Result<serde_json::Value, AdminError> {
     match command {
         Command::Audit(c) => super::audit_ops::live(&context.audit, &context.layout, c).await,
+        c @ (Command::Status
+        | Command::KeyList
+        | Command::KeyShow { .. }
+        | Command::CrlPublish
+        | Command::ClientList
+        | Command::Reload) => super::daemon_ops::live(&context.daemon, c).await,
         command => ops::execute(Target::Live(&context.authority), command).await,
     }
 }

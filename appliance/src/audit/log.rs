@@ -68,6 +68,7 @@ enum Job {
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
     durable: Arc<AtomicU64>,
+    records: Arc<AtomicU64>,
     path: PathBuf,
     anchor: PathBuf,
 }
@@ -99,6 +100,7 @@ impl AuditLog {
             .seek(SeekFrom::End(0))
             .map_err(|e| open_err(e.to_string()))?;
         let durable = Arc::new(AtomicU64::new(len));
+        let records = Arc::new(AtomicU64::new(tail.as_ref().map_or(0, |r| r.seq + 1)));
         let (tx, rx) = mpsc::channel();
         let mut writer = Writer {
             file,
@@ -113,6 +115,7 @@ impl AuditLog {
                 interval: policy.interval.max(Duration::from_millis(10)),
             },
             durable: Arc::clone(&durable),
+            records: Arc::clone(&records),
             failed: None,
         };
         // Records after the last checkpoint (before a crash) count as not covered.
@@ -130,6 +133,7 @@ impl AuditLog {
         let log = AuditLog {
             tx,
             durable,
+            records,
             path: path.to_owned(),
             anchor: anchor.to_owned(),
         };
@@ -178,6 +182,11 @@ impl AuditLog {
         let mut buf = Vec::new();
         File::open(&self.path)?.take(len).read_to_end(&mut buf)?;
         Ok(buf)
+    }
+
+    /// How many records are durable.
+    pub fn head(&self) -> u64 {
+        self.records.load(Ordering::Acquire)
     }
 
     /// The anchor file's path.
@@ -234,6 +243,7 @@ struct Writer {
     signer: AuditSigner,
     policy: CheckpointPolicy,
     durable: Arc<AtomicU64>,
+    records: Arc<AtomicU64>,
     failed: Option<String>,
 }
 
@@ -394,6 +404,7 @@ impl Writer {
             .and_then(|_| self.file.sync_data())
             .map_err(|e| AuditError::Write(e.to_string()))?;
         self.durable.fetch_add(buf.len() as u64, Ordering::AcqRel);
+        self.records.store(self.next_seq, Ordering::Release);
         Ok(())
     }
 }

@@ -142,18 +142,41 @@ pub fn run(common: &Common, command: Command) -> Result<Value, String> {
     let socket = config.state_path(&config.admin.socket);
     match client::call(&socket, command.clone(), Duration::from_secs(60)) {
         Ok(v) => Ok(v),
-        Err(ClientError::NotRunning(_)) => offline(&config, command),
+        Err(ClientError::NotRunning(_)) => offline(&config, &common.config, command),
         Err(e) => Err(e.to_string()),
     }
 }
 
-fn offline(config: &signet_config::Config, command: Command) -> Result<Value, String> {
+fn offline(
+    config: &signet_config::Config,
+    config_path: &std::path::Path,
+    command: Command,
+) -> Result<Value, String> {
+    use crate::admin::daemon_ops;
+    match &command {
+        Command::Status | Command::CrlPublish | Command::Reload => {
+            return Err("signetd is not running (this command acts on the running daemon)".into())
+        }
+        Command::ClientList => {
+            return daemon_ops::client_list(config_path).map_err(|e| e.to_string())
+        }
+        _ => {}
+    }
     let layout = StateLayout::new(&config.state_dir);
     // Holding the lock proves no daemon runs (its socket may merely be gone).
     let _state = StateLock::acquire(layout.root())
         .map_err(|e| format!("{e}; is signetd running with another admin socket?"))?;
     if let Command::Audit(c) = command {
         return crate::admin::audit_ops::offline(&layout, c).map_err(|e| e.to_string());
+    }
+    if let Command::KeyList | Command::KeyShow { .. } = &command {
+        let hsm =
+            crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
+        let shown = match command {
+            Command::KeyShow { label } => daemon_ops::key_show(&hsm, &label),
+            _ => daemon_ops::key_list(&hsm),
+        };
+        return shown.map_err(|e| e.to_string());
     }
     let store = Store::open(&layout.database()).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
