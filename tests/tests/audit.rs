@@ -322,8 +322,15 @@ fn kill_9_under_load_loses_no_record_of_an_answered_request() {
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let stop = Arc::clone(&stop);
+        let log = a.path("audit/audit.log");
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(1500));
+            // Under load: a few hundred records in, however slow the machine.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while std::fs::read(&log).map_or(0, |b| b.iter().filter(|c| **c == b'\n').count()) < 300
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -382,4 +389,55 @@ fn kill_9_under_load_loses_no_record_of_an_answered_request() {
         2
     );
     a.stop();
+}
+
+#[test]
+fn refused_handshakes_and_refused_authorizations_are_on_record() {
+    let mut a = Appliance::init();
+    a.start();
+    let (cert, key) = a.issue_client("stranger");
+    // No client certificate: the handshake is refused.
+    let out = run_no_cert(&a);
+    assert!(!out.status.success(), "a handshake without a certificate");
+    // A certificate no client in the policy matches: 403.
+    let out = signet_e2e::run(
+        a.curl_as(&cert, &key)
+            .args(["-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(String::from_utf8(sign_body(0, 0).to_vec()).unwrap())
+            .arg(a.url("/v1/sign/doc-ec")),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let recs = records(&a);
+        let handshake = recs
+            .iter()
+            .any(|r| r["event"]["kind"] == "handshake-refused");
+        let forbidden = recs.iter().any(|r| {
+            r["event"]["kind"] == "request"
+                && r["event"]["status"] == 403
+                && r["event"]["client"] == "CN=stranger,O=Signet"
+                && r["event"]["key"] == "doc-ec"
+        });
+        if handshake && forbidden {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refusals not on record (handshake {handshake}, 403 {forbidden})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.stop();
+    assert!(verify(&a).status.success());
+}
+
+fn run_no_cert(a: &Appliance) -> std::process::Output {
+    signet_e2e::run(
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(a.path("pki/root-ca.pem"))
+            .arg(a.url("/v1/keys")),
+    )
 }
