@@ -67,6 +67,8 @@ pub struct InitReport {
     pub tls_certificate: PathBuf,
     /// The root CA's delegated OCSP signer certificate.
     pub ocsp_signer_certificate: PathBuf,
+    /// The audit key's certificate.
+    pub audit_certificate: PathBuf,
     /// Demo client certificate.
     pub client_certificate: PathBuf,
     /// Demo client key.
@@ -96,6 +98,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     let tsa_key = fresh_key(&hsm, &keys.tsa, force)?;
     let tls_key = fresh_key(&hsm, &keys.tls_server, force)?;
     let ocsp_key = fresh_key(&hsm, &keys.ocsp_signer, force)?;
+    let audit_key = fresh_key(&hsm, &keys.audit, force)?;
     // Where relying parties check the status of what this CA issues (RFC 5280 4.2.2.1, 4.2.1.13).
     let revocation = config
         .public
@@ -171,6 +174,18 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
         )?,
         Some(&issuer),
     )?;
+    // The audit key signs checkpoints, not documents; its certificate only names it.
+    let audit = sign_certificate(
+        &hsm,
+        &root_key,
+        params(
+            Profile::DocumentSigning,
+            &pki.audit_subject,
+            audit_key.spki.clone(),
+            days(pki.root_days),
+        )?,
+        Some(&issuer),
+    )?;
     // Dev: the document-signing keys the config declares, so the quick start signs at once.
     let mut document_signers = Vec::new();
     if config.profile == signet_config::Profile::Dev {
@@ -214,6 +229,20 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     write_pem(&layout.tsa_cert(), &[&tsa])?;
     write_pem(&layout.tls_chain(), &[&tls, &root])?;
     write_pem(&layout.ocsp_signer_cert(), &[&ocsp_signer])?;
+    write_pem(&layout.audit_cert(), &[&audit, &root])?;
+    // A new PKI starts a new audit chain; the old log is kept aside, never deleted (it
+    // verifies with the old audit certificate, which an auditor keeps with it).
+    let audit_dir = layout.audit_dir();
+    if audit_dir.exists() {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = layout.root().join(format!("audit.before-{secs}"));
+        std::fs::rename(&audit_dir, &aside).map_err(|source| CeremonyError::Io {
+            path: aside,
+            source,
+        })?;
+    }
     for (path, cert) in &document_signers {
         write_pem(path, &[cert, &root])?;
     }
@@ -228,6 +257,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
             ("tsa", &tsa),
             ("tls-server", &tls),
             ("ocsp-signer", &ocsp_signer),
+            ("audit", &audit),
             ("tls-client", &client),
         ] {
             certs::record(&tx, ROOT_CA, profile, cert)?;
@@ -246,6 +276,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
         tsa_certificate: layout.tsa_cert(),
         tls_certificate: layout.tls_chain(),
         ocsp_signer_certificate: layout.ocsp_signer_cert(),
+        audit_certificate: layout.audit_cert(),
         client_certificate: layout.demo_cert(),
         client_key: layout.demo_key(),
         database: layout.database(),

@@ -17,6 +17,7 @@ use signet_pki::tsp::{Accuracy, TimeStampAuthority, TsaPolicy};
 use signet_pki::x509;
 
 use crate::api::App;
+use crate::audit::{AuditLog, AuditSigner, CheckpointPolicy};
 use crate::authz::{Authorizer, Policy};
 use crate::ceremony::certifies;
 use crate::crl::{CrlIssuer, CrlService};
@@ -77,6 +78,9 @@ pub enum StartError {
     /// Signing the CRLs and OCSP responses to serve.
     #[error("cannot publish revocation data: {0}")]
     Publish(String),
+    /// The audit log.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// The admin socket.
     #[error("admin socket {path}: {source}")]
     Admin {
@@ -141,6 +145,28 @@ pub async fn run(
         &layout.tls_chain(),
     )?;
     expect_certifies(&tsa_cert[0], &keys.tsa.label, &tsa_key, &layout.tsa_cert())?;
+    let audit_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.audit.label))?;
+    let audit_cert = read_certs(&layout.audit_cert())?;
+    expect_certifies(
+        &audit_cert[0],
+        &keys.audit.label,
+        &audit_key,
+        &layout.audit_cert(),
+    )?;
+    let admin_group = crate::admin::server::admin_group(config.admin.group.as_deref())
+        .map_err(StartError::Config)?;
+    let audit = AuditLog::open(
+        &layout.audit_log(),
+        &layout.audit_anchor(),
+        AuditSigner {
+            hsm: hsm.clone(),
+            key: audit_key,
+        },
+        CheckpointPolicy {
+            every: config.audit.checkpoint_every,
+            interval: Duration::from_secs(config.audit.checkpoint_secs),
+        },
+    )?;
 
     let tls_config = tls::server_config(
         to_rustls(&tls_chain, &layout.tls_chain())?,
@@ -201,6 +227,7 @@ pub async fn run(
         Policy::new(&config.clients).map_err(StartError::Config)?,
     ));
     let api = &config.api;
+    let admin_ocsp = Arc::clone(&ocsp);
     let app = Arc::new(App {
         tsa,
         ocsp,
@@ -214,6 +241,7 @@ pub async fn run(
         max_body_bytes: api.max_body_bytes,
         body_timeout: Duration::from_secs(api.request_timeout_secs),
         spool_dir: spool_dir(&config)?,
+        audit: audit.clone(),
     });
     let limits = Limits {
         max_header_bytes: api.max_header_bytes,
@@ -228,9 +256,11 @@ pub async fn run(
     };
     let admin_path = config.state_path(&config.admin.socket);
     let admin_listener =
-        crate::admin::server::bind(&admin_path).map_err(|source| StartError::Admin {
-            path: admin_path.clone(),
-            source,
+        crate::admin::server::bind(&admin_path, admin_group).map_err(|source| {
+            StartError::Admin {
+                path: admin_path.clone(),
+                source,
+            }
         })?;
     tracing::info!(socket = %admin_path.display(), "admin socket ready");
 
@@ -242,9 +272,23 @@ pub async fn run(
         }
     };
     let mut tasks = tokio::task::JoinSet::new();
+    let admin = Arc::new(crate::admin::server::AdminContext {
+        authority: Arc::clone(&status),
+        audit: audit.clone(),
+        group: admin_group,
+        layout: layout.clone(),
+        daemon: crate::admin::daemon_ops::Daemon {
+            authority: Arc::clone(&status),
+            ocsp: Arc::clone(&admin_ocsp),
+            hsm: hsm.clone(),
+            authz: Arc::clone(&authz),
+            config: source.clone(),
+            audit: audit.clone(),
+        },
+    });
     tasks.spawn(crate::admin::server::serve(
         admin_listener,
-        Arc::clone(&status),
+        admin,
         stopped(),
     ));
     tasks.spawn(reload_on_sighup(source, authz, stopped()));
@@ -269,6 +313,8 @@ pub async fn run(
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    // Every answer has gone out; seal the log with a last checkpoint.
+    audit.close().await;
     let _ = std::fs::remove_file(&admin_path);
     tracing::info!("stopped");
     Ok(())
@@ -292,13 +338,10 @@ async fn reload_on_sighup(
             _ = hup.recv() => {}
             () = &mut shutdown => return,
         }
-        match tokio::task::block_in_place(|| source.load())
-            .and_then(|c| Policy::new(&c.clients).map(|p| (p, c.clients.len())))
-        {
-            Ok((policy, clients)) => {
-                authz.replace(policy);
-                tracing::info!(clients, "client policy reloaded");
-            }
+        match tokio::task::block_in_place(|| {
+            crate::admin::daemon_ops::reload_policy(&source, &authz)
+        }) {
+            Ok(clients) => tracing::info!(clients, "client policy reloaded"),
             Err(e) => tracing::error!(error = %e, "policy not reloaded; the old one stays"),
         }
     }

@@ -36,6 +36,23 @@ impl StateLayout {
     pub fn ocsp_signer_cert(&self) -> PathBuf {
         self.pki_dir().join("ocsp-signer.pem")
     }
+    /// The audit key's certificate (PEM): all an auditor needs to verify an export.
+    pub fn audit_cert(&self) -> PathBuf {
+        self.pki_dir().join("audit.pem")
+    }
+    /// The audit log's directory.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.root.join("audit")
+    }
+    /// The audit log: one JSON record per line, hash-chained.
+    pub fn audit_log(&self) -> PathBuf {
+        self.audit_dir().join("audit.log")
+    }
+    /// The latest checkpoint's sequence number and hash, kept beside the log so that a
+    /// log truncated past it is caught.
+    pub fn audit_anchor(&self) -> PathBuf {
+        self.audit_dir().join("anchor.json")
+    }
     /// The TLS server certificate followed by its issuers (PEM).
     pub fn tls_chain(&self) -> PathBuf {
         self.pki_dir().join("tls-server-chain.pem")

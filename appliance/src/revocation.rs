@@ -103,6 +103,11 @@ impl StatusAuthority {
         }
     }
 
+    /// The names of the CRLs served (`/crl/{name}.crl`).
+    pub fn crl_names(&self) -> Vec<String> {
+        self.crls.names().map(str::to_owned).collect()
+    }
+
     /// Sign what the appliance serves: every CRL afresh and the OCSP cache.
     pub async fn publish_all(&self) -> Result<(), String> {
         {

@@ -87,8 +87,8 @@ pub async fn serve(
                     let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
                     {
                         Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return handshake_refused(peer, &e.to_string()),
-                        Err(_) => return handshake_refused(peer, "handshake timed out"),
+                        Ok(Err(e)) => return handshake_refused(&app, peer, &e.to_string()),
+                        Err(_) => return handshake_refused(&app, peer, "handshake timed out"),
                     };
                     // The verified client certificate: who is calling, for every request
                     // on this connection.
@@ -134,6 +134,12 @@ pub async fn serve(
     }
 }
 
-fn handshake_refused(peer: SocketAddr, why: &str) {
+fn handshake_refused(app: &App, peer: SocketAddr, why: &str) {
     tracing::info!(%peer, reason = why, "TLS handshake refused");
+    // Nothing is answered on the strength of this record: no need to wait for it.
+    app.audit
+        .record_detached(crate::audit::Event::HandshakeRefused {
+            peer: peer.to_string(),
+            reason: why.chars().take(256).collect(),
+        });
 }

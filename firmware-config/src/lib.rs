@@ -128,6 +128,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 /// The PKCS#11 module and token.
@@ -195,6 +198,9 @@ pub struct KeysConfig {
     pub tls_server: KeySpec,
     /// The root CA's delegated OCSP signer.
     pub ocsp_signer: KeySpec,
+    /// The key that signs the audit log's checkpoints.
+    #[serde(default = "default_audit_key")]
+    pub audit: KeySpec,
 }
 
 /// Names and lifetimes of the dev PKI.
@@ -213,6 +219,8 @@ pub struct PkiConfig {
     pub demo_client_subject: String,
     /// Subject DN of the root CA's delegated OCSP signer.
     pub ocsp_signer_subject: String,
+    /// Subject DN of the audit log's checkpoint signer.
+    pub audit_subject: String,
     /// Root CA lifetime in days.
     pub root_days: u32,
     /// Lifetime of the other certificates in days.
@@ -228,6 +236,7 @@ impl Default for PkiConfig {
             tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             demo_client_subject: "CN=demo-app,O=Signet".into(),
             ocsp_signer_subject: "CN=Signet Dev OCSP Signer,O=Signet".into(),
+            audit_subject: "CN=Signet Dev Audit,O=Signet".into(),
             root_days: 3650,
             leaf_days: 825,
         }
@@ -389,12 +398,35 @@ impl PublicConfig {
 pub struct AdminConfig {
     /// Path of the Unix socket; relative paths are under the state directory.
     pub socket: PathBuf,
+    /// A group whose members may administer too (besides root and the daemon's own user);
+    /// the socket is made group-accessible to it.
+    pub group: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             socket: PathBuf::from("/run/signet/admin.sock"),
+            group: None,
+        }
+    }
+}
+
+/// The audit log: a hash chain with checkpoints signed by the audit key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// A checkpoint after this many records...
+    pub checkpoint_every: u64,
+    /// ...or after this many seconds with records not yet covered, whichever comes first.
+    pub checkpoint_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_every: 1000,
+            checkpoint_secs: 60,
         }
     }
 }
@@ -522,6 +554,12 @@ fn default_state_dir() -> PathBuf {
 }
 fn default_purpose() -> String {
     "document-signing".into()
+}
+fn default_audit_key() -> KeySpec {
+    KeySpec {
+        label: "audit".into(),
+        algorithm: KeyAlgorithmName::EcP256,
+    }
 }
 fn default_workers() -> usize {
     2

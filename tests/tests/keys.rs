@@ -20,6 +20,7 @@ fn every_private_key_is_sensitive_and_never_extractable() {
     assert_eq!(
         labels,
         [
+            "audit",
             "doc-ec",
             "doc-rsa",
             "ocsp-signer",
@@ -101,6 +102,7 @@ fn init_refuses_to_overwrite_without_force() {
         "root_ca",
         "tsa_certificate",
         "tls_certificate",
+        "audit_certificate",
         "client_certificate",
         "client_key",
     ] {
@@ -114,12 +116,12 @@ fn init_refuses_to_overwrite_without_force() {
         root_before,
         "a new root"
     );
-    // Still exactly six keys: --force replaced them rather than adding more.
+    // Still exactly seven keys: --force replaced them rather than adding more.
     let listed = run_ok(
         a.pkcs11_tool()
             .args(["--list-objects", "--type", "privkey"]),
     );
-    assert_eq!(listed.matches("Private Key Object").count(), 6, "{listed}");
+    assert_eq!(listed.matches("Private Key Object").count(), 7, "{listed}");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(a.path("demo/client.key"))
             .expect("key")

@@ -5,7 +5,10 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{AdminError, Command, Request, Response, MAX_LINE, PROTOCOL_VERSION};
+use super::{AdminError, Command, Request, Response, PROTOCOL_VERSION};
+
+/// Longest answer read: an audit export can be large.
+const MAX_ANSWER: u64 = 1 << 30;
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +66,7 @@ pub fn call(
     stream.write_all(&line).map_err(io)?;
     let mut answer = Vec::new();
     BufReader::new(&stream)
-        .take(MAX_LINE as u64 * 64)
+        .take(MAX_ANSWER)
         .read_until(b'\n', &mut answer)
         .map_err(io)?;
     let response: Response = serde_json::from_slice(&answer)

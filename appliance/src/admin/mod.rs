@@ -9,9 +9,12 @@
 //! <- {"version":1,"ok":false,"error":{"code":"not-found","message":"..."}}
 //! ```
 //!
-//! Peers are checked with SO_PEERCRED: root, or the daemon's own user.
+//! Peers are checked with SO_PEERCRED: root, the daemon's own user, or a member of the
+//! configured admin group. Every command is audited before it is answered.
 
+pub mod audit_ops;
 pub mod client;
+pub mod daemon_ops;
 pub mod ops;
 pub mod server;
 
@@ -58,6 +61,43 @@ pub enum Command {
         /// The CA to certify it (`root`), if any.
         #[serde(default)]
         issue_from: Option<String>,
+    },
+    /// The audit log.
+    Audit(AuditCommand),
+    /// What the running appliance is doing.
+    Status,
+    /// Keys in the token.
+    KeyList,
+    /// One key in the token: algorithm and public key.
+    KeyShow {
+        /// Its label.
+        label: String,
+    },
+    /// Re-sign every CRL (and the OCSP cache) now.
+    CrlPublish,
+    /// The configured API clients.
+    ClientList,
+    /// Re-read the client policy from the config (as SIGHUP does).
+    Reload,
+}
+
+/// What `signetctl audit` asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum AuditCommand {
+    /// Check the chain, every checkpoint, and that the log reaches the last checkpoint.
+    Verify,
+    /// The last records.
+    Tail {
+        /// How many.
+        count: usize,
+    },
+    /// Records `from..=to` with the checkpoint that covers them.
+    Export {
+        /// First sequence number.
+        from: u64,
+        /// Last sequence number.
+        to: u64,
     },
 }
 

@@ -95,6 +95,16 @@ pub async fn execute(target: Target<'_>, command: Command) -> Result<Value, Admi
             algorithm,
             issue_from,
         } => generate_key(target, &label, &algorithm, issue_from.as_deref()).await,
+        Command::Audit(_)
+        | Command::Status
+        | Command::KeyList
+        | Command::KeyShow { .. }
+        | Command::CrlPublish
+        | Command::ClientList
+        | Command::Reload => Err(AdminError::new(
+            "internal",
+            "served by daemon_ops or audit_ops, not here",
+        )),
         Command::CertIssue(req) => {
             let ca = target
                 .ca()

@@ -9,29 +9,61 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::ops::{self, Target};
-use super::{parse_request, AdminError, Response, MAX_LINE};
+use super::{parse_request, AdminError, Command, Response, MAX_LINE};
+use crate::audit::{AuditLog, Event};
 use crate::revocation::StatusAuthority;
 
 /// How long a peer may take to send a request line.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bind the socket at `path`, replacing a stale one (the state lock says no other daemon
-/// runs), readable and writable by the owner only.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+/// runs): readable and writable by the owner, and by `group` when there is an admin group.
+pub fn bind(path: &Path, group: Option<nix::unistd::Gid>) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let mode = match group {
+        Some(gid) => {
+            nix::unistd::chown(path, None, Some(gid)).map_err(std::io::Error::from)?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(listener)
+}
+
+/// The admin group named in the config, resolved.
+pub fn admin_group(name: Option<&str>) -> Result<Option<nix::unistd::Gid>, String> {
+    let Some(name) = name else { return Ok(None) };
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(Some(g.gid)),
+        Ok(None) => Err(format!("admin group {name:?} does not exist")),
+        Err(e) => Err(format!("admin group {name:?}: {e}")),
+    }
+}
+
+/// What the admin socket acts on.
+pub struct AdminContext {
+    /// Certificates, their status, OCSP and CRLs.
+    pub authority: Arc<StatusAuthority>,
+    /// The audit log: every command is recorded before it is answered.
+    pub audit: AuditLog,
+    /// Members of this group may administer, besides root and the daemon's user.
+    pub group: Option<nix::unistd::Gid>,
+    /// Where the state lives.
+    pub layout: crate::layout::StateLayout,
+    /// What the daemon-wide commands (status, keys, CRLs, clients, reload) act on.
+    pub daemon: super::daemon_ops::Daemon,
 }
 
 /// Serve admin connections until `shutdown` resolves.
 pub async fn serve(
     listener: UnixListener,
-    authority: Arc<StatusAuthority>,
+    context: Arc<AdminContext>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -47,39 +79,95 @@ pub async fn serve(
             },
             () = &mut shutdown => return,
         };
-        let authority = Arc::clone(&authority);
+        let context = Arc::clone(&context);
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, authority).await {
+            if let Err(e) = connection(stream, context).await {
                 tracing::debug!(error = %e, "admin connection ended");
             }
         });
     }
 }
 
-/// Whether the peer may administer: root, or the user the daemon runs as.
-fn authorised(stream: &UnixStream) -> Result<u32, AdminError> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| AdminError::new("forbidden", format!("no peer credentials: {e}")))?;
-    let me = nix::unistd::geteuid().as_raw();
-    if cred.uid() == 0 || cred.uid() == me {
-        Ok(cred.uid())
-    } else {
-        Err(AdminError::new(
-            "forbidden",
-            format!("uid {} may not administer this appliance", cred.uid()),
-        ))
-    }
+/// Who is on the other end, by SO_PEERCRED.
+struct Peer {
+    uid: u32,
+    user: Option<String>,
 }
 
-async fn connection(stream: UnixStream, authority: Arc<StatusAuthority>) -> std::io::Result<()> {
-    let peer = authorised(&stream);
+/// Whether the peer may administer: root, the user the daemon runs as, or a member of the
+/// admin group (primary or supplementary).
+fn authorised(
+    stream: &UnixStream,
+    group: Option<nix::unistd::Gid>,
+) -> Result<Peer, (Peer, AdminError)> {
+    use nix::unistd::{Gid, Uid, User};
+    let cred = match stream.peer_cred() {
+        Ok(c) => c,
+        Err(e) => {
+            let peer = Peer {
+                uid: u32::MAX,
+                user: None,
+            };
+            return Err((
+                peer,
+                AdminError::new(
+                    "forbidden",
+                    format!("permission denied: no peer credentials: {e}"),
+                ),
+            ));
+        }
+    };
+    let user = User::from_uid(Uid::from_raw(cred.uid())).ok().flatten();
+    let peer = Peer {
+        uid: cred.uid(),
+        user: user.as_ref().map(|u| u.name.clone()),
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() == 0 || cred.uid() == me {
+        return Ok(peer);
+    }
+    if let Some(gid) = group {
+        let member = Gid::from_raw(cred.gid()) == gid
+            || user.as_ref().is_some_and(|u| {
+                std::ffi::CString::new(u.name.as_bytes())
+                    .ok()
+                    .and_then(|name| nix::unistd::getgrouplist(&name, u.gid).ok())
+                    .is_some_and(|groups| groups.contains(&gid))
+            });
+        if member {
+            return Ok(peer);
+        }
+    }
+    let who = peer
+        .user
+        .clone()
+        .unwrap_or_else(|| format!("uid {}", peer.uid));
+    let why = match group {
+        Some(_) => "is neither root nor in the admin group",
+        None => "is not root",
+    };
+    Err((
+        peer,
+        AdminError::new("forbidden", format!("permission denied: {who} {why}")),
+    ))
+}
+
+async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::Result<()> {
+    let peer = authorised(&stream, context.group);
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(u64::MAX));
-    let uid = match peer {
-        Ok(uid) => uid,
-        Err(e) => {
-            tracing::warn!(error = %e, "admin connection refused");
+    let peer = match peer {
+        Ok(peer) => peer,
+        Err((peer, e)) => {
+            tracing::warn!(uid = peer.uid, error = %e, "admin connection refused");
+            let _ = context
+                .audit
+                .record(Event::AdminRefused {
+                    uid: (peer.uid != u32::MAX).then_some(peer.uid),
+                    user: peer.user,
+                    reason: e.message.clone(),
+                })
+                .await;
             return send(&mut write, Response::from_result(Err(e))).await;
         }
     };
@@ -101,17 +189,51 @@ async fn connection(stream: UnixStream, authority: Arc<StatusAuthority>) -> std:
             let e = AdminError::new("bad-request", format!("request over {MAX_LINE} bytes"));
             return send(&mut write, Response::from_result(Err(e))).await;
         }
-        let outcome = match parse_request(&line) {
+        let (command, outcome) = match parse_request(&line) {
             Ok(command) => {
-                tracing::info!(uid, ?command, "admin command");
-                ops::execute(Target::Live(&authority), command).await
+                tracing::info!(uid = peer.uid, ?command, "admin command");
+                let shown = serde_json::to_value(&command).unwrap_or_default();
+                (shown, execute(&context, command).await)
             }
-            Err(e) => Err(e),
+            Err(e) => (
+                serde_json::Value::String(
+                    String::from_utf8_lossy(&line).chars().take(256).collect(),
+                ),
+                Err(e),
+            ),
         };
         if let Err(e) = &outcome {
-            tracing::info!(uid, error = %e, "admin command failed");
+            tracing::info!(uid = peer.uid, error = %e, "admin command failed");
         }
+        let event = Event::Admin {
+            uid: peer.uid,
+            user: peer.user.clone(),
+            command,
+            ok: outcome.is_ok(),
+            error: outcome.as_ref().err().map(|e| e.code.clone()),
+        };
+        // The answer goes out only once the command is on record.
+        let outcome = match context.audit.record(event).await {
+            Ok(_) => outcome,
+            Err(e) => Err(AdminError::new("audit-unavailable", e.to_string())),
+        };
         send(&mut write, Response::from_result(outcome)).await?;
+    }
+}
+
+async fn execute(
+    context: &AdminContext,
+    command: Command,
+) -> Result<serde_json::Value, AdminError> {
+    match command {
+        Command::Audit(c) => super::audit_ops::live(&context.audit, &context.layout, c).await,
+        c @ (Command::Status
+        | Command::KeyList
+        | Command::KeyShow { .. }
+        | Command::CrlPublish
+        | Command::ClientList
+        | Command::Reload) => super::daemon_ops::live(&context.daemon, c).await,
+        command => ops::execute(Target::Live(&context.authority), command).await,
     }
 }
 

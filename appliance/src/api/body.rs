@@ -72,6 +72,7 @@ pub async fn read(
                     return Err(BodyError::TooLarge { limit });
                 }
                 buf.extend_from_slice(&data);
+                crate::audit::context::feed(&data);
             }
         }
         Ok(buf.freeze())

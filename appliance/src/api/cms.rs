@@ -120,6 +120,7 @@ async fn hash_stream(
                     ));
                 }
                 hasher.update(&data);
+                crate::audit::context::feed(&data);
             }
         }
         Ok(())

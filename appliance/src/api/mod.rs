@@ -20,13 +20,14 @@ pub use body::BodyError;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::audit::{AuditLog, Event};
 use crate::authz::{Authorizer, PeerCert};
 use crate::crl::CrlService;
 use crate::hsm::Hsm;
@@ -66,6 +67,8 @@ pub struct App {
     pub body_timeout: Duration,
     /// Where PDFs are spooled while they are signed.
     pub spool_dir: PathBuf,
+    /// Where every request is recorded before it is answered.
+    pub audit: AuditLog,
 }
 
 /// Which listener a request came in on: the public one serves only what relying parties
@@ -79,15 +82,59 @@ pub enum Listener {
 }
 
 impl App {
-    /// Route one request that came in on `listener` from `client` (the verified client
-    /// certificate, on the API listener).
+    /// Serve one request that came in on `listener` from `client` (the verified client
+    /// certificate, on the API listener): route it, and release the answer only once its
+    /// audit record is durable.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         listener: Listener,
         client: Option<Arc<PeerCert>>,
     ) -> Response<ResponseBody> {
-        // The one route whose answer streams.
+        let started = Instant::now();
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        if path == "/healthz" {
+            return Arc::clone(&self).dispatch(req, listener, client).await;
+        }
+        let (resp, input) =
+            crate::audit::context::scope(Arc::clone(&self).dispatch(req, listener, client.clone()))
+                .await;
+        let (operation, key) = audited_operation(&method, &path);
+        let event = Event::Request {
+            listener: match listener {
+                Listener::Api => "api",
+                Listener::Public => "public",
+            }
+            .into(),
+            client: client.as_ref().map(|c| c.subject.clone()),
+            client_sha256: client.as_ref().map(|c| hex::encode(c.fingerprint)),
+            operation,
+            key,
+            input_sha256: input.map(hex::encode),
+            status: resp.status().as_u16(),
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        };
+        match self.audit.record(event).await {
+            Ok(_) => resp,
+            Err(e) => {
+                tracing::error!(error = %e, "answer withheld: its audit record is not durable");
+                problem::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit-unavailable",
+                    "the audit log cannot record this request",
+                )
+                .map(Either::Left)
+            }
+        }
+    }
+
+    /// The one route whose answer streams, then every other route.
+    async fn dispatch(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        listener: Listener,
+        client: Option<Arc<PeerCert>>,
+    ) -> Response<ResponseBody> {
         if let (Listener::Api, Some(cert), &Method::POST) = (listener, &client, req.method()) {
             let path = req.uri().path().to_owned();
             if let ["v1", "pdf", key] =
@@ -149,4 +196,26 @@ impl App {
             _ => problem::json(StatusCode::NOT_FOUND, "not-found", "no such route"),
         }
     }
+}
+
+/// What the audit record calls a request, and the signing key its route names.
+fn audited_operation(method: &Method, path: &str) -> (String, Option<String>) {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (op, key) = match segments.as_slice() {
+        ["ocsp", ..] => ("ocsp", None),
+        ["crl", ..] => ("crl", None),
+        ["v1", "tsa"] => ("tsa", None),
+        ["v1", "keys"] => ("keys", None),
+        ["v1", "sign", key, "batch"] => ("sign-batch", Some(*key)),
+        ["v1", op @ ("sign" | "cms" | "pdf"), key, ..] => (*op, Some(*key)),
+        ["v1", "openapi.json"] => ("openapi", None),
+        _ => ("other", None),
+    };
+    let op = if op == "other" {
+        format!("other {method}")
+    } else {
+        op.to_owned()
+    };
+    // Labels are short; anything else in the path is cut, never recorded at length.
+    (op, key.map(|k| k.chars().take(64).collect()))
 }

@@ -175,6 +175,7 @@ async fn spool_body(
             return Err(too_large(app.max_stream_bytes));
         }
         hasher.update(&data);
+        crate::audit::context::feed(&data);
         pending.extend_from_slice(&data);
         if pending.len() >= SPOOL_CHUNK {
             let chunk = std::mem::replace(&mut pending, Vec::with_capacity(SPOOL_CHUNK));

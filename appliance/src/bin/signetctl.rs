@@ -20,13 +20,23 @@ enum Command {
     Init(cli::init::Args),
     /// Issued certificates: list, show, revoke, unhold.
     Cert(cli::cert::Args),
-    /// Keys in the token: generate.
+    /// Keys in the token: list, show, generate.
     Key(cli::key::Args),
     /// PDF documents: sign through the API.
     Pdf(cli::pdf::Args),
     /// The config: check, seal to the TPM, unseal, reseal.
     #[command(subcommand)]
     Config(cli::config::Command),
+    /// The audit log: tail, verify, export.
+    Audit(cli::audit::Args),
+    /// What the running appliance is doing.
+    Status(cli::status::Args),
+    /// CRLs: publish.
+    Crl(cli::crl::Args),
+    /// API clients: list.
+    Client(cli::client::Args),
+    /// Re-read the client policy in the running daemon.
+    Reload(cli::reload::Args),
     /// The HSM itself.
     #[command(subcommand)]
     Hsm(HsmCommand),
@@ -47,6 +57,11 @@ fn main() -> ExitCode {
         Command::Key(args) => cli::key::exec(args),
         Command::Pdf(args) => cli::pdf::exec(args),
         Command::Config(command) => cli::config::exec(command),
+        Command::Audit(args) => cli::audit::exec(args),
+        Command::Status(args) => cli::status::exec(args),
+        Command::Crl(args) => cli::crl::exec(args),
+        Command::Client(args) => cli::client::exec(args),
+        Command::Reload(args) => cli::reload::exec(args),
         Command::Hsm(HsmCommand::Bench(args)) => cli::hsm_bench::exec(args),
     };
     match result {

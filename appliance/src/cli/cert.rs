@@ -26,6 +26,9 @@ pub struct Common {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Speak to the daemon on this admin socket (no config is read; the daemon must run).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
 }
 
 /// Issued certificates and their status.
@@ -131,6 +134,9 @@ pub fn exec(args: Args) -> Result<(), String> {
 
 /// Send `command` to the daemon, or run it on the database if no daemon runs.
 pub fn run(common: &Common, command: Command) -> Result<Value, String> {
+    if let Some(socket) = &common.socket {
+        return client::call(socket, command, Duration::from_secs(60)).map_err(|e| e.to_string());
+    }
     let config = super::load_config(&common.config, common.state_dir.clone())?;
     super::prepare_softhsm(&config);
     let socket = config.state_path(&config.admin.socket);
@@ -142,10 +148,30 @@ pub fn run(common: &Common, command: Command) -> Result<Value, String> {
 }
 
 fn offline(config: &signet_config::Config, command: Command) -> Result<Value, String> {
+    use crate::admin::daemon_ops;
+    match &command {
+        Command::Status | Command::CrlPublish | Command::Reload => {
+            return Err("signetd is not running (this command acts on the running daemon)".into())
+        }
+        Command::ClientList => return daemon_ops::client_list(config).map_err(|e| e.to_string()),
+        _ => {}
+    }
     let layout = StateLayout::new(&config.state_dir);
     // Holding the lock proves no daemon runs (its socket may merely be gone).
     let _state = StateLock::acquire(layout.root())
         .map_err(|e| format!("{e}; is signetd running with another admin socket?"))?;
+    if let Command::Audit(c) = command {
+        return crate::admin::audit_ops::offline(&layout, c).map_err(|e| e.to_string());
+    }
+    if let Command::KeyList | Command::KeyShow { .. } = &command {
+        let hsm =
+            crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
+        let shown = match command {
+            Command::KeyShow { label } => daemon_ops::key_show(&hsm, &label),
+            _ => daemon_ops::key_list(&hsm),
+        };
+        return shown.map_err(|e| e.to_string());
+    }
     let store = Store::open(&layout.database()).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -1,4 +1,4 @@
-//! `signetctl key generate`: a key pair made inside the token (sensitive, never
+//! `signetctl key list|show|generate`. `generate` makes a key pair made inside the token (sensitive, never
 //! extractable), optionally certified by the root CA for document signing. Declare it in the
 //! config's `[[signing_keys]]` (with the chain written by `--out`) and restart signetd to
 //! offer it through the API.
@@ -21,6 +21,13 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
+    /// List the private keys in the token.
+    List,
+    /// Show one key: its algorithm and public key.
+    Show {
+        /// Its label (CKA_LABEL).
+        label: String,
+    },
     /// Generate a key pair in the token.
     Generate {
         /// Its label (CKA_LABEL).
@@ -38,14 +45,55 @@ enum Action {
     },
 }
 
-/// Run it and print what was made.
+/// Run it and print what was made or found.
 pub fn exec(args: Args) -> Result<(), String> {
-    let Action::Generate {
-        label,
-        algorithm,
-        issue_from,
-        out,
-    } = args.action;
+    let (label, algorithm, issue_from, out) = match args.action {
+        Action::List => {
+            let result = run(&args.common, Command::KeyList)?;
+            if args.common.json {
+                return super::print_json(&result);
+            }
+            println!("{:<24} ALGORITHM", "LABEL");
+            for k in result.as_array().into_iter().flatten() {
+                let alg = k
+                    .get("algorithm")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| k.get("refused").map(|r| format!("refused: {r}")))
+                    .unwrap_or_default();
+                println!(
+                    "{:<24} {alg}",
+                    k.get("label").and_then(Value::as_str).unwrap_or("")
+                );
+            }
+            return Ok(());
+        }
+        Action::Show { label } => {
+            let result = run(&args.common, Command::KeyShow { label })?;
+            if args.common.json {
+                return super::print_json(&result);
+            }
+            for key in ["label", "algorithm"] {
+                if let Some(v) = result.get(key).and_then(Value::as_str) {
+                    println!("{key:<10} {v}");
+                }
+            }
+            print!(
+                "{}",
+                result
+                    .get("public_key_pem")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            );
+            return Ok(());
+        }
+        Action::Generate {
+            label,
+            algorithm,
+            issue_from,
+            out,
+        } => (label, algorithm, issue_from, out),
+    };
     let result = run(
         &args.common,
         Command::KeyGenerate {

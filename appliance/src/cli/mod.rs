@@ -1,11 +1,16 @@
 //! `signetctl`: one module per subcommand, each a clap `Args` and a thin `exec`.
 
+pub mod audit;
 pub mod cert;
+pub mod client;
 pub mod config;
+pub mod crl;
 pub mod hsm_bench;
 pub mod init;
 pub mod key;
 pub mod pdf;
+pub mod reload;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 
@@ -29,4 +34,13 @@ pub fn prepare_softhsm(config: &Config) {
     if let Some(dir) = &config.hsm.softhsm_dir {
         crate::hsm::softhsm::use_token_dir(&config.state_path(dir));
     }
+}
+
+/// Print `v` as pretty JSON (for `--json`).
+pub fn print_json(v: &serde_json::Value) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(|e| e.to_string())?
+    );
+    Ok(())
 }

@@ -232,6 +232,21 @@ pub(super) fn generate(
     Ok(())
 }
 
+/// Labels of every private key in the token, sorted.
+pub(super) fn private_key_labels(session: &Session) -> Result<Vec<String>, HsmError> {
+    let found = session.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])?;
+    let mut labels = Vec::new();
+    for h in found {
+        for a in session.get_attributes(h, &[AttributeType::Label])? {
+            if let Attribute::Label(l) = a {
+                labels.push(String::from_utf8_lossy(&l).into_owned());
+            }
+        }
+    }
+    labels.sort();
+    Ok(labels)
+}
+
 /// Destroy every object labelled `label` (key ceremonies with `--force`).
 pub(super) fn destroy(session: &Session, label: &str) -> Result<usize, HsmError> {
     let found = session.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?;

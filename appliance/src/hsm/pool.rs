@@ -316,6 +316,11 @@ impl Hsm {
         Ok(self.cache_key(info))
     }
 
+    /// Labels of every private key in the token.
+    pub fn key_labels_blocking(&self) -> Result<Vec<String>, HsmError> {
+        self.run_blocking(|w| w.with_retry(|w| keys::private_key_labels(w.session()?)))
+    }
+
     /// Destroy every object labelled `label`; returns how many there were.
     pub fn destroy_blocking(&self, label: &str) -> Result<usize, HsmError> {
         if let Ok(mut keys) = self.inner.keys.write() {

@@ -1,0 +1,80 @@
+//! `audit verify|tail|export`: on the running daemon's log (up to what is durable), or on
+//! the files when no daemon runs.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::{AdminError, AuditCommand};
+use crate::audit::{self, log::read_anchor, AuditLog, Scope};
+use crate::layout::StateLayout;
+
+/// Run `command` on the daemon's log. An export first has a checkpoint written, so that
+/// the newest records are covered too.
+pub async fn live(
+    log: &AuditLog,
+    layout: &StateLayout,
+    command: AuditCommand,
+) -> Result<Value, AdminError> {
+    if let AuditCommand::Export { .. } = command {
+        log.checkpoint().await.map_err(internal)?;
+    }
+    // The anchor before the bytes: the bytes then reach at least its checkpoint.
+    let anchor = read_anchor(log.anchor_path()).map_err(internal)?;
+    let bytes = log.durable_bytes().map_err(internal)?;
+    let cert = layout.audit_cert();
+    tokio::task::spawn_blocking(move || run(&bytes, anchor, &cert, command))
+        .await
+        .map_err(internal)?
+}
+
+/// Run `command` on the files under `layout` (no daemon runs). A last line cut short by a
+/// crash is left out, as the daemon does when it starts, and reported.
+pub fn offline(layout: &StateLayout, command: AuditCommand) -> Result<Value, AdminError> {
+    let path = layout.audit_log();
+    let anchor = read_anchor(&layout.audit_anchor()).map_err(internal)?;
+    let mut bytes =
+        std::fs::read(&path).map_err(|e| internal(format!("{}: {e}", path.display())))?;
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let torn = bytes.len() - complete;
+    bytes.truncate(complete);
+    let mut answer = run(&bytes, anchor, &layout.audit_cert(), command)?;
+    if let (Value::Object(m), true) = (&mut answer, torn > 0) {
+        m.insert("torn_bytes".into(), json!(torn));
+    }
+    Ok(answer)
+}
+
+fn run(
+    bytes: &[u8],
+    anchor: Option<audit::Anchor>,
+    cert: &Path,
+    command: AuditCommand,
+) -> Result<Value, AdminError> {
+    match command {
+        AuditCommand::Verify => {
+            let key = audit::key_from_certificate(cert).map_err(internal)?;
+            let verified = audit::verify::verify(bytes, &key, &Scope::Log(anchor), &mut |_| {})
+                .map_err(broken)?;
+            serde_json::to_value(verified).map_err(internal)
+        }
+        AuditCommand::Tail { count } => {
+            let records = audit::tail(bytes, count).map_err(internal)?;
+            serde_json::to_value(records).map_err(internal)
+        }
+        AuditCommand::Export { from, to } => {
+            let text = audit::verify::export(bytes, from, to)
+                .map_err(|e| AdminError::new("bad-range", e))?;
+            Ok(json!({ "export": String::from_utf8_lossy(&text) }))
+        }
+    }
+}
+
+/// The refusal that names the first broken record.
+pub fn broken(b: audit::Broken) -> AdminError {
+    AdminError::new("audit-broken", b.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> AdminError {
+    AdminError::new("internal", e.to_string())
+}

@@ -1,0 +1,176 @@
+//! Commands about the appliance as a whole: status, keys in the token, CRL publication,
+//! the client policy. `status`, `crl publish` and `reload` need the running daemon; the
+//! key and client listings also work from the token and config alone.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::{AdminError, Command};
+use crate::authz::{Authorizer, Policy};
+use crate::hsm::Hsm;
+use crate::ocsp::OcspService;
+use crate::revocation::StatusAuthority;
+use crate::store::{certs, CertStatus};
+
+/// Certificates that expire within this are listed by `status`.
+const EXPIRING: Duration = Duration::from_secs(30 * 86_400);
+
+/// What the daemon-wide commands act on.
+pub struct Daemon {
+    /// Certificates, CRLs, OCSP.
+    pub authority: Arc<StatusAuthority>,
+    /// The OCSP responder (for its cache's age).
+    pub ocsp: Arc<OcspService>,
+    /// The token.
+    pub hsm: Hsm,
+    /// The client policy in force.
+    pub authz: Arc<Authorizer>,
+    /// The config file `reload` re-reads.
+    pub config: crate::config_source::ConfigSource,
+    /// The audit log (for its head).
+    pub audit: crate::audit::AuditLog,
+}
+
+/// Run one of the daemon-wide commands on the running daemon.
+pub async fn live(d: &Daemon, command: Command) -> Result<Value, AdminError> {
+    match command {
+        Command::Status => status(d).await,
+        Command::KeyList => key_list(&d.hsm),
+        Command::KeyShow { label } => key_show(&d.hsm, &label),
+        Command::CrlPublish => {
+            d.authority.publish_all().await.map_err(internal)?;
+            Ok(json!({ "published": d.authority.crl_names() }))
+        }
+        Command::ClientList => client_list(&d.config.load().map_err(internal)?),
+        Command::Reload => {
+            let clients = reload_policy(&d.config, &d.authz).map_err(internal)?;
+            Ok(json!({ "clients": clients }))
+        }
+        _ => Err(internal("not a daemon-wide command")),
+    }
+}
+
+/// Re-read the client policy from `path`; a config that does not load leaves the policy
+/// in force as it was. Returns how many clients the new policy has.
+pub fn reload_policy(
+    source: &crate::config_source::ConfigSource,
+    authz: &Authorizer,
+) -> Result<usize, String> {
+    let config = source.load()?;
+    let policy = Policy::new(&config.clients)?;
+    authz.replace(policy);
+    Ok(config.clients.len())
+}
+
+async fn status(d: &Daemon) -> Result<Value, AdminError> {
+    let hsm = d.hsm.clone();
+    let keys = tokio::task::spawn_blocking(move || hsm.key_labels_blocking())
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    let now = SystemTime::now();
+    let soon = certs::unix_secs(now + EXPIRING);
+    let all = d
+        .authority
+        .store()
+        .with(|c| certs::list(c))
+        .await
+        .map_err(internal)?;
+    let expiring: Vec<Value> = all
+        .iter()
+        .filter(|c| matches!(c.status, CertStatus::Good) && c.not_after <= soon)
+        .map(|c| json!({ "serial": c.serial, "subject": c.subject, "not_after": c.not_after }))
+        .collect();
+    let tsa_next = d
+        .authority
+        .store()
+        .with(|c| {
+            Ok(
+                c.query_row("SELECT next FROM counters WHERE name = 'tsa'", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .ok(),
+            )
+        })
+        .await
+        .map_err(internal)?;
+    let ocsp_age = d
+        .ocsp
+        .oldest_entry()
+        .and_then(|t| now.duration_since(t).ok())
+        .map(|a| a.as_secs());
+    let clock = match crate::clock::sync_status() {
+        crate::clock::ClockSync::Synchronised => "synchronised",
+        crate::clock::ClockSync::Unsynchronised => "unsynchronised",
+        crate::clock::ClockSync::Unknown => "unknown",
+    };
+    Ok(json!({
+        "token": d.hsm.token_label(),
+        "sessions": d.hsm.workers(),
+        "keys": keys,
+        "certificates": all.len(),
+        "expiring_within_30_days": expiring,
+        "clock": clock,
+        "tsa_serial_reserved_up_to": tsa_next,
+        "ocsp_oldest_response_age_secs": ocsp_age,
+        "audit_head": d.audit.head(),
+    }))
+}
+
+/// The labels of the private keys in the token.
+pub fn key_list(hsm: &Hsm) -> Result<Value, AdminError> {
+    let labels = tokio::task::block_in_place(|| hsm.key_labels_blocking()).map_err(internal)?;
+    let mut keys = Vec::new();
+    for label in labels {
+        let key = tokio::task::block_in_place(|| hsm.key_blocking(&label));
+        keys.push(match key {
+            Ok(k) => json!({ "label": label, "algorithm": k.algorithm.to_string() }),
+            // A key the appliance would refuse is still listed, with why.
+            Err(e) => json!({ "label": label, "refused": e.to_string() }),
+        });
+    }
+    Ok(Value::Array(keys))
+}
+
+/// One key's algorithm and public key.
+pub fn key_show(hsm: &Hsm, label: &str) -> Result<Value, AdminError> {
+    use der::{pem::LineEnding, EncodePem};
+    let key = tokio::task::block_in_place(|| hsm.key_blocking(label)).map_err(|e| match e {
+        crate::hsm::HsmError::KeyNotFound(_) => AdminError::new("not-found", e.to_string()),
+        e => internal(e),
+    })?;
+    let pem = key.spki.to_pem(LineEnding::LF).map_err(internal)?;
+    Ok(json!({
+        "label": key.label,
+        "algorithm": key.algorithm.to_string(),
+        "sensitive_never_extractable": true,
+        "public_key_pem": pem,
+    }))
+}
+
+/// The clients the config at `path` declares.
+pub fn client_list(config: &signet_config::Config) -> Result<Value, AdminError> {
+    Ok(Value::Array(
+        config
+            .clients
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "subject": c.matches.subject,
+                    "san_uri": c.matches.san_uri,
+                    "san_dns": c.matches.san_dns,
+                    "fingerprint_sha256": c.matches.fingerprint_sha256,
+                    "operations": c.operations.iter().map(|o| format!("{o:?}").to_lowercase()).collect::<Vec<_>>(),
+                    "keys": c.keys,
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn internal(e: impl std::fmt::Display) -> AdminError {
+    AdminError::new("internal", e.to_string())
+}

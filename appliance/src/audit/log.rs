@@ -1,0 +1,440 @@
+//! The writer: one thread owns the log file. Callers hand it events and wait for their
+//! record to be durable; it takes every event waiting at that moment, appends them in one
+//! write, and makes them durable with one `fdatasync` (group commit). After
+//! `checkpoint_every` records, or `checkpoint_secs` with records not yet covered, it adds a
+//! checkpoint signed by the audit key in the HSM and notes it in the anchor file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use super::record::{Event, Record, GENESIS};
+use super::verify::{scheme_name, Anchor};
+use crate::hsm::{Hsm, KeyInfo};
+
+/// Events taken into one write at most.
+const MAX_BATCH: usize = 4096;
+
+/// Why a record could not be made durable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    /// Writing or syncing the log failed; the log refuses everything until a restart.
+    #[error("audit log write failed: {0}")]
+    Write(String),
+    /// The writer is gone (shutting down).
+    #[error("audit log closed")]
+    Closed,
+    /// Opening the log.
+    #[error("audit log {path}: {message}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// When checkpoints are made.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckpointPolicy {
+    /// After this many records.
+    pub every: u64,
+    /// Or after this long with records not covered.
+    pub interval: Duration,
+}
+
+/// The audit key in the token.
+pub struct AuditSigner {
+    /// The HSM.
+    pub hsm: Hsm,
+    /// The key.
+    pub key: Arc<KeyInfo>,
+}
+
+enum Job {
+    Record(Event, Option<oneshot::Sender<Result<u64, AuditError>>>),
+    Checkpoint(oneshot::Sender<Result<u64, AuditError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A handle on the log; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Job>,
+    durable: Arc<AtomicU64>,
+    records: Arc<AtomicU64>,
+    path: PathBuf,
+    anchor: PathBuf,
+}
+
+impl AuditLog {
+    /// Open (or create) the log at `path`, cut a torn last line left by a crash, and start
+    /// the writer with a `start` record.
+    pub fn open(
+        path: &Path,
+        anchor: &Path,
+        signer: AuditSigner,
+        policy: CheckpointPolicy,
+    ) -> Result<AuditLog, AuditError> {
+        let open_err = |message: String| AuditError::Open {
+            path: path.to_owned(),
+            message,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| open_err(e.to_string()))?;
+        let (tail, torn) = recover(&mut file).map_err(open_err)?;
+        let len = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| open_err(e.to_string()))?;
+        let durable = Arc::new(AtomicU64::new(len));
+        let records = Arc::new(AtomicU64::new(tail.as_ref().map_or(0, |r| r.seq + 1)));
+        let (tx, rx) = mpsc::channel();
+        let mut writer = Writer {
+            file,
+            anchor: anchor.to_owned(),
+            next_seq: tail.as_ref().map_or(0, |r| r.seq + 1),
+            prev: tail.as_ref().map_or(GENESIS.to_owned(), |r| r.hash.clone()),
+            uncovered: 0,
+            oldest_uncovered: None,
+            signer,
+            policy: CheckpointPolicy {
+                every: policy.every.max(1),
+                interval: policy.interval.max(Duration::from_millis(10)),
+            },
+            durable: Arc::clone(&durable),
+            records: Arc::clone(&records),
+            failed: None,
+        };
+        // Records after the last checkpoint (before a crash) count as not covered.
+        if tail
+            .as_ref()
+            .is_some_and(|r| !matches!(r.event, Event::Checkpoint { .. }))
+        {
+            writer.uncovered = 1;
+            writer.oldest_uncovered = Some(Instant::now());
+        }
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| open_err(e.to_string()))?;
+        let log = AuditLog {
+            tx,
+            durable,
+            records,
+            path: path.to_owned(),
+            anchor: anchor.to_owned(),
+        };
+        log.record_detached(Event::Start {
+            version: env!("CARGO_PKG_VERSION").into(),
+            torn_bytes: torn,
+        });
+        Ok(log)
+    }
+
+    /// Append `event`; returns its sequence number once it is durable.
+    pub async fn record(&self, event: Event) -> Result<u64, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Record(event, Some(tx)))
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Append `event` without waiting (nothing is answered on the strength of it).
+    pub fn record_detached(&self, event: Event) {
+        let _ = self.tx.send(Job::Record(event, None));
+    }
+
+    /// Write a checkpoint now (if any record is not covered); returns the sequence number
+    /// of the last checkpoint.
+    pub async fn checkpoint(&self) -> Result<u64, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Checkpoint(tx))
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Seal the log with a last checkpoint and stop the writer.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Job::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The log's bytes that are durable now (a record being written is left out).
+    pub fn durable_bytes(&self) -> std::io::Result<Vec<u8>> {
+        let len = self.durable.load(Ordering::Acquire);
+        let mut buf = Vec::new();
+        File::open(&self.path)?.take(len).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// How many records are durable.
+    pub fn head(&self) -> u64 {
+        self.records.load(Ordering::Acquire)
+    }
+
+    /// The anchor file's path.
+    pub fn anchor_path(&self) -> &Path {
+        &self.anchor
+    }
+}
+
+/// Read the anchor at `path`; `None` if there is none yet.
+pub fn read_anchor(path: &Path) -> Result<Option<Anchor>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Cut an incomplete last line (a write a crash interrupted: no one was answered for it);
+/// returns the last complete record and how many bytes were cut.
+fn recover(file: &mut File) -> Result<(Option<Record>, u64), String> {
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let torn = (bytes.len() - complete) as u64;
+    if torn > 0 {
+        tracing::warn!(torn, "audit log: cutting an incomplete last line");
+        file.set_len(complete as u64)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| e.to_string())?;
+    }
+    let last = bytes[..complete]
+        .strip_suffix(b"\n")
+        .and_then(|b| b.split(|c| *c == b'\n').next_back());
+    let tail = match last {
+        None => None,
+        Some(line) => Some(serde_json::from_slice::<Record>(line).map_err(|e| {
+            format!("the last record does not parse ({e}); the log needs an operator")
+        })?),
+    };
+    Ok((tail, torn))
+}
+
+struct Writer {
+    file: File,
+    anchor: PathBuf,
+    next_seq: u64,
+    prev: String,
+    uncovered: u64,
+    oldest_uncovered: Option<Instant>,
+    signer: AuditSigner,
+    policy: CheckpointPolicy,
+    durable: Arc<AtomicU64>,
+    records: Arc<AtomicU64>,
+    failed: Option<String>,
+}
+
+type Reply = oneshot::Sender<Result<u64, AuditError>>;
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        loop {
+            let wait = match self.oldest_uncovered {
+                Some(t) => self.policy.interval.saturating_sub(t.elapsed()),
+                None => Duration::from_secs(3600),
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.commit(Vec::new(), Vec::new(), true);
+                    return;
+                }
+            };
+            let mut records = Vec::new();
+            let mut waiting: Vec<(Option<Reply>, Option<u64>)> = Vec::new();
+            let mut force = false;
+            let mut close = None;
+            for job in first.into_iter().chain(rx.try_iter().take(MAX_BATCH)) {
+                match job {
+                    Job::Record(event, reply) => {
+                        let r = self.append(event);
+                        waiting.push((reply, Some(r.seq)));
+                        records.push(r);
+                    }
+                    Job::Checkpoint(reply) => {
+                        force = true;
+                        waiting.push((Some(reply), None));
+                    }
+                    Job::Close(reply) => {
+                        force = true;
+                        close = Some(reply);
+                    }
+                }
+            }
+            self.commit(records, waiting, force);
+            if let Some(reply) = close {
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+
+    /// Chain `event` after the last record.
+    fn append(&mut self, event: Event) -> Record {
+        let r = Record::seal(self.next_seq, now_ms(), self.prev.clone(), event);
+        self.next_seq += 1;
+        self.prev = r.hash.clone();
+        if !matches!(r.event, Event::Checkpoint { .. }) {
+            self.uncovered += 1;
+            self.oldest_uncovered.get_or_insert_with(Instant::now);
+        }
+        r
+    }
+
+    /// Write `records` (and a checkpoint if one is due or `force`d) in one write, sync,
+    /// then answer everyone waiting.
+    fn commit(
+        &mut self,
+        mut records: Vec<Record>,
+        waiting: Vec<(Option<Reply>, Option<u64>)>,
+        force: bool,
+    ) {
+        let due = self.uncovered >= self.policy.every
+            || self
+                .oldest_uncovered
+                .is_some_and(|t| t.elapsed() >= self.policy.interval);
+        let mut checkpoint = None;
+        if self.uncovered > 0 && (due || force) && self.failed.is_none() {
+            match self.sign_checkpoint() {
+                Ok(r) => {
+                    checkpoint = Some(Anchor {
+                        seq: r.seq,
+                        hash: r.hash.clone(),
+                    });
+                    records.push(r);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit checkpoint not signed; retrying later")
+                }
+            }
+        }
+        let outcome = match &self.failed {
+            Some(e) => Err(AuditError::Write(e.clone())),
+            None if records.is_empty() => Ok(()),
+            None => self.write(&records),
+        };
+        if let Err(AuditError::Write(e)) = &outcome {
+            if self.failed.is_none() {
+                tracing::error!(error = %e, "audit log write failed: refusing all requests");
+            }
+            self.failed = Some(e.clone());
+        }
+        if outcome.is_ok() {
+            for r in &records {
+                emit(r);
+            }
+            if let Some(anchor) = &checkpoint {
+                if let Err(e) = write_anchor(&self.anchor, anchor) {
+                    tracing::error!(error = %e, "audit anchor not written");
+                }
+            }
+        }
+        let last_checkpoint = checkpoint.as_ref().map(|a| a.seq);
+        for (reply, seq) in waiting {
+            let Some(reply) = reply else { continue };
+            let answer = match (&outcome, seq) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(()), Some(seq)) => Ok(seq),
+                (Ok(()), None) => Ok(last_checkpoint.unwrap_or(self.next_seq.saturating_sub(1))),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    fn sign_checkpoint(&mut self) -> Result<Record, String> {
+        let seq = self.next_seq;
+        let time_ms = now_ms();
+        let prev = super::record::hash_from_hex(&self.prev).ok_or("bad chain head")?;
+        let scheme = self.signer.key.algorithm.default_scheme();
+        let message = Record::signed_bytes(seq, time_ms, &prev);
+        let signature = self
+            .signer
+            .hsm
+            .sign_blocking(&self.signer.key, scheme, &message)
+            .map_err(|e| e.to_string())?;
+        use base64::Engine;
+        let r = Record::seal(
+            seq,
+            time_ms,
+            self.prev.clone(),
+            Event::Checkpoint {
+                algorithm: scheme_name(scheme),
+                signature: base64::engine::general_purpose::STANDARD.encode(signature),
+            },
+        );
+        self.next_seq += 1;
+        self.prev = r.hash.clone();
+        self.uncovered = 0;
+        self.oldest_uncovered = None;
+        Ok(r)
+    }
+
+    fn write(&mut self, records: &[Record]) -> Result<(), AuditError> {
+        let mut buf = Vec::with_capacity(records.len() * 400);
+        for r in records {
+            buf.extend_from_slice(r.to_line().as_bytes());
+            buf.push(b'\n');
+        }
+        self.file
+            .write_all(&buf)
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| AuditError::Write(e.to_string()))?;
+        self.durable.fetch_add(buf.len() as u64, Ordering::AcqRel);
+        self.records.store(self.next_seq, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Each record also goes to the daemon's log (the journal, or stdout/stderr as JSON).
+fn emit(r: &Record) {
+    tracing::info!(
+        target: "signet::audit",
+        seq = r.seq,
+        kind = r.event.kind(),
+        record = %r.to_line(),
+        "audit"
+    );
+}
+
+fn write_anchor(path: &Path, anchor: &Anchor) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(anchor).map_err(std::io::Error::other)?;
+    let mut f = File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,55 @@
+//! The audit log: append-only, one JSON record per line, each carrying the SHA-256 of the
+//! one before; every N records or T seconds a checkpoint over the chain head is signed by
+//! the audit key in the HSM. Every API request, refused handshake and admin command is
+//! recorded, and no answer leaves before its record is durable.
+//!
+//! ```text
+//! {"seq":41,"time_ms":..,"prev":"<hash of 40>","event":{"kind":"request",..},"hash":"<hash of 41>"}
+//! {"seq":42,"time_ms":..,"prev":"<hash of 41>","event":{"kind":"checkpoint","algorithm":"ecdsa-sha256","signature":".."},"hash":".."}
+//! ```
+//!
+//! `signetctl audit verify` checks a log (or an export, with the audit certificate alone)
+//! and names the first broken record.
+
+pub mod context;
+pub mod log;
+pub mod record;
+pub mod verify;
+
+pub use log::{AuditError, AuditLog, AuditSigner, CheckpointPolicy};
+pub use record::{Event, Record};
+pub use verify::{Anchor, Broken, Scope, Verified};
+
+use std::path::Path;
+
+use signet_pki::verify::PublicKey;
+
+/// The public key of the first certificate in the PEM file at `path` (the audit
+/// certificate, as `signetctl init` writes it).
+pub fn key_from_certificate(path: &Path) -> Result<PublicKey, String> {
+    use der::Encode;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = signet_pki::x509::certificates_from_pem(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let cert = certs
+        .first()
+        .ok_or_else(|| format!("{}: no certificate", path.display()))?;
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    PublicKey::from_spki_der(&spki).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The last `n` records of `bytes` (whole lines of a log).
+pub fn tail(bytes: &[u8], n: usize) -> Result<Vec<Record>, String> {
+    let lines: Vec<&[u8]> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| serde_json::from_slice(l).map_err(|e| format!("a record does not parse: {e}")))
+        .collect()
+}

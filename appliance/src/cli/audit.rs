@@ -1,0 +1,188 @@
+//! `signetctl audit tail|verify|export`: the audit log, through the daemon when it runs
+//! (it reads up to what is durable), from the files when not; `verify --file --cert`
+//! checks an export offline with the audit certificate alone.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::cert::{run, Common};
+use crate::admin::{AuditCommand, Command};
+use crate::audit::{self, Record, Scope};
+
+/// The audit log.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// The last records.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        count: usize,
+    },
+    /// Check the hash chain and every checkpoint signature; name the first broken record.
+    Verify {
+        /// An export to check instead of the appliance's log (needs --cert).
+        #[arg(long, requires = "cert")]
+        file: Option<PathBuf>,
+        /// The audit certificate (PEM) that the export's checkpoints must verify with.
+        #[arg(long, requires = "file")]
+        cert: Option<PathBuf>,
+    },
+    /// Write records FROM..=TO and the checkpoint that covers them, for offline checking.
+    Export {
+        /// First sequence number.
+        #[arg(long)]
+        from: u64,
+        /// Last sequence number.
+        #[arg(long)]
+        to: u64,
+        /// Where to write the export.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Run it; a broken log is an error naming the first broken record.
+pub fn exec(args: Args) -> Result<(), String> {
+    let json = args.common.json;
+    match args.action {
+        Action::Verify {
+            file: Some(file),
+            cert: Some(cert),
+        } => {
+            let key = audit::key_from_certificate(&cert)?;
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let total = bytes.len().max(1) as u64;
+            let show = std::io::stderr().is_terminal();
+            let verified = audit::verify::verify(&bytes, &key, &Scope::Export, &mut |done| {
+                if show {
+                    eprint!("\rverifying {:>3}%", done * 100 / total);
+                }
+            });
+            if show {
+                eprintln!();
+            }
+            let verified = verified.map_err(|b| b.to_string())?;
+            print_verified(
+                json,
+                &serde_json::to_value(verified).map_err(|e| e.to_string())?,
+            )
+        }
+        Action::Verify { .. } => {
+            let v = run(&args.common, Command::Audit(AuditCommand::Verify))?;
+            print_verified(json, &v)
+        }
+        Action::Tail { count } => {
+            let v = run(&args.common, Command::Audit(AuditCommand::Tail { count }))?;
+            if json {
+                return print_json(&v);
+            }
+            let records: Vec<Record> = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            println!("{:>8} {:<24} {:<18} DETAIL", "SEQ", "TIME", "KIND");
+            for r in &records {
+                let time = httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.time_ms),
+                );
+                println!(
+                    "{:>8} {:<24} {:<18} {}",
+                    r.seq,
+                    time.get(5..).unwrap_or(""),
+                    r.event.kind(),
+                    detail(&r.event)
+                );
+            }
+            Ok(())
+        }
+        Action::Export { from, to, out } => {
+            let v = run(
+                &args.common,
+                Command::Audit(AuditCommand::Export { from, to }),
+            )?;
+            let text = v
+                .get("export")
+                .and_then(Value::as_str)
+                .ok_or("the daemon's answer holds no export")?;
+            std::fs::write(&out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+            let lines = text.lines().count();
+            if json {
+                print_json(&serde_json::json!({ "file": out, "records": lines }))
+            } else {
+                println!("{lines} records written to {}", out.display());
+                Ok(())
+            }
+        }
+    }
+}
+
+fn detail(e: &audit::Event) -> String {
+    use audit::Event;
+    match e {
+        Event::Start {
+            version,
+            torn_bytes,
+        } => format!("signetd {version} (torn {torn_bytes} B)"),
+        Event::Request {
+            client,
+            operation,
+            key,
+            status,
+            ..
+        } => format!(
+            "{status} {operation}{} {}",
+            key.as_deref().map(|k| format!("/{k}")).unwrap_or_default(),
+            client.as_deref().unwrap_or("-")
+        ),
+        Event::HandshakeRefused { peer, reason } => format!("{peer}: {reason}"),
+        Event::Admin {
+            uid,
+            user,
+            command,
+            ok,
+            ..
+        } => format!(
+            "{} {} {}",
+            user.clone().unwrap_or_else(|| uid.to_string()),
+            command
+                .get("command")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            if *ok { "ok" } else { "failed" }
+        ),
+        Event::AdminRefused { reason, .. } => reason.clone(),
+        Event::Checkpoint { algorithm, .. } => format!("signed ({algorithm})"),
+    }
+}
+
+fn print_verified(json: bool, v: &Value) -> Result<(), String> {
+    if json {
+        return print_json(v);
+    }
+    let n = |k: &str| v.get(k).and_then(Value::as_u64);
+    println!(
+        "audit log verified: {} records, {} checkpoints, last checkpoint at {}",
+        n("records").unwrap_or(0),
+        n("checkpoints").unwrap_or(0),
+        n("last_checkpoint").map_or("-".into(), |s| s.to_string())
+    );
+    if let Some(t) = n("torn_bytes") {
+        println!("an incomplete last line of {t} bytes (a crash) is not counted");
+    }
+    Ok(())
+}
+
+fn print_json(v: &Value) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `signetctl status`: the token, its sessions and keys, certificates expiring soon, clock
+//! sync, the TSA serial counter, the OCSP cache's age and the audit log's head.
+
+use serde_json::Value;
+
+use super::cert::{run, Common};
+use crate::admin::Command;
+
+/// What the running appliance is doing.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Ask the daemon and print its answer.
+pub fn exec(args: Args) -> Result<(), String> {
+    let v = run(&args.common, Command::Status)?;
+    if args.common.json {
+        return super::print_json(&v);
+    }
+    let text = |k: &str| match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    };
+    println!("{:<28} {}", "token", text("token"));
+    println!("{:<28} {}", "sessions", text("sessions"));
+    let keys: Vec<&str> = v
+        .get("keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    println!("{:<28} {}", "keys", keys.join(", "));
+    println!("{:<28} {}", "certificates", text("certificates"));
+    let expiring = v
+        .get("expiring_within_30_days")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    println!("{:<28} {expiring}", "expiring within 30 days");
+    println!("{:<28} {}", "clock", text("clock"));
+    println!(
+        "{:<28} {}",
+        "TSA serials reserved up to",
+        text("tsa_serial_reserved_up_to")
+    );
+    println!(
+        "{:<28} {}",
+        "oldest OCSP answer (s)",
+        text("ocsp_oldest_response_age_secs")
+    );
+    println!("{:<28} {}", "audit records", text("audit_head"));
+    Ok(())
+}
