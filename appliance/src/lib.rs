@@ -11,6 +11,8 @@ pub mod cli;
 pub mod clock;
 pub mod crl;
 pub mod daemon;
+pub mod docs;
+pub mod hardening;
 pub mod hsm;
 pub mod issuance;
 pub mod layout;
@@ -21,6 +23,7 @@ pub mod settings;
 pub mod signing_keys;
 pub mod statelock;
 pub mod store;
+pub mod systemd;
 pub mod tls;
 pub mod tsa;
 

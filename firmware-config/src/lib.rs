@@ -97,6 +97,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The process itself.
+    #[serde(default)]
+    pub process: ProcessConfig,
 }
 
 /// The PKCS#11 module and token.
@@ -444,6 +447,15 @@ pub struct ClientConfig {
 pub struct LogConfig {
     /// Emit JSON lines instead of human-readable text.
     pub json: bool,
+}
+
+/// The process itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessConfig {
+    /// The user signetd becomes when started as root outside systemd, once its listeners
+    /// are bound and the token is open (systemd starts it as this user directly).
+    pub user: Option<String>,
 }
 
 fn default_state_dir() -> PathBuf {
