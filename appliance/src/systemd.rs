@@ -118,9 +118,9 @@ pub async fn keep_alive<F, Fut>(
     }
 }
 
-/// Listeners the service manager opened for us (`signetd.socket`), by the names given by
-/// `FileDescriptorName=`: `api` (mutual TLS) and `public` (plain HTTP). Unnamed sockets
-/// are taken in that order.
+/// Listeners the service manager opened for us (`signetd.socket`): `api` (mutual TLS) and
+/// `public` (plain HTTP), by `FileDescriptorName=` when a socket is named so, otherwise in
+/// that order.
 #[derive(Debug, Default)]
 pub struct ActivatedListeners {
     /// The mutual-TLS API.
@@ -135,33 +135,25 @@ impl ActivatedListeners {
     pub fn take_from_env() -> io::Result<ActivatedListeners> {
         let names = std::env::var("LISTEN_FDNAMES").ok();
         let mut fds = listenfd::ListenFd::from_env();
+        let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
         let mut taken = ActivatedListeners::default();
         for idx in 0..fds.len() {
-            let name = names
-                .as_deref()
-                .and_then(|n| n.split(':').nth(idx))
-                .filter(|n| *n != "unknown")
-                .map(str::to_owned)
-                .unwrap_or_else(|| ["api", "public"].get(idx).copied().unwrap_or("").into());
-            let listener = fds.take_tcp_listener(idx)?.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("LISTEN_FDS #{idx}"))
-            })?;
-            let slot =
-                match name.as_str() {
-                    "api" => &mut taken.api,
-                    "public" => &mut taken.public,
-                    other => return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "socket #{idx} named {other:?}: signetd takes \"api\" and \"public\""
-                        ),
-                    )),
-                };
+            let role = match names.as_deref().and_then(|n| n.split(':').nth(idx)) {
+                Some(name @ ("api" | "public")) => name,
+                _ => *["api", "public"]
+                    .get(idx)
+                    .ok_or_else(|| invalid(format!("{} sockets: signetd takes two", fds.len())))?,
+            };
+            let listener = fds
+                .take_tcp_listener(idx)?
+                .ok_or_else(|| invalid(format!("socket #{idx} is not a TCP listener")))?;
+            let slot = if role == "api" {
+                &mut taken.api
+            } else {
+                &mut taken.public
+            };
             if slot.replace(listener).is_some() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("two sockets named {name:?}"),
-                ));
+                return Err(invalid(format!("two sockets for {role:?}")));
             }
         }
         Ok(taken)

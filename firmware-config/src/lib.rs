@@ -683,6 +683,15 @@ fn check_oid(s: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_documented_production_config_is_valid_and_names_its_user() {
+        let text = include_str!("../appliance.toml");
+        let c = Config::parse(Path::new("appliance.toml"), text).expect("appliance.toml is valid");
+        assert_eq!(c.profile, Profile::Production);
+        assert!(c.hsm.user_pin.is_none());
+        assert_eq!(c.process.user.as_deref(), Some("signet"));
+    }
+
     use super::*;
 
     #[test]
