@@ -371,8 +371,8 @@ fn adopt(
 }
 
 /// Started as root (outside systemd): become `user` now that the listeners are bound and
-/// the token is open. The admin socket is handed to that user first so that it can
-/// remove it at shutdown.
+/// the token is open. The admin socket is handed to that user first: signetctl run as
+/// the daemon's user may administer, and a socket made by root would shut it out.
 fn drop_privileges(
     user: &str,
     admin_path: &Path,
