@@ -30,6 +30,7 @@ use crate::server::{self, Limits};
 use crate::signing_keys::KeyRing;
 use crate::statelock::{LockError, StateLock};
 use crate::store::{SerialAllocator, Store, StoreError};
+use crate::systemd::{ActivatedListeners, Notifier};
 use crate::tls::{self, HsmSigningKey, TlsError};
 use crate::tsa::{ClockPolicy, TsaService};
 
@@ -81,6 +82,9 @@ pub enum StartError {
     /// The audit log.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// Hardening the process: the drop to the configured user.
+    #[error(transparent)]
+    Hardening(#[from] crate::hardening::HardeningError),
     /// The admin socket.
     #[error("admin socket {path}: {source}")]
     Admin {
@@ -91,13 +95,16 @@ pub enum StartError {
     },
 }
 
-/// Where the daemon listens, when the command line says otherwise than the config.
-#[derive(Clone, Copy, Debug, Default)]
+/// Where the daemon listens, when the command line or the service manager says otherwise
+/// than the config.
+#[derive(Debug, Default)]
 pub struct ListenOverrides {
     /// The mutual-TLS API.
     pub api: Option<SocketAddr>,
     /// The plain-HTTP public listener.
     pub public: Option<SocketAddr>,
+    /// Sockets already bound by the service manager (`signetd.socket`); they win.
+    pub activated: ActivatedListeners,
 }
 
 /// Run the daemon with `config` (read from `source`, which SIGHUP re-reads — and unseals
@@ -107,8 +114,10 @@ pub async fn run(
     source: crate::config_source::ConfigSource,
     listen: ListenOverrides,
 ) -> Result<(), StartError> {
+    let notifier = Notifier::from_env();
     let layout = StateLayout::new(&config.state_dir);
     let _state = StateLock::acquire(layout.root())?;
+    notifier.status("opening the HSM token");
     let hsm_settings = crate::settings::hsm(&config).map_err(StartError::Config)?;
     let hsm = tokio::task::block_in_place(|| Hsm::open(&hsm_settings))?;
     tracing::info!(
@@ -117,6 +126,7 @@ pub async fn run(
         "HSM token logged in"
     );
 
+    notifier.status("checking the keys against their certificates");
     let root = read_certs(&layout.root_ca())?;
     let tls_chain = read_certs(&layout.tls_chain())?;
     let tsa_cert = read_certs(&layout.tsa_cert())?;
@@ -220,6 +230,7 @@ pub async fn run(
         Arc::clone(&crls),
         status_lock,
     ));
+    notifier.status("publishing CRLs and OCSP responses");
     status.publish_all().await.map_err(StartError::Publish)?;
 
     let keys = KeyRing::load(&config, &hsm).map_err(StartError::Config)?;
@@ -249,10 +260,16 @@ pub async fn run(
         max_connections: api.max_connections,
         shutdown_grace: Duration::from_secs(api.shutdown_grace_secs),
     };
-    let api_listener = bind(listen.api.unwrap_or(api.listen), "https").await?;
-    let public_listener = match listen.public.or(config.public.listen) {
-        Some(addr) => Some(bind(addr, "http").await?),
-        None => None,
+    notifier.status("binding the listeners");
+    let activated = listen.activated;
+    let api_listener = match activated.api {
+        Some(l) => adopt(l, "https")?,
+        None => bind(listen.api.unwrap_or(api.listen), "https").await?,
+    };
+    let public_listener = match (activated.public, listen.public.or(config.public.listen)) {
+        (Some(l), _) => Some(adopt(l, "http")?),
+        (None, Some(addr)) => Some(bind(addr, "http").await?),
+        (None, None) => None,
     };
     let admin_path = config.state_path(&config.admin.socket);
     let admin_listener =
@@ -263,6 +280,9 @@ pub async fn run(
             }
         })?;
     tracing::info!(socket = %admin_path.display(), "admin socket ready");
+    if let Some(user) = &config.process.user {
+        drop_privileges(user, &admin_path, config.profile)?;
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -303,6 +323,18 @@ pub async fn run(
             stopped(),
         ));
     }
+    if let Some(interval) = crate::systemd::watchdog_interval() {
+        let hsm = hsm.clone();
+        tasks.spawn(crate::systemd::keep_alive(
+            notifier.clone(),
+            interval,
+            move |within| {
+                let hsm = hsm.clone();
+                async move { hsm.answers(within).await }
+            },
+            stopped(),
+        ));
+    }
     tasks.spawn(server::serve(
         api_listener,
         Some(tls_config),
@@ -310,7 +342,10 @@ pub async fn run(
         limits,
         stopped(),
     ));
+    // Every listener is bound and its server task runs: connections are answered from here.
+    notifier.ready("serving");
     shutdown_signal().await;
+    notifier.stopping();
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     // Every answer has gone out; seal the log with a last checkpoint.
@@ -359,6 +394,71 @@ async fn bind(addr: SocketAddr, scheme: &str) -> Result<tokio::net::TcpListener,
         .map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!("listening on {scheme}://{bound}");
     Ok(listener)
+}
+
+/// A listener the service manager bound for us.
+fn adopt(
+    listener: std::net::TcpListener,
+    scheme: &str,
+) -> Result<tokio::net::TcpListener, StartError> {
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let adopted = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        .map_err(|source| StartError::Bind { addr, source })?;
+    tracing::info!("listening on {scheme}://{addr} (socket from the service manager)");
+    Ok(adopted)
+}
+
+/// Started as root (outside systemd): become `user` now that the listeners are bound and
+/// the token is open. The admin socket is handed to that user first: signetctl run as
+/// the daemon's user may administer, and a socket made by root would shut it out.
+fn drop_privileges(
+    user: &str,
+    admin_path: &Path,
+    profile: signet_config::Profile,
+) -> Result<(), StartError> {
+    use crate::hardening::{drop_to_user, Dropped};
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let entry = nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .ok_or_else(|| crate::hardening::HardeningError::NoSuchUser(user.to_owned()))?;
+    nix::unistd::chown(admin_path, Some(entry.uid), Some(entry.gid)).map_err(|e| {
+        StartError::Admin {
+            path: admin_path.to_owned(),
+            source: e.into(),
+        }
+    })?;
+    let was_locked = crate::hardening::memory_locked();
+    match drop_to_user(user)? {
+        Dropped::NotRoot => {}
+        Dropped::To {
+            uid,
+            gid,
+            still_locked,
+        } => {
+            tracing::info!(user, uid, gid, "dropped root");
+            if was_locked && !still_locked {
+                if profile == signet_config::Profile::Production {
+                    return Err(StartError::Config(
+                        "memory cannot stay locked after dropping root (RLIMIT_MEMLOCK cannot be \
+                         raised without CAP_SYS_RESOURCE): run signetd.service instead"
+                            .into(),
+                    ));
+                }
+                tracing::warn!(
+                    "memory unlocked: RLIMIT_MEMLOCK cannot be raised for {user} (dev profile only)"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn ocsp_settings(config: &Config) -> OcspSettings {

@@ -14,6 +14,8 @@ pub mod clock;
 pub mod config_source;
 pub mod crl;
 pub mod daemon;
+pub mod docs;
+pub mod hardening;
 pub mod hsm;
 pub mod issuance;
 pub mod layout;
@@ -26,6 +28,7 @@ pub mod signing_keys;
 pub mod spool;
 pub mod statelock;
 pub mod store;
+pub mod systemd;
 pub mod tls;
 pub mod tsa;
 

@@ -131,6 +131,9 @@ pub struct Config {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The process itself.
+    #[serde(default)]
+    pub process: ProcessConfig,
 }
 
 /// The PKCS#11 module and token.
@@ -549,6 +552,15 @@ mod listen {
     }
 }
 
+/// The process itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessConfig {
+    /// The user signetd becomes when started as root outside systemd, once its listeners
+    /// are bound and the token is open (systemd starts it as this user directly).
+    pub user: Option<String>,
+}
+
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/signet")
 }
@@ -654,6 +666,15 @@ mod validation_tests;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_documented_production_config_is_valid_and_names_its_user() {
+        let text = include_str!("../appliance.toml");
+        let c = Config::parse(Path::new("appliance.toml"), text).expect("appliance.toml is valid");
+        assert_eq!(c.profile, Profile::Production);
+        assert!(c.hsm.user_pin.is_none());
+        assert_eq!(c.process.user.as_deref(), Some("signet"));
+    }
+
     use super::*;
 
     #[test]

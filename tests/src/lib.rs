@@ -106,6 +106,20 @@ pub(crate) fn unregister_child(pid: u32) {
     CHILDREN.lock().unwrap().retain(|p| *p != pid);
 }
 
+/// How to start signetd: a command that runs it (`setpriv ...`, `prlimit ...`) and extra
+/// environment. The default runs it as is.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// Program and arguments put before signetd's path.
+    pub wrapper: Vec<std::ffi::OsString>,
+    /// Environment variables added.
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    /// Its working directory (default: the test's).
+    pub current_dir: Option<PathBuf>,
+    /// `--config` (default: the appliance's config file), e.g. `sealed:PATH`.
+    pub config: Option<std::ffi::OsString>,
+}
+
 /// One appliance: its state directory (with token, PKI and database), its config, and
 /// maybe a running signetd.
 pub struct Appliance {
@@ -230,8 +244,8 @@ impl Appliance {
 
     /// Start signetd; on failure return everything it logged.
     pub fn try_start(&mut self) -> Result<SocketAddr, String> {
-        let config = self.config.clone();
-        self.try_start_from(config.as_os_str(), &[])
+        self.spawn(&Launch::default());
+        self.wait_listening()
     }
 
     /// Start signetd with `--config CONFIG` (e.g. `sealed:PATH`) and `env` added.
@@ -240,14 +254,38 @@ impl Appliance {
         config: &std::ffi::OsStr,
         env: &[(&str, &str)],
     ) -> Result<SocketAddr, String> {
+        self.spawn(&Launch {
+            config: Some(config.to_owned()),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            ..Launch::default()
+        });
+        self.wait_listening()
+    }
+
+    /// Start signetd as `launch` says and return at once (see [`Appliance::wait_listening`]).
+    pub fn spawn(&mut self, launch: &Launch) {
         assert!(self.child.is_none(), "already running");
         self.starts += 1;
         let log_path = self.log.with_extension(format!("{}.log", self.starts));
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut child = Command::new(bin("signetd"))
+        let mut cmd = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin("signetd"));
+                c
+            }
+            None => Command::new(bin("signetd")),
+        };
+        if let Some(dir) = &launch.current_dir {
+            cmd.current_dir(dir);
+        }
+        let child = cmd
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
-            .arg(config)
-            .envs(env.iter().copied())
+            .arg(launch.config.as_deref().unwrap_or(self.config.as_os_str()))
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--public-listen")
@@ -259,6 +297,14 @@ impl Appliance {
             .spawn()
             .expect("spawn signetd");
         register_child(child.id());
+        self.child = Some(child);
+    }
+
+    /// Wait until the signetd just spawned says where it listens; on failure (it exited,
+    /// or 30 s passed) return everything it logged.
+    pub fn wait_listening(&mut self) -> Result<SocketAddr, String> {
+        let log_path = self.log.with_extension(format!("{}.log", self.starts));
+        let mut child = self.child.take().expect("spawned");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -305,6 +351,18 @@ impl Appliance {
         }
         self.addr = None;
         self.public_addr = None;
+    }
+
+    /// Send `signal` to the daemon and wait for it to end.
+    pub fn kill_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+            .expect("signal");
+        let status = child.wait().expect("reap");
+        unregister_child(child.id());
+        self.addr = None;
+        self.public_addr = None;
+        status
     }
 
     /// Stop the daemon with SIGTERM and return its exit status.

@@ -40,6 +40,12 @@ enum Command {
     /// The HSM itself.
     #[command(subcommand)]
     Hsm(HsmCommand),
+    /// Write the man pages and shell completions to DIR (packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Where `man/` and `completions/` go.
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +69,11 @@ fn main() -> ExitCode {
         Command::Client(args) => cli::client::exec(args),
         Command::Reload(args) => cli::reload::exec(args),
         Command::Hsm(HsmCommand::Bench(args)) => cli::hsm_bench::exec(args),
+        Command::GenerateDocs { dir } => signet::docs::write(
+            <Cli as clap::CommandFactory>::command().name("signetctl"),
+            &dir,
+        )
+        .map_err(|e| format!("{}: {e}", dir.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

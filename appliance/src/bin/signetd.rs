@@ -27,12 +27,41 @@ struct Args {
     /// Address of the plain-HTTP public listener for OCSP and CRLs (overrides the config).
     #[arg(long)]
     public_listen: Option<SocketAddr>,
+    /// Write the man page and shell completions to this directory, and exit (packaging).
+    #[arg(long, hide = true, value_name = "DIR")]
+    generate_docs: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     // Nothing Signet writes (keys, database, logs) is for other users.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args = Args::parse();
+    if let Some(dir) = &args.generate_docs {
+        return match signet::docs::write(
+            <Args as clap::CommandFactory>::command().name("signetd"),
+            dir,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("signetd: {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Before any secret is read: no core dumps, not dumpable, memory locked.
+    if let Err(e) = signet::hardening::forbid_dumps() {
+        eprintln!("signetd: {e}");
+        return ExitCode::FAILURE;
+    }
+    let memory = signet::hardening::lock_memory();
+    // Before any thread exists: taking the sockets unsets LISTEN_FDS.
+    let activated = match signet::systemd::ActivatedListeners::take_from_env() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("signetd: sockets from the service manager: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let source = ConfigSource::new(&args.config, config_source::tcti(args.tcti));
     // No fallback: a sealed config that does not unseal stops the start here.
     let loaded = source.load().and_then(|mut config| {
@@ -55,6 +84,11 @@ fn main() -> ExitCode {
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
+    if let Err(why) = memory_policy(memory, config.profile) {
+        tracing::error!("{why}");
+        eprintln!("signetd: {why}");
+        return ExitCode::FAILURE;
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = config.api.worker_threads {
         runtime.worker_threads(n);
@@ -72,6 +106,7 @@ fn main() -> ExitCode {
         signet::daemon::ListenOverrides {
             api: args.listen,
             public: args.public_listen,
+            activated,
         },
     )) {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,4 +116,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Production refuses to hold its PIN in memory that may be swapped out; dev only warns.
+fn memory_policy(
+    memory: signet::hardening::MemoryLock,
+    profile: signet_config::Profile,
+) -> Result<(), String> {
+    use signet::hardening::MemoryLock;
+    let why = match memory {
+        MemoryLock::Locked => {
+            tracing::info!("memory locked");
+            return Ok(());
+        }
+        MemoryLock::LimitTooLow { limit } => format!(
+            "memory not locked: RLIMIT_MEMLOCK is {limit} bytes without CAP_IPC_LOCK \
+             (signetd.service sets LimitMEMLOCK=infinity)"
+        ),
+        MemoryLock::Failed(e) => format!("memory not locked: mlockall: {e}"),
+    };
+    if profile == signet_config::Profile::Production {
+        return Err(why);
+    }
+    tracing::warn!("{why} (dev profile only)");
+    Ok(())
 }

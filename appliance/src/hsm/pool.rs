@@ -345,6 +345,26 @@ impl Hsm {
             .await
     }
 
+    /// Whether a worker answers within `within`: one byte from C_GenerateRandom. A full
+    /// queue is not a fault (every worker is signing), so it is retried until the deadline.
+    pub async fn answers(&self, within: std::time::Duration) -> bool {
+        let probe = async {
+            loop {
+                match self.random(1).await {
+                    Ok(_) => return true,
+                    Err(HsmError::Busy) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "HSM health probe failed");
+                        return false;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(within, probe).await.unwrap_or(false)
+    }
+
     /// The raw C_Sign ceiling: `threads` threads, each with its own session, signing
     /// `digest` with `key` in a tight loop for `duration`; no queue, no verification.
     /// Returns signatures per second. For benchmarks.
