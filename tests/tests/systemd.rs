@@ -387,6 +387,11 @@ fn started_as_root_it_drops_to_the_configured_user_after_binding() {
     );
     app.start();
     let pid = app.pid();
+    // The listeners are announced before the drop: wait for the drop itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !app.log().contains("dropped root") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     for line in ["Uid:", "Gid:"] {
         let ids: Vec<&str> = status
