@@ -13,6 +13,7 @@ pub mod pdfsig;
 pub mod pyhanko;
 pub mod qpdf;
 pub mod signer;
+mod synthetic;
 pub mod tsa_bridge;
 
 pub use bytes::{
@@ -27,6 +28,7 @@ pub use pyhanko::{
 };
 pub use qpdf::{qpdf_check, QpdfCheck};
 pub use signer::{SoftSigner, Trust};
+pub use synthetic::synthetic_pdf;
 pub use tsa_bridge::TsaBridge;
 
 use std::path::PathBuf;

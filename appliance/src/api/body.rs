@@ -92,7 +92,7 @@ pub async fn refuse(req: Request<Incoming>, resp: super::HttpResponse) -> super:
 }
 
 /// Read and discard up to [`DRAIN_CAP`] bytes.
-async fn drain(body: &mut Incoming) {
+pub(super) async fn drain(body: &mut Incoming) {
     let mut seen = 0usize;
     while seen < DRAIN_CAP {
         match body.frame().await {

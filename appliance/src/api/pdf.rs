@@ -6,6 +6,8 @@
 //! check and signature is done before the first byte of the answer: a refusal is a
 //! problem document, never a half-written PDF.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
@@ -172,6 +174,9 @@ async fn spool_body(
         };
         seen += data.len() as u64;
         if seen > app.max_stream_bytes {
+            // Read a little more first, so that an HTTP/2 client sees the answer rather
+            // than a reset stream.
+            let _ = tokio::time::timeout(Duration::from_secs(2), body::drain(&mut body)).await;
             return Err(too_large(app.max_stream_bytes));
         }
         hasher.update(&data);

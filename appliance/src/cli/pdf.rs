@@ -162,6 +162,47 @@ fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::Clien
     Ok(Arc::new(config))
 }
 
+/// `GET /v1/keys`: fail at once, not after the upload, when the key is not offered.
+async fn check_key(
+    sender: &mut http1::SendRequest<ChannelBody>,
+    host: &str,
+    key: &str,
+) -> Result<(), String> {
+    let (_tx, empty) = ChannelBody::new(0);
+    let req = Request::get("/v1/keys")
+        .header("host", host)
+        .body(empty)
+        .map_err(|e| e.to_string())?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("GET /v1/keys: {e}"))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| format!("GET /v1/keys: {e}"))?;
+    let keys: Vec<String> = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("keys").and_then(|k| k.as_array()).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|k| k.get("label").and_then(|l| l.as_str()).map(str::to_owned))
+        .collect();
+    if status != StatusCode::OK {
+        return Err(format!("GET /v1/keys: {status}"));
+    }
+    if !keys.iter().any(|k| k == key) {
+        return Err(format!(
+            "key {key:?} is not offered to this client (offered: {})",
+            keys.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// Upload IN, write OUT; the signed field's name.
 async fn upload(
     target: &Target,
@@ -191,6 +232,9 @@ async fn upload(
     tokio::spawn(async move {
         let _ = conn.await;
     });
+
+    // Before a long upload: is the key offered to this client at all?
+    check_key(&mut sender, &target.host, &args.key).await?;
 
     let bar = ProgressBar::new(len).with_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
