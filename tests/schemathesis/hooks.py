@@ -7,6 +7,7 @@ schemathesis.serializer.alias(
     [
         "application/timestamp-query",
         "application/ocsp-request",
+        "application/pdf",
     ],
     "application/octet-stream",
 )
