@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked --bins
 cargo bench --locked -p signet-e2e --bench tsa -- "$@"
 cargo bench --locked -p signet-e2e --bench sign -- "$@"
+cargo bench --locked -p signet-e2e --bench pdf -- "$@"
 # Re-executes itself in a private network namespace (unshare --net): see tests/benches/ocsp.rs.
 exec cargo bench --locked -p signet-e2e --bench ocsp -- "$@"

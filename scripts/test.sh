@@ -29,6 +29,7 @@ step "benchmark (short run: the figures, not a pass/fail)"
 cargo bench --locked -p signet-e2e --bench tsa -- --quick
 cargo bench --locked -p signet-e2e --bench sign -- --quick
 cargo bench --locked -p signet-e2e --bench ocsp -- --quick
+cargo bench --locked -p signet-e2e --bench pdf -- --quick
 
 step "tests"
 cargo test --release --locked --workspace
