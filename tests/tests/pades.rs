@@ -3,7 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -196,7 +196,7 @@ fn the_spool_is_nameless_and_holds_only_ciphertext() {
     let input = write_pdf(dir.path(), "secret.pdf", 3 << 20, marker);
     let pid = app().pid();
     let spool_dir = app().path("spool");
-    let mut curl = app()
+    let curl = app()
         .curl()
         .args([
             "-o",

@@ -23,7 +23,7 @@ enum Command {
     /// Keys in the token: list, show, generate.
     Key(cli::key::Args),
     /// PDF documents: sign through the API.
-    Pdf(cli::pdf::Args),
+    Pdf(Box<cli::pdf::Args>),
     /// The config: check, seal to the TPM, unseal, reseal.
     #[command(subcommand)]
     Config(cli::config::Command),
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         Command::Init(args) => cli::init::exec(args),
         Command::Cert(args) => cli::cert::exec(args),
         Command::Key(args) => cli::key::exec(args),
-        Command::Pdf(args) => cli::pdf::exec(args),
+        Command::Pdf(args) => cli::pdf::exec(*args),
         Command::Config(command) => cli::config::exec(command),
         Command::Audit(args) => cli::audit::exec(args),
         Command::Status(args) => cli::status::exec(args),
