@@ -463,10 +463,7 @@ async fn ocsp_post_and_get(t: &Target) {
     }
     // A path far over any request's size.
     let long = format!("/ocsp/{}", "A".repeat(12_000));
-    let answer = match try_send(&mut conn, Method::GET, &long, None, b"").await {
-        Ok(a) => a,
-        Err(_) => send(&mut t.public().await, Method::GET, &long, None, b"").await,
-    };
+    let answer = ask(&mut conn, || t.public(), Method::GET, &long, None, b"").await;
     assert!(
         answer.0.is_client_error()
             || ocsp::status(&answer.2) == OcspResponseStatus::MalformedRequest,
@@ -572,13 +569,7 @@ async fn json_api(t: &Target) {
         "/v1/cms/no-such-key",
     ] {
         let body = routes[0].1.as_bytes();
-        let answer = match try_send(&mut conn, Method::POST, path, Some(JSON), body).await {
-            Ok(a) => a,
-            Err(_) => {
-                conn = t.api().await;
-                send(&mut conn, Method::POST, path, Some(JSON), body).await
-            }
-        };
+        let answer = ask(&mut conn, || t.api(), Method::POST, path, Some(JSON), body).await;
         assert_problem(path, body, &answer);
         sent += 1;
     }
@@ -641,13 +632,7 @@ async fn pdf(t: &Target) {
     )
     .await;
     for ct in [None, Some(JSON), Some("text/plain")] {
-        let answer = match try_send(&mut conn, Method::POST, path, ct, &valid).await {
-            Ok(a) => a,
-            Err(_) => {
-                conn = t.api().await;
-                send(&mut conn, Method::POST, path, ct, &valid).await
-            }
-        };
+        let answer = ask(&mut conn, || t.api(), Method::POST, path, ct, &valid).await;
         assert_problem(path, &valid, &answer);
         assert_eq!(answer.0, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
     }
@@ -673,13 +658,7 @@ async fn crl(t: &Target) {
     ];
     names.push("/crl/../../etc/passwd".to_owned());
     for path in &names {
-        let answer = match try_send(&mut conn, Method::GET, path, None, b"").await {
-            Ok(a) => a,
-            Err(_) => {
-                conn = t.public().await;
-                send(&mut conn, Method::GET, path, None, b"").await
-            }
-        };
+        let answer = ask(&mut conn, || t.public(), Method::GET, path, None, b"").await;
         assert!(answer.0.is_client_error(), "{path}: {}", answer.0);
         if answer.0 == StatusCode::NOT_FOUND {
             assert_problem(path, b"", &answer);
