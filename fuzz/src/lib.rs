@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 
 use signet_config::sealed::SealedFile;
 use signet_config::{Config, Origin};
+use signet_pki::alg::Hasher;
 use signet_pki::pades::{Document, SignatureKind, SignatureOptions};
+use signet_pki::HashAlg;
 
 /// A fuzz target: takes any bytes, panics only on a bug.
 pub type Target = fn(&[u8]);
@@ -65,23 +67,32 @@ pub fn api_query(data: &[u8]) {
     let _ = fuzzing::pdf_query(query);
 }
 
-/// A PDF as `POST /v1/pdf/{key}` receives it: opened, then laid out for both kinds of signature.
+/// A PDF as `POST /v1/pdf/{key}` receives it: opened, laid out for both kinds of signature,
+/// into a new field and into one named as a client may name it, then hashed and filled.
 pub fn pdf_reader(data: &[u8]) {
     let Ok(doc) = Document::open(data.to_vec()) else {
         return;
     };
+    let mut hashed = Hasher::new(HashAlg::Sha256);
+    hashed.update(data);
     for kind in [SignatureKind::Cades, SignatureKind::DocTimeStamp] {
-        let options = SignatureOptions {
-            kind,
-            field: None,
-            name: Some("fuzz".into()),
-            reason: None,
-            location: None,
-            contact_info: None,
-            signing_time: UNIX_EPOCH,
-            contents_len: 64,
-        };
-        let _ = doc.prepare_signature(&options);
+        for field in [None, Some("Signature1".to_owned())] {
+            let options = SignatureOptions {
+                kind,
+                field,
+                name: Some("fuzz".into()),
+                reason: None,
+                location: None,
+                contact_info: None,
+                signing_time: UNIX_EPOCH,
+                contents_len: 64,
+            };
+            if let Ok(pending) = doc.prepare_signature(&options) {
+                let _ = pending.byte_range();
+                let _ = pending.digest(&hashed);
+                let _ = pending.fill(&[0x30, 0x00]);
+            }
+        }
     }
 }
 
