@@ -6,7 +6,8 @@
 # CI runs, scripts/test.sh) replays those and the seeds with mutations, without libFuzzer.
 #
 # cargo-fuzz wants a nightly compiler for its sanitizer flags; RUSTC_BOOTSTRAP=1 lets the
-# stable one take them. SIGNET_FUZZ_SANITIZER=address|none (default address).
+# stable one take them. SIGNET_FUZZ_SANITIZER=address|none (default address). The first run
+# builds every dependency instrumented (about ten minutes on two cores; `none` is quicker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}

@@ -38,4 +38,4 @@ cargo test --release --locked --workspace
 
 step "fuzz targets, replayed (seeds, regressions, mutations; scripts/fuzz.sh runs libFuzzer longer)"
 SIGNET_FUZZ_REPLAY_SECONDS=5 CARGO_TARGET_DIR=target \
-  cargo test --release --locked --manifest-path fuzz/Cargo.toml -- --test-threads 2
+  cargo test --release --locked --manifest-path fuzz/Cargo.toml -- --test-threads 2 --nocapture
