@@ -10,6 +10,7 @@ scripts/install-deps.sh
 
 step "format"
 cargo fmt --all --check
+cargo fmt --manifest-path fuzz/Cargo.toml --check
 
 step "one ASN.1 stack"
 if cargo tree --locked -d --edges normal | grep -E '^(der|x509-cert|cms|spki) v'; then
@@ -24,6 +25,8 @@ cargo build --release --locked --workspace --bins --tests --benches
 
 step "clippy"
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
+# The fuzz crate is its own workspace; it shares target/ so it reuses the build above.
+CARGO_TARGET_DIR=target cargo clippy --release --locked --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
 step "benchmark (short run: the figures, not a pass/fail)"
 cargo bench --locked -p signet-e2e --bench tsa -- --quick
@@ -33,3 +36,7 @@ cargo bench --locked -p signet-e2e --bench pdf -- --quick
 
 step "tests"
 cargo test --release --locked --workspace
+
+step "fuzz targets, replayed (seeds, regressions, mutations; scripts/fuzz.sh runs libFuzzer longer)"
+SIGNET_FUZZ_REPLAY_SECONDS=5 CARGO_TARGET_DIR=target \
+  cargo test --release --locked --manifest-path fuzz/Cargo.toml -- --test-threads 2 --nocapture

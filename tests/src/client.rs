@@ -68,6 +68,37 @@ impl Connection {
         })
     }
 
+    /// Connect without TLS (the public listener).
+    pub async fn connect_plain(addr: SocketAddr) -> std::io::Result<Connection> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Connection {
+            sender,
+            host: addr.to_string(),
+        })
+    }
+
+    /// Send `req` (its Host set here) and read the whole answer, headers too.
+    pub async fn send(
+        &mut self,
+        mut req: Request<Full<Bytes>>,
+    ) -> hyper::Result<(StatusCode, hyper::HeaderMap, Bytes)> {
+        let host = hyper::header::HeaderValue::from_str(&self.host).expect("host");
+        req.headers_mut().insert(hyper::header::HOST, host);
+        // The connection task may still be finishing the previous exchange.
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+
     /// POST `body` and read the whole answer.
     pub async fn post(
         &mut self,

@@ -26,14 +26,14 @@ const SIGNATURE: &str = "application/pkcs7-signature";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DigestRequest {
-    digest: String,
-    digest_algorithm: DigestName,
+pub(super) struct DigestRequest {
+    pub(super) digest: String,
+    pub(super) digest_algorithm: DigestName,
 }
 
 /// Which baseline level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Level {
+pub(super) enum Level {
     Bb,
     Bt,
 }
@@ -78,7 +78,7 @@ pub(super) async fn handle(
     }
 }
 
-fn parse_query(query: &str) -> Result<(Level, CadesProfile), String> {
+pub(super) fn parse_query(query: &str) -> Result<(Level, CadesProfile), String> {
     let (mut level, mut profile) = (Level::Bb, CadesProfile::Cades);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {

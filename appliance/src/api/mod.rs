@@ -8,6 +8,8 @@ mod body;
 mod caching;
 mod cms;
 mod crl;
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod ocsp;
 mod openapi;

@@ -90,7 +90,7 @@ async fn sign(
         .map_err(|e| refusal(&e))
 }
 
-fn parse_query(query: &str) -> Result<(Level, Appearance), String> {
+pub(super) fn parse_query(query: &str) -> Result<(Level, Appearance), String> {
     let mut level = Level::Bb;
     let mut appearance = Appearance::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {

@@ -44,18 +44,18 @@ impl DigestName {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignRequest {
-    digest: String,
-    digest_algorithm: DigestName,
-    scheme: SchemeFamily,
+pub(super) struct SignRequest {
+    pub(super) digest: String,
+    pub(super) digest_algorithm: DigestName,
+    pub(super) scheme: SchemeFamily,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
-    digests: Vec<String>,
-    digest_algorithm: DigestName,
-    scheme: SchemeFamily,
+pub(super) struct BatchRequest {
+    pub(super) digests: Vec<String>,
+    pub(super) digest_algorithm: DigestName,
+    pub(super) scheme: SchemeFamily,
 }
 
 /// The name of a signature scheme in answers.

@@ -145,6 +145,13 @@ impl SealedFile {
             v.copy_from_slice(r.take("PCR value", PCR_VALUE_LEN)?);
             pcr_values.push(v);
         }
+        // The sealer writes them ascending, once each; anything else would pair values with
+        // the wrong PCRs once the selection sorts them.
+        if indices.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(FormatError::Invalid(
+                "PCR indices out of order or repeated".into(),
+            ));
+        }
         let pcrs = PcrSelection::new(indices).map_err(FormatError::Invalid)?;
         let public = r.blob16("public blob")?.to_vec();
         let private = r.blob16("private blob")?.to_vec();
@@ -249,6 +256,32 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(SealedFile::decode(&longer), Err(FormatError::Trailing(1)));
+    }
+
+    /// With its checksum made right again, so only the field itself is wrong.
+    fn resummed(mut bytes: Vec<u8>) -> Vec<u8> {
+        bytes.truncate(bytes.len() - CHECKSUM_LEN);
+        let sum = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&sum);
+        bytes
+    }
+
+    #[test]
+    fn repeated_or_unsorted_pcrs_are_refused() {
+        // PCR 0 at byte 13, PCR 7 at 13 + 1 + 32.
+        let bytes = sample().encode().unwrap();
+        let mut repeated = bytes.clone();
+        repeated[46] = 0;
+        let mut unsorted = bytes.clone();
+        unsorted[13] = 7;
+        unsorted[46] = 0;
+        for b in [repeated, unsorted] {
+            let err = SealedFile::decode(&resummed(b)).unwrap_err();
+            assert!(
+                err.to_string().contains("out of order or repeated"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
