@@ -668,10 +668,14 @@ mod validation_tests;
 mod tests {
     #[test]
     fn the_documented_production_config_is_valid_and_names_its_user() {
+        // The example holds the PIN it is to be sealed with: valid as a sealed config's
+        // plaintext, refused as a clear file.
         let text = include_str!("../appliance.toml");
-        let c = Config::parse(Path::new("appliance.toml"), text).expect("appliance.toml is valid");
+        let c = Config::parse_as("appliance.toml", text, Origin::Sealed)
+            .expect("appliance.toml is valid once sealed");
         assert_eq!(c.profile, Profile::Production);
-        assert!(c.hsm.user_pin.is_none());
+        assert!(c.hsm.user_pin.is_some());
+        assert!(Config::parse(Path::new("appliance.toml"), text).is_err());
         assert_eq!(c.process.user.as_deref(), Some("signet"));
     }
 
