@@ -239,6 +239,7 @@ pub async fn run(
     ));
     let api = &config.api;
     let admin_ocsp = Arc::clone(&ocsp);
+    let spool_dir = spool_dir(&config)?;
     let app = Arc::new(App {
         tsa,
         ocsp,
@@ -251,7 +252,7 @@ pub async fn run(
         max_stream_bytes: api.max_stream_bytes,
         max_body_bytes: api.max_body_bytes,
         body_timeout: Duration::from_secs(api.request_timeout_secs),
-        spool_dir: spool_dir(&config)?,
+        spool_dir: spool_dir.clone(),
         audit: audit.clone(),
     });
     let limits = Limits {
@@ -281,7 +282,7 @@ pub async fn run(
         })?;
     tracing::info!(socket = %admin_path.display(), "admin socket ready");
     if let Some(user) = &config.process.user {
-        drop_privileges(user, &admin_path, config.profile)?;
+        drop_privileges(user, &admin_path, &spool_dir, config.profile)?;
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -419,6 +420,7 @@ fn adopt(
 fn drop_privileges(
     user: &str,
     admin_path: &Path,
+    spool_dir: &Path,
     profile: signet_config::Profile,
 ) -> Result<(), StartError> {
     use crate::hardening::{drop_to_user, Dropped};
@@ -435,6 +437,9 @@ fn drop_privileges(
             source: e.into(),
         }
     })?;
+    // Made as root a moment ago: the user must be able to spool PDFs into it.
+    nix::unistd::chown(spool_dir, Some(entry.uid), Some(entry.gid))
+        .map_err(|e| StartError::Config(format!("spool directory {}: {e}", spool_dir.display())))?;
     let was_locked = crate::hardening::memory_locked();
     match drop_to_user(user)? {
         Dropped::NotRoot => {}

@@ -412,6 +412,18 @@ fn started_as_root_it_drops_to_the_configured_user_after_binding() {
     let (code, body) = app.post_tsa(&req, "application/timestamp-query");
     assert_eq!(code, 200);
     signet_e2e::tsp::tst_info(&body);
+    // And it can still spool a PDF: the spool directory it made as root is the user's now.
+    let pdf = app.path("d.pdf");
+    std::fs::write(&pdf, signet_e2e::pdf::synthetic_pdf(20_000, "dropped")).unwrap();
+    let out = run_ok(
+        app.curl()
+            .args(["-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg("Content-Type: application/pdf")
+            .arg("--data-binary")
+            .arg(format!("@{}", pdf.display()))
+            .arg(app.url("/v1/pdf/doc-rsa")),
+    );
+    assert_eq!(out.trim(), "200", "{}", app.log());
     assert!(app.stop().unwrap().success(), "{}", app.log());
 }
 
