@@ -86,6 +86,16 @@ pub async fn read(
 /// [`DRAIN_CAP`] bytes of it first, briefly, so that an HTTP/2 client sees the answer instead
 /// of a reset stream.
 pub async fn refuse(req: Request<Incoming>, resp: super::HttpResponse) -> super::HttpResponse {
+    // A client that sent `Expect: 100-continue` waits for this answer before its body:
+    // reading would make hyper invite the body, and the refusal would race the upload.
+    let expects_continue = req
+        .headers()
+        .get(hyper::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue {
+        return resp;
+    }
     let mut body = req.into_body();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain(&mut body)).await;
     resp
