@@ -14,7 +14,7 @@ use x509_ocsp::{BasicOcspResponse, CertStatus, OcspRequest, OcspResponse, OcspRe
 use signet_pki::ocsp::RequestedCert;
 use signet_pki::HashAlg;
 
-use crate::{run, Appliance};
+use crate::{run, run_ok, Appliance};
 
 /// The (first) certificate of a file in the appliance's PKI directory.
 pub fn pki_cert(app: &Appliance, file: &str) -> Certificate {
@@ -120,4 +120,49 @@ pub fn update_times(der: &[u8]) -> (std::time::SystemTime, Option<std::time::Sys
         single.this_update.0.to_system_time(),
         single.next_update.map(|n| n.0.to_system_time()),
     )
+}
+
+/// `n` certificates with distinct serials from `first_serial` on, recorded as issued by the
+/// root: the responder answers from the database, so the signature on them does not matter.
+pub fn record_certificates(app: &Appliance, n: usize, first_serial: u64) -> Vec<Certificate> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join("k.pem");
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&key),
+    );
+    let certs: Vec<Certificate> = (0..n)
+        .map(|i| {
+            let out = dir.path().join(format!("{i}.pem"));
+            run_ok(
+                Command::new("openssl")
+                    .args(["req", "-x509", "-key"])
+                    .arg(&key)
+                    .args(["-subj", &format!("/CN=crash-{i}"), "-days", "30"])
+                    .args(["-set_serial", &format!("0x{:x}", first_serial + i as u64)])
+                    .arg("-out")
+                    .arg(&out),
+            );
+            let pem = std::fs::read_to_string(&out).expect("pem");
+            signet_pki::x509::certificate_from_pem(&pem).expect("cert")
+        })
+        .collect();
+    let store = signet::store::Store::open(&app.path("signet.db")).expect("db");
+    store
+        .with_blocking(|c| {
+            for cert in &certs {
+                signet::store::certs::record(c, "root", "test", cert)?;
+            }
+            Ok(())
+        })
+        .expect("record");
+    certs
 }

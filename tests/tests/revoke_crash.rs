@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use signet::store::{certs, Store};
+use signet::store::certs;
 use signet_e2e::ocsp::{self, pki_cert, statuses};
 use signet_e2e::{bin, run, run_ok, Appliance};
 use x509_cert::Certificate;
@@ -19,51 +19,6 @@ enum Outcome {
     Succeeded,
     /// The daemon died under it: no answer either way.
     Interrupted,
-}
-
-/// `n` certificates with distinct serials, recorded as issued by the root (the responder
-/// answers from the database; the signature on them does not matter here).
-fn extra_certificates(app: &Appliance, n: usize) -> Vec<Certificate> {
-    let dir = tempfile::tempdir().expect("tmp");
-    let key = dir.path().join("k.pem");
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-            ])
-            .arg(&key),
-    );
-    let certs: Vec<Certificate> = (0..n)
-        .map(|i| {
-            let out = dir.path().join(format!("{i}.pem"));
-            run_ok(
-                Command::new("openssl")
-                    .args(["req", "-x509", "-key"])
-                    .arg(&key)
-                    .args(["-subj", &format!("/CN=crash-{i}"), "-days", "30"])
-                    .args(["-set_serial", &format!("0x{:x}", 0x7000_0000 + i)])
-                    .arg("-out")
-                    .arg(&out),
-            );
-            let pem = std::fs::read_to_string(&out).expect("pem");
-            signet_pki::x509::certificate_from_pem(&pem).expect("cert")
-        })
-        .collect();
-    let store = Store::open(&app.path("signet.db")).expect("db");
-    store
-        .with_blocking(|c| {
-            for cert in &certs {
-                certs::record(c, "root", "test", cert)?;
-            }
-            Ok(())
-        })
-        .expect("record");
-    certs
 }
 
 fn serial(cert: &Certificate) -> String {
@@ -81,7 +36,7 @@ fn jitter_ms(range: u64) -> u64 {
 #[test]
 fn a_revocation_is_in_force_exactly_when_it_was_reported_or_interrupted() {
     let mut app = Appliance::init();
-    let extra = extra_certificates(&app, 60);
+    let extra = ocsp::record_certificates(&app, 60, 0x7000_0000);
     let root = pki_cert(&app, "root-ca.pem");
     let outcomes: Arc<Mutex<BTreeMap<String, Outcome>>> = Arc::default();
     let mut next = 0usize;
