@@ -14,12 +14,26 @@ use crate::Appliance;
 
 /// The demo client's TLS config: its certificate and key, trusting the appliance's root.
 pub fn demo_client_config(app: &Appliance) -> Arc<rustls::ClientConfig> {
+    client_config(
+        app,
+        &app.path("demo/client.pem"),
+        &app.path("demo/client.key"),
+    )
+}
+
+/// A TLS config presenting the certificate and key in these PEM files, trusting the
+/// appliance's root.
+pub fn client_config(
+    app: &Appliance,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in pem_certs(&app.path("pki/root-ca.pem")) {
         roots.add(c).expect("root");
     }
-    let key_pem = std::fs::read(app.path("demo/client.key")).expect("client key");
+    let key_pem = std::fs::read(key).expect("client key");
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .expect("pem")
         .expect("a key");
@@ -27,7 +41,7 @@ pub fn demo_client_config(app: &Appliance) -> Arc<rustls::ClientConfig> {
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_root_certificates(roots)
-        .with_client_auth_cert(pem_certs(&app.path("demo/client.pem")), key)
+        .with_client_auth_cert(pem_certs(cert), key)
         .expect("client auth");
     Arc::new(config)
 }

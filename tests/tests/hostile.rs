@@ -265,12 +265,7 @@ fn assert_problem(what: &str, body: &[u8], answer: &Answer) {
 // ---- memory ----
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    signet_e2e::process_rss_kib(pid).expect("VmRSS of the running daemon")
 }
 
 /// Samples the daemon's RSS every 20 ms until stopped; keeps the peak.
@@ -287,14 +282,8 @@ impl PeakWatch {
         let (s, p) = (Arc::clone(&stop), Arc::clone(&peak));
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    if let Some(kib) = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                    {
-                        p.fetch_max(kib, Ordering::Relaxed);
-                    }
+                if let Some(kib) = signet_e2e::process_rss_kib(pid) {
+                    p.fetch_max(kib, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
