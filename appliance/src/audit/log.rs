@@ -207,30 +207,56 @@ pub fn read_anchor(path: &Path) -> Result<Option<Anchor>, String> {
 }
 
 /// Cut an incomplete last line (a write a crash interrupted: no one was answered for it);
-/// returns the last complete record and how many bytes were cut.
+/// returns the last complete record and how many bytes were cut. It reads the file backward
+/// from its end, so starting costs the same whatever the log's length.
 fn recover(file: &mut File) -> Result<(Option<Record>, u64), String> {
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_to_end(&mut bytes))
-        .map_err(|e| e.to_string())?;
-    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let torn = (bytes.len() - complete) as u64;
+    recover_with_chunk(file, 64 * 1024)
+}
+
+fn recover_with_chunk(file: &mut File, chunk: u64) -> Result<(Option<Record>, u64), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let len = file.metadata().map_err(io)?.len();
+    let complete = rfind_newline(file, len, chunk)
+        .map_err(io)?
+        .map_or(0, |i| i + 1);
+    let torn = len - complete;
     if torn > 0 {
         tracing::warn!(torn, "audit log: cutting an incomplete last line");
-        file.set_len(complete as u64)
+        file.set_len(complete)
             .and_then(|_| file.sync_all())
-            .map_err(|e| e.to_string())?;
+            .map_err(io)?;
     }
-    let last = bytes[..complete]
-        .strip_suffix(b"\n")
-        .and_then(|b| b.split(|c| *c == b'\n').next_back());
-    let tail = match last {
-        None => None,
-        Some(line) => Some(serde_json::from_slice::<Record>(line).map_err(|e| {
-            format!("the last record does not parse ({e}); the log needs an operator")
-        })?),
-    };
-    Ok((tail, torn))
+    if complete == 0 {
+        return Ok((None, torn));
+    }
+    // The last line runs from just after the newline before it to its own newline.
+    let start = rfind_newline(file, complete - 1, chunk)
+        .map_err(io)?
+        .map_or(0, |i| i + 1);
+    let mut line = vec![0; (complete - 1 - start) as usize];
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.read_exact(&mut line))
+        .map_err(io)?;
+    let last = serde_json::from_slice::<Record>(&line)
+        .map_err(|e| format!("the last record does not parse ({e}); the log needs an operator"))?;
+    Ok((Some(last), torn))
+}
+
+/// The offset of the last `\n` before `end`, reading backward `chunk` bytes at a time.
+fn rfind_newline(file: &mut File, end: u64, chunk: u64) -> std::io::Result<Option<u64>> {
+    let mut buf = vec![0; chunk as usize];
+    let mut pos = end;
+    while pos > 0 {
+        let from = pos.saturating_sub(chunk);
+        let window = &mut buf[..(pos - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(window)?;
+        if let Some(i) = window.iter().rposition(|b| *b == b'\n') {
+            return Ok(Some(from + i as u64));
+        }
+        pos = from;
+    }
+    Ok(None)
 }
 
 struct Writer {
@@ -437,4 +463,56 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(seq: u64) -> String {
+        let event = Event::Checkpoint {
+            algorithm: "ecdsa-sha256".into(),
+            signature: "x".repeat(50),
+        };
+        Record::seal(seq, 1_000 + seq, GENESIS.to_owned(), event).to_line()
+    }
+
+    fn file_with(text: &str) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn the_last_complete_record_is_found_from_the_end_and_a_torn_tail_cut() {
+        let whole = format!("{}\n{}\n{}\n", line(0), line(1), line(2));
+        // Chunks smaller than a line, of a line's size, and larger than the file.
+        for chunk in [7, 64, 100_000] {
+            let mut f = file_with(&whole);
+            let (last, torn) = recover_with_chunk(&mut f, chunk).unwrap();
+            assert_eq!((last.map(|r| r.seq), torn), (Some(2), 0), "chunk {chunk}");
+
+            let mut f = file_with(&format!("{whole}{{\"seq\":3,\"ti"));
+            let (last, torn) = recover_with_chunk(&mut f, chunk).unwrap();
+            assert_eq!((last.map(|r| r.seq), torn), (Some(2), 12), "chunk {chunk}");
+            assert_eq!(f.metadata().unwrap().len(), whole.len() as u64);
+        }
+    }
+
+    #[test]
+    fn an_empty_or_wholly_torn_log_has_no_last_record() {
+        let mut f = file_with("");
+        assert_eq!(recover_with_chunk(&mut f, 8).unwrap().1, 0);
+        let mut f = file_with("{\"seq\":0");
+        let (last, torn) = recover_with_chunk(&mut f, 4).unwrap();
+        assert!(last.is_none());
+        assert_eq!((torn, f.metadata().unwrap().len()), (8, 0));
+    }
+
+    #[test]
+    fn a_last_line_that_is_not_a_record_needs_an_operator() {
+        let mut f = file_with(&format!("{}\nnot json\n", line(0)));
+        let e = recover_with_chunk(&mut f, 5).unwrap_err();
+        assert!(e.contains("needs an operator"), "{e}");
+    }
 }
