@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::cert::{run, Common};
+use super::cert::{run, run_watched, Common};
+use super::progress::Progress;
 use crate::admin::Command;
 
 /// Keys in the token.
@@ -94,14 +95,21 @@ pub fn exec(args: Args) -> Result<(), String> {
             out,
         } => (label, algorithm, issue_from, out),
     };
-    let result = run(
+    let progress = Progress::spinner(
+        args.common.json,
+        &format!("generating {algorithm} key {label:?} in the token"),
+    );
+    let result = run_watched(
         &args.common,
         Command::KeyGenerate {
             label,
             algorithm,
             issue_from,
         },
-    )?;
+        &progress,
+    );
+    progress.finish();
+    let result = result?;
     let chain = result.get("certificate_chain_pem").and_then(Value::as_str);
     if let (Some(path), Some(pem)) = (&out, chain) {
         std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
