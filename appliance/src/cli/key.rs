@@ -79,6 +79,20 @@ pub fn exec(args: Args) -> Result<(), String> {
                     println!("{key:<10} {v}");
                 }
             }
+            // Its certificate, when the appliance holds one for it.
+            let cert = &result["certificate"];
+            for key in ["subject", "issuer", "serial"] {
+                if let Some(v) = cert.get(key).and_then(Value::as_str) {
+                    println!("{key:<10} {v}");
+                }
+            }
+            if let Some(t) = cert.get("not_after").and_then(Value::as_u64) {
+                println!(
+                    "{:<10} {}",
+                    "not after",
+                    httpdate::fmt_http_date(crate::store::certs::from_unix_secs(t))
+                );
+            }
             print!(
                 "{}",
                 result

@@ -22,6 +22,7 @@ impl Progress {
             return Progress(None);
         }
         let bar = ProgressBar::new_spinner().with_message(message.to_owned());
+        bar.tick();
         bar.enable_steady_tick(Duration::from_millis(100));
         Progress(Some(bar))
     }
