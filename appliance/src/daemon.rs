@@ -307,6 +307,7 @@ pub async fn run(
             audit: audit.clone(),
             keys,
             edits: tokio::sync::Mutex::new(()),
+            state_dir: layout.root().to_owned(),
         },
     });
     tasks.spawn(crate::admin::server::serve(

@@ -35,6 +35,17 @@ pub struct Daemon {
     pub keys: Arc<crate::signing_keys::KeyRing>,
     /// Config edits, one at a time.
     pub edits: tokio::sync::Mutex<()>,
+    /// The state directory in use (`signetd --state-dir` may override the config's).
+    pub state_dir: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// The config as the daemon runs it: re-read, with its state directory.
+    fn current_config(&self) -> Result<signet_config::Config, String> {
+        let mut config = self.config.load()?;
+        config.state_dir.clone_from(&self.state_dir);
+        Ok(config)
+    }
 }
 
 /// Run one of the daemon-wide commands on the running daemon.
@@ -47,8 +58,7 @@ pub async fn live(d: &Daemon, command: Command) -> Result<Value, AdminError> {
             let chain = match d.keys.get(&label) {
                 Some(k) => Some(k.chain.clone()),
                 None => d
-                    .config
-                    .load()
+                    .current_config()
                     .ok()
                     .and_then(|c| key_ops::stored_chain(&c, &label)),
             };
@@ -63,7 +73,7 @@ pub async fn live(d: &Daemon, command: Command) -> Result<Value, AdminError> {
             san_dns,
         } => key_ops::csr(&d.hsm, &label, &subject, &san_dns).await,
         Command::CertImport { label, chain_pem } => {
-            let config = d.config.load().map_err(internal)?;
+            let config = d.current_config().map_err(internal)?;
             let target = key_ops::ImportTarget {
                 hsm: &d.hsm,
                 config: &config,
