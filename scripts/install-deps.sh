@@ -10,7 +10,7 @@ APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools libtss2-dev libtpm2-pkcs11-1
   libsystemd-dev
   openssl curl gnutls-bin poppler-utils qpdf ghostscript libnss3-tools
-  golang-cfssl iproute2 util-linux
+  golang-cfssl iproute2 util-linux bsdutils
   systemd dpkg-dev man-db
   python3 python3-venv
 )

@@ -233,7 +233,7 @@ pub async fn run(
     notifier.status("publishing CRLs and OCSP responses");
     status.publish_all().await.map_err(StartError::Publish)?;
 
-    let keys = KeyRing::load(&config, &hsm).map_err(StartError::Config)?;
+    let keys = Arc::new(KeyRing::load(&config, &hsm).map_err(StartError::Config)?);
     let authz = Arc::new(Authorizer::new(
         Policy::new(&config.clients).map_err(StartError::Config)?,
     ));
@@ -245,7 +245,7 @@ pub async fn run(
         ocsp,
         crls,
         authz: Arc::clone(&authz),
-        keys,
+        keys: Arc::clone(&keys),
         hsm: hsm.clone(),
         max_json_bytes: api.max_json_bytes,
         max_batch: api.max_batch,
@@ -305,6 +305,9 @@ pub async fn run(
             authz: Arc::clone(&authz),
             config: source.clone(),
             audit: audit.clone(),
+            keys,
+            edits: tokio::sync::Mutex::new(()),
+            state_dir: layout.root().to_owned(),
         },
     });
     tasks.spawn(crate::admin::server::serve(

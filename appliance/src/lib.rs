@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod atomic_write;
 pub mod audit;
 pub mod authz;
 pub mod ceremony;

@@ -2,7 +2,8 @@
 //! certificate chain, found in the token at start, and checked against their certificates.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use der::{Encode, EncodePem};
 use x509_cert::Certificate;
@@ -62,10 +63,66 @@ pub enum SchemeFamily {
     Ecdsa,
 }
 
-/// The keys by label.
+/// The keys by label. An imported certificate chain replaces a key's entry while the
+/// daemon runs (`signetctl cert import`); requests in flight keep the entry they took.
 #[derive(Default)]
 pub struct KeyRing {
-    keys: HashMap<String, Arc<SigningKey>>,
+    keys: RwLock<HashMap<String, Arc<SigningKey>>>,
+}
+
+impl SigningKey {
+    /// The key `label` in the token, for `purpose`, certified by `chain` (leaf first), which
+    /// must certify it.
+    pub fn new(
+        label: &str,
+        purpose: &str,
+        key: Arc<KeyInfo>,
+        chain: Vec<Certificate>,
+    ) -> Result<SigningKey, String> {
+        let Some(leaf) = chain.first() else {
+            return Err("no certificate".into());
+        };
+        if !certifies(leaf, &key) {
+            return Err(format!(
+                "the certificate does not certify key {label:?} in the token"
+            ));
+        }
+        let chain_pem = chain
+            .iter()
+            .map(|c| c.to_pem(der::pem::LineEnding::LF))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let spki_pem = der::pem::encode_string(
+            "PUBLIC KEY",
+            der::pem::LineEnding::LF,
+            &key.spki.to_der().map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(SigningKey {
+            label: label.to_owned(),
+            purpose: purpose.to_owned(),
+            key,
+            chain,
+            chain_pem,
+            spki_pem,
+        })
+    }
+}
+
+/// Where the chain of key `label` lives: the file its `[[signing_keys]]` entry names, or,
+/// for a key the config does not offer (yet), `pki/keys/LABEL.pem` under the state
+/// directory. The bool says whether the key is declared.
+pub fn chain_path(config: &Config, label: &str) -> (PathBuf, bool) {
+    match config.signing_keys.iter().find(|k| k.label == label) {
+        Some(k) => (config.state_path(&k.certificate_chain), true),
+        None => (
+            crate::layout::StateLayout::new(&config.state_dir)
+                .pki_dir()
+                .join("keys")
+                .join(format!("{label}.pem")),
+            false,
+        ),
+    }
 }
 
 impl KeyRing {
@@ -78,18 +135,8 @@ impl KeyRing {
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let chain = signet_pki::x509::certificates_from_pem(&text)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            let Some(leaf) = chain.first() else {
-                return Err(format!("{}: no certificate", path.display()));
-            };
             let key = tokio::task::block_in_place(|| hsm.key_blocking(&declared.label))
                 .map_err(|e| format!("signing key {:?}: {e}", declared.label))?;
-            if !certifies(leaf, &key) {
-                return Err(format!(
-                    "key {:?} in the token does not match {}",
-                    declared.label,
-                    path.display()
-                ));
-            }
             let wanted = crate::settings::key_algorithm(declared.algorithm);
             if key.algorithm != wanted {
                 return Err(format!(
@@ -97,34 +144,35 @@ impl KeyRing {
                     declared.label, key.algorithm, wanted
                 ));
             }
-            let chain_pem = chain
-                .iter()
-                .map(|c| c.to_pem(der::pem::LineEnding::LF))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
-            let spki_pem = der::pem::encode_string(
-                "PUBLIC KEY",
-                der::pem::LineEnding::LF,
-                &key.spki.to_der().map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?;
-            keys.insert(
-                declared.label.clone(),
-                Arc::new(SigningKey {
-                    label: declared.label.clone(),
-                    purpose: declared.purpose.clone(),
-                    key,
-                    chain,
-                    chain_pem,
-                    spki_pem,
-                }),
-            );
+            let signing = SigningKey::new(&declared.label, &declared.purpose, key, chain)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            keys.insert(declared.label.clone(), Arc::new(signing));
         }
-        Ok(KeyRing { keys })
+        Ok(KeyRing {
+            keys: RwLock::new(keys),
+        })
     }
 
     /// The key labelled `label`.
-    pub fn get(&self, label: &str) -> Option<&Arc<SigningKey>> {
-        self.keys.get(label)
+    pub fn get(&self, label: &str) -> Option<Arc<SigningKey>> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(label)
+            .cloned()
+    }
+
+    /// Put `chain` in service for the key `label` the API offers; `false` when it offers no
+    /// such key (its chain is then used from the next start that declares it).
+    pub fn replace_chain(&self, label: &str, chain: Vec<Certificate>) -> Result<bool, String> {
+        let Some(old) = self.get(label) else {
+            return Ok(false);
+        };
+        let new = SigningKey::new(label, &old.purpose, Arc::clone(&old.key), chain)?;
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(label.to_owned(), Arc::new(new));
+        Ok(true)
     }
 }

@@ -238,6 +238,35 @@ impl SignatureScheme {
     }
 }
 
+impl SignatureScheme {
+    /// The scheme a signature AlgorithmIdentifier (of a certificate or a request) names.
+    /// RSASSA-PSS is taken only with the parameters this crate writes itself (MGF1 over the
+    /// same hash, salt as long as the digest); SHA-1 is refused.
+    pub fn from_algorithm_identifier(alg: &AlgorithmIdentifierOwned) -> Result<Self> {
+        let scheme = match alg.oid {
+            rfc5912::SHA_256_WITH_RSA_ENCRYPTION => SignatureScheme::RsaPkcs1v15(HashAlg::Sha256),
+            rfc5912::SHA_384_WITH_RSA_ENCRYPTION => SignatureScheme::RsaPkcs1v15(HashAlg::Sha384),
+            rfc5912::SHA_512_WITH_RSA_ENCRYPTION => SignatureScheme::RsaPkcs1v15(HashAlg::Sha512),
+            rfc5912::ECDSA_WITH_SHA_256 => SignatureScheme::Ecdsa(HashAlg::Sha256),
+            rfc5912::ECDSA_WITH_SHA_384 => SignatureScheme::Ecdsa(HashAlg::Sha384),
+            rfc5912::ECDSA_WITH_SHA_512 => SignatureScheme::Ecdsa(HashAlg::Sha512),
+            rfc5912::ID_RSASSA_PSS => {
+                let given = alg
+                    .parameters
+                    .as_ref()
+                    .ok_or(Error::Invalid("RSASSA-PSS without parameters"))?;
+                [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512]
+                    .into_iter()
+                    .find(|h| pss_params(*h).is_ok_and(|p| &p == given))
+                    .map(SignatureScheme::RsaPss)
+                    .ok_or(Error::Invalid("RSASSA-PSS parameters other than the usual"))?
+            }
+            other => return Err(Error::UnsupportedAlgorithm(other)),
+        };
+        Ok(scheme)
+    }
+}
+
 /// RSASSA-PSS-params for `hash`, MGF1 with the same hash, salt length = digest length.
 fn pss_params(hash: HashAlg) -> Result<Any> {
     let params = match hash {
@@ -291,6 +320,40 @@ mod tests {
         assert!(KeyAlgorithm::Rsa(2048).fits(SignatureScheme::RsaPss(HashAlg::Sha256)));
         assert!(!KeyAlgorithm::Rsa(2048).fits(SignatureScheme::Ecdsa(HashAlg::Sha256)));
         assert!(!KeyAlgorithm::EcP256.fits(SignatureScheme::RsaPkcs1v15(HashAlg::Sha256)));
+    }
+
+    #[test]
+    fn algorithm_identifiers_map_back_to_their_schemes() {
+        for scheme in [
+            SignatureScheme::RsaPkcs1v15(HashAlg::Sha256),
+            SignatureScheme::RsaPkcs1v15(HashAlg::Sha512),
+            SignatureScheme::RsaPss(HashAlg::Sha384),
+            SignatureScheme::Ecdsa(HashAlg::Sha256),
+            SignatureScheme::Ecdsa(HashAlg::Sha384),
+        ] {
+            let id = scheme.algorithm_identifier().unwrap();
+            assert_eq!(
+                SignatureScheme::from_algorithm_identifier(&id).unwrap(),
+                scheme
+            );
+        }
+        let mut pss = SignatureScheme::RsaPss(HashAlg::Sha256)
+            .algorithm_identifier()
+            .unwrap();
+        pss.parameters = pss_params(HashAlg::Sha512).ok();
+        assert_eq!(
+            SignatureScheme::from_algorithm_identifier(&AlgorithmIdentifierOwned {
+                oid: rfc5912::SHA_1_WITH_RSA_ENCRYPTION,
+                parameters: None
+            })
+            .ok(),
+            None
+        );
+        // PSS takes its hash from its parameters.
+        assert_eq!(
+            SignatureScheme::from_algorithm_identifier(&pss).unwrap(),
+            SignatureScheme::RsaPss(HashAlg::Sha512)
+        );
     }
 
     #[test]

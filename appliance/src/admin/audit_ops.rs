@@ -23,14 +23,19 @@ pub async fn live(
     let anchor = read_anchor(log.anchor_path()).map_err(internal)?;
     let bytes = log.durable_bytes().map_err(internal)?;
     let cert = layout.audit_cert();
-    tokio::task::spawn_blocking(move || run(&bytes, anchor, &cert, command))
+    tokio::task::spawn_blocking(move || run(&bytes, anchor, &cert, command, &mut |_, _| {}))
         .await
         .map_err(internal)?
 }
 
 /// Run `command` on the files under `layout` (no daemon runs). A last line cut short by a
-/// crash is left out, as the daemon does when it starts, and reported.
-pub fn offline(layout: &StateLayout, command: AuditCommand) -> Result<Value, AdminError> {
+/// crash is left out, as the daemon does when it starts, and reported. A verification
+/// reports `(bytes done, bytes in all)` to `progress` as it goes.
+pub fn offline(
+    layout: &StateLayout,
+    command: AuditCommand,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Value, AdminError> {
     let path = layout.audit_log();
     let anchor = read_anchor(&layout.audit_anchor()).map_err(internal)?;
     let mut bytes =
@@ -38,7 +43,7 @@ pub fn offline(layout: &StateLayout, command: AuditCommand) -> Result<Value, Adm
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let torn = bytes.len() - complete;
     bytes.truncate(complete);
-    let mut answer = run(&bytes, anchor, &layout.audit_cert(), command)?;
+    let mut answer = run(&bytes, anchor, &layout.audit_cert(), command, progress)?;
     if let (Value::Object(m), true) = (&mut answer, torn > 0) {
         m.insert("torn_bytes".into(), json!(torn));
     }
@@ -50,12 +55,17 @@ fn run(
     anchor: Option<audit::Anchor>,
     cert: &Path,
     command: AuditCommand,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Value, AdminError> {
     match command {
         AuditCommand::Verify => {
             let key = audit::key_from_certificate(cert).map_err(internal)?;
-            let verified = audit::verify::verify(bytes, &key, &Scope::Log(anchor), &mut |_| {})
-                .map_err(broken)?;
+            let total = bytes.len() as u64;
+            progress(0, total);
+            let verified = audit::verify::verify(bytes, &key, &Scope::Log(anchor), &mut |done| {
+                progress(done, total)
+            })
+            .map_err(broken)?;
             serde_json::to_value(verified).map_err(internal)
         }
         AuditCommand::Tail { count } => {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::{AdminError, Command};
+use super::{client_edit, key_ops, AdminError, Command};
 use crate::authz::{Authorizer, Policy};
 use crate::hsm::Hsm;
 use crate::ocsp::OcspService;
@@ -31,6 +31,21 @@ pub struct Daemon {
     pub config: crate::config_source::ConfigSource,
     /// The audit log (for its head).
     pub audit: crate::audit::AuditLog,
+    /// The signing API's keys (an imported chain is swapped in).
+    pub keys: Arc<crate::signing_keys::KeyRing>,
+    /// Config edits, one at a time.
+    pub edits: tokio::sync::Mutex<()>,
+    /// The state directory in use (`signetd --state-dir` may override the config's).
+    pub state_dir: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// The config as the daemon runs it: re-read, with its state directory.
+    fn current_config(&self) -> Result<signet_config::Config, String> {
+        let mut config = self.config.load()?;
+        config.state_dir.clone_from(&self.state_dir);
+        Ok(config)
+    }
 }
 
 /// Run one of the daemon-wide commands on the running daemon.
@@ -38,7 +53,44 @@ pub async fn live(d: &Daemon, command: Command) -> Result<Value, AdminError> {
     match command {
         Command::Status => status(d).await,
         Command::KeyList => key_list(&d.hsm),
-        Command::KeyShow { label } => key_show(&d.hsm, &label),
+        Command::KeyShow { label } => {
+            let mut answer = key_show(&d.hsm, &label)?;
+            let chain = match d.keys.get(&label) {
+                Some(k) => Some(k.chain.clone()),
+                None => d
+                    .current_config()
+                    .ok()
+                    .and_then(|c| key_ops::stored_chain(&c, &label)),
+            };
+            if let Some(chain) = chain {
+                key_ops::show_chain(&mut answer, &chain);
+            }
+            Ok(answer)
+        }
+        Command::Csr {
+            label,
+            subject,
+            san_dns,
+        } => key_ops::csr(&d.hsm, &label, &subject, &san_dns).await,
+        Command::CertImport { label, chain_pem } => {
+            let config = d.current_config().map_err(internal)?;
+            let target = key_ops::ImportTarget {
+                hsm: &d.hsm,
+                config: &config,
+                store: d.authority.store(),
+                keys: Some(&d.keys),
+            };
+            key_ops::import(target, &label, &chain_pem).await
+        }
+        Command::ClientAdd(client) => {
+            let name = client.name.clone();
+            edit_clients(d, |t| client_edit::add_client(t, &client))
+                .await
+                .map(|n| json!({ "added": name, "clients": n, "config": d.config.name() }))
+        }
+        Command::ClientRemove { name } => edit_clients(d, |t| client_edit::remove_client(t, &name))
+            .await
+            .map(|n| json!({ "removed": name, "clients": n, "config": d.config.name() })),
         Command::CrlPublish => {
             d.authority.publish_all().await.map_err(internal)?;
             Ok(json!({ "published": d.authority.crl_names() }))
@@ -50,6 +102,16 @@ pub async fn live(d: &Daemon, command: Command) -> Result<Value, AdminError> {
         }
         _ => Err(internal("not a daemon-wide command")),
     }
+}
+
+/// Edit the config's clients, then reload the policy from the file as `reload` does.
+async fn edit_clients(
+    d: &Daemon,
+    edit: impl FnOnce(&str) -> Result<String, client_edit::EditError>,
+) -> Result<usize, AdminError> {
+    let _one_at_a_time = d.edits.lock().await;
+    tokio::task::block_in_place(|| client_edit::apply(&d.config, edit))?;
+    reload_policy(&d.config, &d.authz).map_err(internal)
 }
 
 /// Re-read the client policy from `path`; a config that does not load leaves the policy

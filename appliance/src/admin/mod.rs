@@ -14,7 +14,9 @@
 
 pub mod audit_ops;
 pub mod client;
+pub mod client_edit;
 pub mod daemon_ops;
+pub mod key_ops;
 pub mod ops;
 pub mod server;
 
@@ -79,6 +81,30 @@ pub enum Command {
     ClientList,
     /// Re-read the client policy from the config (as SIGHUP does).
     Reload,
+    /// A PKCS#10 request for a key in the token, signed by that key, for an outside CA.
+    Csr {
+        /// The key's label.
+        label: String,
+        /// The subject DN, RFC 4514 (`CN=...,O=...`).
+        subject: String,
+        /// DNS names to ask for in the subjectAltName.
+        #[serde(default)]
+        san_dns: Vec<String>,
+    },
+    /// Put a chain from an outside CA (leaf first, PEM) in service for a key in the token.
+    CertImport {
+        /// The key's label.
+        label: String,
+        /// The chain, PEM.
+        chain_pem: String,
+    },
+    /// Add an API client to the config the daemon runs from, and reload.
+    ClientAdd(client_edit::NewClient),
+    /// Remove an API client from the config, and reload.
+    ClientRemove {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// What `signetctl audit` asks.

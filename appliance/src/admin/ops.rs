@@ -101,7 +101,11 @@ pub async fn execute(target: Target<'_>, command: Command) -> Result<Value, Admi
         | Command::KeyShow { .. }
         | Command::CrlPublish
         | Command::ClientList
-        | Command::Reload => Err(AdminError::new(
+        | Command::Reload
+        | Command::Csr { .. }
+        | Command::CertImport { .. }
+        | Command::ClientAdd(_)
+        | Command::ClientRemove { .. } => Err(AdminError::new(
             "internal",
             "served by daemon_ops or audit_ops, not here",
         )),
@@ -211,6 +215,18 @@ async fn change(
     change: StatusChange,
 ) -> Result<Value, AdminError> {
     let serial = parse_serial(serial)?;
+    let s = serial.clone();
+    let found = target
+        .store()
+        .with(move |c| certs::find(c, &s))
+        .await
+        .map_err(internal)?;
+    if !found.is_empty() && found.iter().all(|r| r.ca == super::key_ops::EXTERNAL_CA) {
+        return Err(AdminError::new(
+            "not-ours",
+            format!("certificate {serial} was imported from an outside CA: its issuer revokes it"),
+        ));
+    }
     let outcome = match target {
         Target::Live(authority) => authority.change(&serial, change).await,
         Target::Offline(store, _) => store

@@ -232,7 +232,11 @@ async fn execute(
         | Command::KeyShow { .. }
         | Command::CrlPublish
         | Command::ClientList
-        | Command::Reload) => super::daemon_ops::live(&context.daemon, c).await,
+        | Command::Reload
+        | Command::Csr { .. }
+        | Command::CertImport { .. }
+        | Command::ClientAdd(_)
+        | Command::ClientRemove { .. }) => super::daemon_ops::live(&context.daemon, c).await,
         command => ops::execute(Target::Live(&context.authority), command).await,
     }
 }

@@ -88,7 +88,7 @@ pub fn key_for(
         ));
     };
     authorize(app, caller, op, Some(label))?;
-    Ok(Arc::clone(key))
+    Ok(key)
 }
 
 /// Read and decode a JSON body (`application/json`, at most `api.max_json_bytes`).

@@ -54,7 +54,7 @@ pub struct App {
     /// Who may do what.
     pub authz: Arc<Authorizer>,
     /// The signing API's keys.
-    pub keys: KeyRing,
+    pub keys: Arc<KeyRing>,
     /// The HSM.
     pub hsm: Hsm,
     /// Largest JSON body.

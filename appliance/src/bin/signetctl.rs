@@ -18,8 +18,10 @@ struct Cli {
 enum Command {
     /// Key ceremony: make the keys in the token and the dev PKI.
     Init(cli::init::Args),
-    /// Issued certificates: list, show, revoke, unhold.
+    /// Certificates: list, show, revoke, unhold, issue, import (from an outside CA).
     Cert(cli::cert::Args),
+    /// A certificate request (PKCS#10) for a key in the token, for an outside CA.
+    Csr(cli::csr::Args),
     /// Keys in the token: list, show, generate.
     Key(cli::key::Args),
     /// PDF documents: sign through the API.
@@ -33,7 +35,7 @@ enum Command {
     Status(cli::status::Args),
     /// CRLs: publish.
     Crl(cli::crl::Args),
-    /// API clients: list.
+    /// API clients: list, add, remove.
     Client(cli::client::Args),
     /// Re-read the client policy in the running daemon.
     Reload(cli::reload::Args),
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Init(args) => cli::init::exec(args),
         Command::Cert(args) => cli::cert::exec(args),
+        Command::Csr(args) => cli::csr::exec(args),
         Command::Key(args) => cli::key::exec(args),
         Command::Pdf(args) => cli::pdf::exec(*args),
         Command::Config(command) => cli::config::exec(command),

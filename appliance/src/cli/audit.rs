@@ -2,12 +2,12 @@
 //! (it reads up to what is durable), from the files when not; `verify --file --cert`
 //! checks an export offline with the audit certificate alone.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::cert::{run, Common};
+use super::cert::{run, run_watched, Common};
+use super::progress::Progress;
 use crate::admin::{AuditCommand, Command};
 use crate::audit::{self, Record, Scope};
 
@@ -61,16 +61,10 @@ pub fn exec(args: Args) -> Result<(), String> {
         } => {
             let key = audit::key_from_certificate(&cert)?;
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let total = bytes.len().max(1) as u64;
-            let show = std::io::stderr().is_terminal();
-            let verified = audit::verify::verify(&bytes, &key, &Scope::Export, &mut |done| {
-                if show {
-                    eprint!("\rverifying {:>3}%", done * 100 / total);
-                }
-            });
-            if show {
-                eprintln!();
-            }
+            let bar = Progress::bar(json, bytes.len() as u64, "verifying the export");
+            let verified =
+                audit::verify::verify(&bytes, &key, &Scope::Export, &mut |done| bar.set(done));
+            bar.finish();
             let verified = verified.map_err(|b| b.to_string())?;
             print_verified(
                 json,
@@ -78,8 +72,15 @@ pub fn exec(args: Args) -> Result<(), String> {
             )
         }
         Action::Verify { .. } => {
-            let v = run(&args.common, Command::Audit(AuditCommand::Verify))?;
-            print_verified(json, &v)
+            // A spinner while signetd verifies; a bar when the files are read here.
+            let progress = Progress::spinner(json, "verifying the audit log");
+            let v = run_watched(
+                &args.common,
+                Command::Audit(AuditCommand::Verify),
+                &progress,
+            );
+            progress.finish();
+            print_verified(json, &v?)
         }
         Action::Tail { count } => {
             let v = run(&args.common, Command::Audit(AuditCommand::Tail { count }))?;

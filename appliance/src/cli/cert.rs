@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::admin::client::{self, ClientError};
 use crate::admin::ops::{self, Target, REASONS};
 use crate::admin::Command;
+use crate::cli::progress::Progress;
 use crate::issuance::{CertificateAuthority, IssueRequest, PROFILES};
 use crate::layout::StateLayout;
 use crate::statelock::StateLock;
@@ -84,6 +85,15 @@ enum Action {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Put a chain from an outside CA in service for a key in the token: the first
+    /// certificate must certify the key, each must be signed by the next and valid now.
+    Import {
+        /// The key's label (CKA_LABEL).
+        #[arg(long)]
+        key: String,
+        /// The chain, PEM, the key's certificate first.
+        file: PathBuf,
+    },
 }
 
 /// Run the command and print its result.
@@ -113,8 +123,17 @@ pub fn exec(args: Args) -> Result<(), String> {
                 san_uri,
             })
         }
+        Action::Import { key, file } => {
+            let chain_pem =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            Command::CertImport {
+                label: key,
+                chain_pem,
+            }
+        }
     };
     let listing = command == Command::CertList;
+    let importing = matches!(command, Command::CertImport { .. });
     let result = run(&args.common, command)?;
     if let (Some(path), Some(pem)) = (&out_file, result.get("pem").and_then(Value::as_str)) {
         std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -126,6 +145,8 @@ pub fn exec(args: Args) -> Result<(), String> {
         );
     } else if listing {
         print_table(&result);
+    } else if importing {
+        print_imported(&result);
     } else {
         print_one(&result);
     }
@@ -134,6 +155,15 @@ pub fn exec(args: Args) -> Result<(), String> {
 
 /// Send `command` to the daemon, or run it on the database if no daemon runs.
 pub fn run(common: &Common, command: Command) -> Result<Value, String> {
+    run_watched(common, command, &Progress::none())
+}
+
+/// [`run`], showing `progress` while it works (a bar where the work is done here).
+pub fn run_watched(
+    common: &Common,
+    command: Command,
+    progress: &Progress,
+) -> Result<Value, String> {
     if let Some(socket) = &common.socket {
         return client::call(socket, command, Duration::from_secs(60)).map_err(|e| e.to_string());
     }
@@ -142,13 +172,42 @@ pub fn run(common: &Common, command: Command) -> Result<Value, String> {
     let socket = config.state_path(&config.admin.socket);
     match client::call(&socket, command.clone(), Duration::from_secs(60)) {
         Ok(v) => Ok(v),
-        Err(ClientError::NotRunning(_)) => offline(&config, command),
+        Err(ClientError::NotRunning(_)) => match command {
+            Command::ClientAdd(_) | Command::ClientRemove { .. } => {
+                edit_offline(&common.config, command)
+            }
+            command => offline(&config, command, progress),
+        },
         Err(e) => Err(e.to_string()),
     }
 }
 
-fn offline(config: &signet_config::Config, command: Command) -> Result<Value, String> {
-    use crate::admin::daemon_ops;
+/// A client edit with no daemon running: the file named by `--config`, edited the same way
+/// (it takes effect when signetd starts).
+fn edit_offline(path: &std::path::Path, command: Command) -> Result<Value, String> {
+    use crate::admin::client_edit::{add_client, apply, remove_client};
+    let source = crate::config_source::ConfigSource::new(path, crate::config_source::tcti(None));
+    let edited = match &command {
+        Command::ClientAdd(c) => apply(&source, |t| add_client(t, c)),
+        Command::ClientRemove { name } => apply(&source, |t| remove_client(t, name)),
+        _ => return Err("not a config edit".into()),
+    };
+    let clients = edited.map_err(|e| crate::admin::AdminError::from(e).to_string())?;
+    let mut answer = serde_json::json!({ "clients": clients, "config": source.name() });
+    match command {
+        Command::ClientAdd(c) => answer["added"] = Value::String(c.name),
+        Command::ClientRemove { name } => answer["removed"] = Value::String(name),
+        _ => {}
+    }
+    Ok(answer)
+}
+
+fn offline(
+    config: &signet_config::Config,
+    command: Command,
+    progress: &Progress,
+) -> Result<Value, String> {
+    use crate::admin::{daemon_ops, key_ops};
     match &command {
         Command::Status | Command::CrlPublish | Command::Reload => {
             return Err("signetd is not running (this command acts on the running daemon)".into())
@@ -161,13 +220,22 @@ fn offline(config: &signet_config::Config, command: Command) -> Result<Value, St
     let _state = StateLock::acquire(layout.root())
         .map_err(|e| format!("{e}; is signetd running with another admin socket?"))?;
     if let Command::Audit(c) = command {
-        return crate::admin::audit_ops::offline(&layout, c).map_err(|e| e.to_string());
+        let mut shown = |done, total| {
+            progress.set_length(total);
+            progress.set(done);
+        };
+        return crate::admin::audit_ops::offline(&layout, c, &mut shown).map_err(|e| e.to_string());
     }
     if let Command::KeyList | Command::KeyShow { .. } = &command {
         let hsm =
             crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
         let shown = match command {
-            Command::KeyShow { label } => daemon_ops::key_show(&hsm, &label),
+            Command::KeyShow { label } => daemon_ops::key_show(&hsm, &label).map(|mut v| {
+                if let Some(chain) = key_ops::stored_chain(config, &label) {
+                    key_ops::show_chain(&mut v, &chain);
+                }
+                v
+            }),
             _ => daemon_ops::key_list(&hsm),
         };
         return shown.map_err(|e| e.to_string());
@@ -178,6 +246,33 @@ fn offline(config: &signet_config::Config, command: Command) -> Result<Value, St
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if let Command::Csr { .. } | Command::CertImport { .. } = &command {
+        let hsm =
+            crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
+        let done = runtime.block_on(async {
+            match command {
+                Command::Csr {
+                    label,
+                    subject,
+                    san_dns,
+                } => key_ops::csr(&hsm, &label, &subject, &san_dns).await,
+                Command::CertImport { label, chain_pem } => {
+                    let target = key_ops::ImportTarget {
+                        hsm: &hsm,
+                        config,
+                        store: &store,
+                        keys: None,
+                    };
+                    key_ops::import(target, &label, &chain_pem).await
+                }
+                _ => Err(crate::admin::AdminError::new(
+                    "internal",
+                    "not a key command",
+                )),
+            }
+        });
+        return done.map_err(|e| e.to_string());
+    }
     // Only issuance and key generation need the HSM (and so the PIN).
     let ca = match &command {
         Command::CertIssue(_) | Command::KeyGenerate { .. } => {
@@ -213,6 +308,30 @@ fn print_table(list: &Value) {
                 .unwrap_or(""),
             field(c, "subject")
         );
+    }
+}
+
+fn print_imported(v: &Value) {
+    for key in ["label", "subject", "issuer", "serial"] {
+        println!("{key:<10} {}", field(v, key));
+    }
+    println!(
+        "{:<10} {}",
+        "chain",
+        v.get("chain_file").and_then(Value::as_str).unwrap_or("")
+    );
+    let in_service = v.get("in_service").and_then(Value::as_bool) == Some(true);
+    println!(
+        "{:<10} {}",
+        "in use",
+        if in_service {
+            "now, by the running signetd"
+        } else {
+            "from the next start of signetd"
+        }
+    );
+    if let Some(note) = v.get("note").and_then(Value::as_str) {
+        println!("{note}");
     }
 }
 

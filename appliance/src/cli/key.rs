@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::cert::{run, Common};
+use super::cert::{run, run_watched, Common};
+use super::progress::Progress;
 use crate::admin::Command;
 
 /// Keys in the token.
@@ -78,6 +79,20 @@ pub fn exec(args: Args) -> Result<(), String> {
                     println!("{key:<10} {v}");
                 }
             }
+            // Its certificate, when the appliance holds one for it.
+            let cert = &result["certificate"];
+            for key in ["subject", "issuer", "serial"] {
+                if let Some(v) = cert.get(key).and_then(Value::as_str) {
+                    println!("{key:<10} {v}");
+                }
+            }
+            if let Some(t) = cert.get("not_after").and_then(Value::as_u64) {
+                println!(
+                    "{:<10} {}",
+                    "not after",
+                    httpdate::fmt_http_date(crate::store::certs::from_unix_secs(t))
+                );
+            }
             print!(
                 "{}",
                 result
@@ -94,14 +109,21 @@ pub fn exec(args: Args) -> Result<(), String> {
             out,
         } => (label, algorithm, issue_from, out),
     };
-    let result = run(
+    let progress = Progress::spinner(
+        args.common.json,
+        &format!("generating {algorithm} key {label:?} in the token"),
+    );
+    let result = run_watched(
         &args.common,
         Command::KeyGenerate {
             label,
             algorithm,
             issue_from,
         },
-    )?;
+        &progress,
+    );
+    progress.finish();
+    let result = result?;
     let chain = result.get("certificate_chain_pem").and_then(Value::as_str);
     if let (Some(path), Some(pem)) = (&out, chain) {
         std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -5,10 +5,12 @@ pub mod cert;
 pub mod client;
 pub mod config;
 pub mod crl;
+pub mod csr;
 pub mod hsm_bench;
 pub mod init;
 pub mod key;
 pub mod pdf;
+pub mod progress;
 pub mod reload;
 pub mod status;
 

@@ -5,6 +5,7 @@
 //!     signatureAlgorithm AlgorithmIdentifier, signatureValue BIT STRING }   -- RFC 5280 4.1
 //! ```
 
+pub mod chain;
 pub mod csr;
 mod profile;
 

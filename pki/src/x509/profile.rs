@@ -182,7 +182,8 @@ impl Revocation {
     }
 }
 
-fn push_san(exts: &mut Vec<Extension>, names: &[SubjectAltName]) -> Result<()> {
+/// Append a subjectAltName extension for `names` (none when empty).
+pub(super) fn push_san(exts: &mut Vec<Extension>, names: &[SubjectAltName]) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
