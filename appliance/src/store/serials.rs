@@ -136,9 +136,15 @@ mod tests {
         }
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
         assert_eq!(seen[..6], [1, 2, 3, 4, 5, 6]);
-        // Six serials used blocks 1-4 and 5-8, and the prefetch may have reserved 9-12:
-        // a restart starts after the last durable block, whichever it was.
-        assert!(seen[6] == 9 || seen[6] == 13, "{seen:?}");
+        // Six serials used blocks 1-4 and 5-8; prefetches of the old allocator may still
+        // reserve blocks after it is dropped (here, unlike a real restart, they run on the
+        // same runtime). A restart starts a fresh block after every durable one.
+        for restart in [6, 12] {
+            assert!(
+                seen[restart] > seen[restart - 1] && (seen[restart] - 1) % 4 == 0,
+                "{seen:?}"
+            );
+        }
     }
 
     #[tokio::test]
