@@ -1,5 +1,6 @@
 //! The end-to-end harness: a real `signetd` on 127.0.0.1 with a port it picked itself, a
-//! SoftHSM token of its own in a temporary state directory, and the outside judges
+//! token of its own (SoftHSM, or tpm2-pkcs11 with `SIGNET_TEST_TOKEN=tpm2`: see [`token`])
+//! in a temporary state directory, and the outside judges
 //! (openssl, curl, rfc3161ng) run as they would be by a user.
 //!
 //! The binaries are those of the same build profile as the test (`cargo build --bins`
@@ -154,6 +155,7 @@ impl Appliance {
             "state_dir".into(),
             toml::Value::String(dir.path().to_string_lossy().into_owned()),
         );
+        token::configure(&mut table);
         edit(&mut table);
         let config = dir.path().join("appliance.toml");
         std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("write config");
@@ -170,6 +172,7 @@ impl Appliance {
         };
         run_ok(
             Command::new(bin("signetctl"))
+                .envs(token::env(appliance.dir.path()))
                 .arg("init")
                 .arg("--config")
                 .arg(&appliance.config),
@@ -283,6 +286,7 @@ impl Appliance {
             cmd.current_dir(dir);
         }
         let child = cmd
+            .envs(token::env(self.dir.path()))
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(launch.config.as_deref().unwrap_or(self.config.as_os_str()))
@@ -397,7 +401,8 @@ impl Appliance {
     /// `signetctl` with this appliance's config.
     pub fn signetctl(&self) -> Command {
         let mut cmd = Command::new(bin("signetctl"));
-        cmd.env("SOFTHSM2_CONF", self.softhsm_conf());
+        cmd.env("SOFTHSM2_CONF", self.softhsm_conf())
+            .envs(token::env(self.dir.path()));
         cmd
     }
 
@@ -562,4 +567,5 @@ pub mod ocsp;
 pub mod ocsp_peers;
 pub mod pdf;
 pub mod swtpm;
+pub mod token;
 pub mod tsp;
