@@ -97,6 +97,25 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     }
     let hsm = Hsm::open(&hsm_settings)?;
     let keys = &config.keys;
+    if force {
+        // Every old key goes before any new one is made: tpm2-pkcs11 hands out the object
+        // handles it frees again, and after a destroy/generate/destroy interleaving its
+        // search returned a handle whose object has no CKA_SENSITIVE.
+        let dev_signers = config.signing_keys.iter().map(|k| k.label.as_str());
+        for label in [
+            &keys.root_ca.label,
+            &keys.tsa.label,
+            &keys.tls_server.label,
+            &keys.ocsp_signer.label,
+            &keys.audit.label,
+        ]
+        .into_iter()
+        .map(String::as_str)
+        .chain(dev_signers.filter(|_| config.profile == signet_config::Profile::Dev))
+        {
+            hsm.destroy_blocking(label)?;
+        }
+    }
     let root_key = fresh_key(&hsm, &keys.root_ca, force)?;
     let tsa_key = fresh_key(&hsm, &keys.tsa, force)?;
     let tls_key = fresh_key(&hsm, &keys.tls_server, force)?;

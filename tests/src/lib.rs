@@ -170,6 +170,7 @@ impl Appliance {
             log,
             starts: 0,
         };
+        let _one_at_a_time = token::making_a_token();
         run_ok(
             Command::new(bin("signetctl"))
                 .envs(token::env(appliance.dir.path()))
@@ -212,12 +213,16 @@ impl Appliance {
         std::fs::write(&self.config, toml::to_string(&table).expect("toml")).expect("write config");
     }
 
-    /// `pkcs11-tool` on this appliance's token, logged in.
+    /// `pkcs11-tool` on this appliance's token, logged in, whichever the backend.
     pub fn pkcs11_tool(&self) -> Command {
+        let module = match token::Backend::current() {
+            token::Backend::SoftHsm => SOFTHSM_MODULE,
+            token::Backend::Tpm2 => token::TPM2_PKCS11_MODULE,
+        };
         let mut cmd = Command::new("pkcs11-tool");
-        cmd.env("SOFTHSM2_CONF", self.softhsm_conf()).args([
+        cmd.envs(self.token_env()).args([
             "--module",
-            SOFTHSM_MODULE,
+            module,
             "--token-label",
             "signet-dev",
             "--login",
@@ -230,6 +235,17 @@ impl Appliance {
     /// A path under the state directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// The environment that points a PKCS#11 client (signetctl, a test opening the HSM in
+    /// its own process) at this appliance's token, whichever the backend.
+    pub fn token_env(&self) -> Vec<(String, String)> {
+        let mut env = token::env(self.dir.path());
+        env.push((
+            "SOFTHSM2_CONF".into(),
+            self.softhsm_conf().to_string_lossy().into_owned(),
+        ));
+        env
     }
 
     /// The environment that points SoftHSM tools (pkcs11-tool) at this appliance's token.

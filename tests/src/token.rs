@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::swtpm::Swtpm;
 use crate::register_child;
+use crate::swtpm::Swtpm;
 
 /// tpm2-pkcs11's module as Debian installs it (libtpm2-pkcs11-1).
 pub const TPM2_PKCS11_MODULE: &str = "/usr/lib/x86_64-linux-gnu/libtpm2_pkcs11.so.1";
@@ -66,13 +66,24 @@ pub(crate) fn env(state_dir: &Path) -> Vec<(String, String)> {
             std::fs::create_dir_all(&store).expect("tpm2-pkcs11 store directory");
             vec![
                 ("TPM2_PKCS11_TCTI".into(), stack.tcti()),
-                ("TPM2_PKCS11_STORE".into(), store.to_string_lossy().into_owned()),
+                (
+                    "TPM2_PKCS11_STORE".into(),
+                    store.to_string_lossy().into_owned(),
+                ),
                 ("DBUS_SESSION_BUS_ADDRESS".into(), stack.bus_address()),
                 // ESAPI's warnings about expected TPM retries would fill the daemon's log.
                 ("TSS2_LOG".into(), "all+none".into()),
             ]
         }
     }
+}
+
+/// Held while a token is made. tpm2-pkcs11's C_InitToken picks a free persistent handle for
+/// its primary key and then claims it: two at once pick the same one, and the second fails
+/// ("Esys_EvictControl: NV Index or persistent object already defined").
+pub(crate) fn making_a_token() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    (Backend::current() == Backend::Tpm2).then(|| LOCK.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// swtpm, a D-Bus session bus and tpm2-abrmd, started once per test binary.
@@ -170,7 +181,10 @@ fn abrmd_path() -> PathBuf {
 fn wait_for(mut ready: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !ready() {
-        assert!(Instant::now() < deadline, "{what} did not come up within 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not come up within 15 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
