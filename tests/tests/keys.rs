@@ -136,3 +136,27 @@ fn init_refuses_to_overwrite_without_force() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn an_rsa_size_the_token_cannot_make_is_refused_by_name() {
+    let a = Appliance::init();
+    let out = a.ctl(&[
+        "key",
+        "generate",
+        "--label",
+        "big",
+        "--algorithm",
+        "rsa-4096",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match Backend::current() {
+        // SoftHSM makes RSA keys up to 16384 bits.
+        Backend::SoftHsm => assert!(out.status.success(), "{stderr}"),
+        // swtpm's TPM stops at 3072: the token's own bounds are quoted, not a bare CK_RV.
+        Backend::Tpm2 => assert!(
+            !out.status.success()
+                && stderr.contains("the token generates RSA keys of 1024 to 3072 bits, not 4096"),
+            "{stderr}"
+        ),
+    }
+}

@@ -314,6 +314,9 @@ impl Hsm {
         let l = label.to_owned();
         let quirks = self.inner.quirks;
         let info = self.run_blocking(move |w| {
+            if let KeyAlgorithm::Rsa(bits) = algorithm {
+                w.check_rsa_size(&l, bits)?;
+            }
             w.with_retry(|w| keys::generate(w.session()?, &l, algorithm, &id, quirks))?;
             w.forget_handles();
             w.with_retry(|w| keys::read_public_key(w.session()?, &l))

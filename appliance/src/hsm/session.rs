@@ -127,6 +127,24 @@ impl WorkerSession {
         Ok(key)
     }
 
+    /// Refuse an RSA size the token says it cannot generate (C_GetMechanismInfo) with a
+    /// message that says so: swtpm's TPM makes RSA keys of up to 3072 bits, and
+    /// tpm2-pkcs11 answers a 4096-bit request with a bare CKR_ATTRIBUTE_VALUE_INVALID.
+    pub fn check_rsa_size(&mut self, label: &str, bits: u32) -> Result<(), HsmError> {
+        let info = self
+            .ctx
+            .get_mechanism_info(self.slot, MechanismType::RSA_PKCS_KEY_PAIR_GEN)?;
+        let (min, max) = (info.min_key_size(), info.max_key_size());
+        // Some tokens state no bounds (0); only a stated range is enforced.
+        if max != 0 && !(min..=max).contains(&(bits as usize)) {
+            return Err(HsmError::UnsupportedKey {
+                label: label.to_owned(),
+                reason: format!("the token generates RSA keys of {min} to {max} bits, not {bits}"),
+            });
+        }
+        Ok(())
+    }
+
     /// The mechanisms the token offers (C_GetMechanismList), read once.
     pub fn token_mechanisms(&mut self) -> Result<Arc<[MechanismType]>, HsmError> {
         if let Some(m) = &self.mechanisms {
