@@ -8,6 +8,7 @@ APT_PACKAGES=(
   build-essential pkg-config libssl-dev libsqlite3-dev
   softhsm2 opensc p11-kit
   swtpm swtpm-tools tpm2-tools libtss2-dev libtpm2-pkcs11-1
+  tpm2-abrmd libtss2-tcti-tabrmd0 dbus
   libsystemd-dev
   openssl curl gnutls-bin poppler-utils qpdf ghostscript libnss3-tools
   golang-cfssl iproute2 util-linux bsdutils

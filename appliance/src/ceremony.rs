@@ -15,7 +15,7 @@ use signet_config::{Config, KeySpec};
 use signet_pki::x509::{self, CertificateParams, Issuer, Profile, Revocation, SubjectAltName};
 
 use crate::daemon::ROOT_CA;
-use crate::hsm::{softhsm, Hsm, HsmError, KeyInfo};
+use crate::hsm::{softhsm, token, Hsm, HsmError, KeyInfo};
 use crate::layout::StateLayout;
 use crate::settings;
 use crate::statelock::{LockError, StateLock};
@@ -90,10 +90,32 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
 
     let hsm_settings = settings::hsm(config).map_err(CeremonyError::Config)?;
     if let Some(dir) = &config.hsm.softhsm_dir {
-        make_dev_token(config, &config.state_path(dir), force)?;
+        prepare_softhsm_dir(&config.state_path(dir), force)?;
+    }
+    if !token::exists(&config.hsm.module, &config.hsm.token_label)? {
+        make_token(config)?;
     }
     let hsm = Hsm::open(&hsm_settings)?;
     let keys = &config.keys;
+    if force {
+        // Every old key goes before any new one is made: tpm2-pkcs11 hands out the object
+        // handles it frees again, and after a destroy/generate/destroy interleaving its
+        // search returned a handle whose object has no CKA_SENSITIVE.
+        let dev_signers = config.signing_keys.iter().map(|k| k.label.as_str());
+        for label in [
+            &keys.root_ca.label,
+            &keys.tsa.label,
+            &keys.tls_server.label,
+            &keys.ocsp_signer.label,
+            &keys.audit.label,
+        ]
+        .into_iter()
+        .map(String::as_str)
+        .chain(dev_signers.filter(|_| config.profile == signet_config::Profile::Dev))
+        {
+            hsm.destroy_blocking(label)?;
+        }
+    }
     let root_key = fresh_key(&hsm, &keys.root_ca, force)?;
     let tsa_key = fresh_key(&hsm, &keys.tsa, force)?;
     let tls_key = fresh_key(&hsm, &keys.tls_server, force)?;
@@ -296,14 +318,9 @@ pub fn sign_certificate(
     Ok(prepared.finish(&signature)?)
 }
 
-/// Make a fresh SoftHSM token (dev profile): wipe it first when `force` or when it is absent.
-fn make_dev_token(config: &Config, dir: &Path, force: bool) -> Result<(), CeremonyError> {
-    let so_pin = config.hsm.so_pin.as_ref().ok_or_else(|| {
-        CeremonyError::Config("hsm.so_pin is needed to create the dev token".into())
-    })?;
-    let user_pin = config.hsm.user_pin.as_ref().ok_or_else(|| {
-        CeremonyError::Config("hsm.user_pin is needed to create the dev token".into())
-    })?;
+/// SoftHSM's own files (dev profile): with `force`, or when there is no token yet, start
+/// from an empty token directory and a fresh config pointing at it.
+fn prepare_softhsm_dir(dir: &Path, force: bool) -> Result<(), CeremonyError> {
     let tokens = dir.join("tokens");
     let has_token = std::fs::read_dir(&tokens)
         .map(|mut d| d.next().is_some())
@@ -321,7 +338,23 @@ fn make_dev_token(config: &Config, dir: &Path, force: bool) -> Result<(), Ceremo
         path: dir.to_owned(),
         source,
     })?;
-    softhsm::init_token(
+    Ok(())
+}
+
+/// Make the configured token in a free slot of the module (C_InitToken), for any module
+/// that offers one: SoftHSM, tpm2-pkcs11. A token that exists already is kept; `--force`
+/// replaces the keys in it, not the token.
+fn make_token(config: &Config) -> Result<(), CeremonyError> {
+    let so_pin = config.hsm.so_pin.as_ref().ok_or_else(|| {
+        CeremonyError::Config(format!(
+            "no token labelled {:?}, and hsm.so_pin is needed to create one",
+            config.hsm.token_label
+        ))
+    })?;
+    let user_pin = config.hsm.user_pin.as_ref().ok_or_else(|| {
+        CeremonyError::Config("hsm.user_pin is needed to create the token".into())
+    })?;
+    token::init(
         &config.hsm.module,
         &config.hsm.token_label,
         so_pin,

@@ -146,7 +146,8 @@ pub struct HsmConfig {
     pub token_label: String,
     /// The user PIN. In clear only in the dev profile; production reads it from the sealed config.
     pub user_pin: Option<SecretString>,
-    /// The security officer PIN, used by `init` to create a dev token.
+    /// The security officer PIN, used by `init` to create the token (C_InitToken on a free
+    /// slot) when the module has none labelled `token_label`: SoftHSM, tpm2-pkcs11.
     pub so_pin: Option<SecretString>,
     /// Directory (under the state directory) of a SoftHSM token that `init` creates and
     /// signet points SOFTHSM2_CONF at. Dev only.

@@ -1,5 +1,6 @@
 //! The end-to-end harness: a real `signetd` on 127.0.0.1 with a port it picked itself, a
-//! SoftHSM token of its own in a temporary state directory, and the outside judges
+//! token of its own (SoftHSM, or tpm2-pkcs11 with `SIGNET_TEST_TOKEN=tpm2`: see [`token`])
+//! in a temporary state directory, and the outside judges
 //! (openssl, curl, rfc3161ng) run as they would be by a user.
 //!
 //! The binaries are those of the same build profile as the test (`cargo build --bins`
@@ -154,6 +155,7 @@ impl Appliance {
             "state_dir".into(),
             toml::Value::String(dir.path().to_string_lossy().into_owned()),
         );
+        token::configure(&mut table);
         edit(&mut table);
         let config = dir.path().join("appliance.toml");
         std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("write config");
@@ -168,8 +170,10 @@ impl Appliance {
             log,
             starts: 0,
         };
+        let _one_at_a_time = token::making_a_token();
         run_ok(
             Command::new(bin("signetctl"))
+                .envs(token::env(appliance.dir.path()))
                 .arg("init")
                 .arg("--config")
                 .arg(&appliance.config),
@@ -209,12 +213,16 @@ impl Appliance {
         std::fs::write(&self.config, toml::to_string(&table).expect("toml")).expect("write config");
     }
 
-    /// `pkcs11-tool` on this appliance's token, logged in.
+    /// `pkcs11-tool` on this appliance's token, logged in, whichever the backend.
     pub fn pkcs11_tool(&self) -> Command {
+        let module = match token::Backend::current() {
+            token::Backend::SoftHsm => SOFTHSM_MODULE,
+            token::Backend::Tpm2 => token::TPM2_PKCS11_MODULE,
+        };
         let mut cmd = Command::new("pkcs11-tool");
-        cmd.env("SOFTHSM2_CONF", self.softhsm_conf()).args([
+        cmd.envs(self.token_env()).args([
             "--module",
-            SOFTHSM_MODULE,
+            module,
             "--token-label",
             "signet-dev",
             "--login",
@@ -227,6 +235,17 @@ impl Appliance {
     /// A path under the state directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// The environment that points a PKCS#11 client (signetctl, a test opening the HSM in
+    /// its own process) at this appliance's token, whichever the backend.
+    pub fn token_env(&self) -> Vec<(String, String)> {
+        let mut env = token::env(self.dir.path());
+        env.push((
+            "SOFTHSM2_CONF".into(),
+            self.softhsm_conf().to_string_lossy().into_owned(),
+        ));
+        env
     }
 
     /// The environment that points SoftHSM tools (pkcs11-tool) at this appliance's token.
@@ -283,6 +302,7 @@ impl Appliance {
             cmd.current_dir(dir);
         }
         let child = cmd
+            .envs(token::env(self.dir.path()))
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(launch.config.as_deref().unwrap_or(self.config.as_os_str()))
@@ -397,7 +417,8 @@ impl Appliance {
     /// `signetctl` with this appliance's config.
     pub fn signetctl(&self) -> Command {
         let mut cmd = Command::new(bin("signetctl"));
-        cmd.env("SOFTHSM2_CONF", self.softhsm_conf());
+        cmd.env("SOFTHSM2_CONF", self.softhsm_conf())
+            .envs(token::env(self.dir.path()));
         cmd
     }
 
@@ -571,4 +592,5 @@ pub mod ocsp;
 pub mod ocsp_peers;
 pub mod pdf;
 pub mod swtpm;
+pub mod token;
 pub mod tsp;

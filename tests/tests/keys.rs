@@ -1,6 +1,7 @@
 //! Keys never leave the token: every private key the ceremony made is sensitive and never
 //! extractable, and signetd refuses to use one that is not.
 
+use signet_e2e::token::Backend;
 use signet_e2e::{run_ok, Appliance};
 
 #[test]
@@ -45,7 +46,7 @@ fn every_private_key_is_sensitive_and_never_extractable() {
 #[test]
 fn signetd_refuses_an_extractable_key_with_a_clear_message() {
     let mut a = Appliance::init();
-    run_ok(a.pkcs11_tool().args([
+    let made = signet_e2e::run(a.pkcs11_tool().args([
         "--keypairgen",
         "--key-type",
         "rsa:2048",
@@ -56,6 +57,16 @@ fn signetd_refuses_an_extractable_key_with_a_clear_message() {
         "--usage-sign",
         "--extractable",
     ]));
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    if Backend::current() == Backend::Tpm2 {
+        // tpm2-pkcs11 will not even make such a key: the refusal happens one step earlier.
+        assert!(
+            !made.status.success() && stderr.contains("both extractable AND sensitive"),
+            "tpm2-pkcs11 made an extractable key:\n{stderr}"
+        );
+        return;
+    }
+    assert!(made.status.success(), "pkcs11-tool: {stderr}");
     // Control: the untouched config starts.
     a.start();
     a.stop();
@@ -75,11 +86,7 @@ fn signetd_refuses_an_extractable_key_with_a_clear_message() {
 fn init_refuses_to_overwrite_without_force() {
     let a = Appliance::init();
     let root_before = std::fs::read(a.path("pki/root-ca.pem")).expect("root");
-    let again = signet_e2e::run(
-        std::process::Command::new(signet_e2e::bin("signetctl"))
-            .args(["init", "--config"])
-            .arg(&a.config),
-    );
+    let again = signet_e2e::run(a.signetctl().args(["init", "--config"]).arg(&a.config));
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(
@@ -93,7 +100,7 @@ fn init_refuses_to_overwrite_without_force() {
     );
 
     let out = run_ok(
-        std::process::Command::new(signet_e2e::bin("signetctl"))
+        a.signetctl()
             .args(["init", "--force", "--json", "--config"])
             .arg(&a.config),
     );
@@ -128,4 +135,28 @@ fn init_refuses_to_overwrite_without_force() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn an_rsa_size_the_token_cannot_make_is_refused_by_name() {
+    let a = Appliance::init();
+    let out = a.ctl(&[
+        "key",
+        "generate",
+        "--label",
+        "big",
+        "--algorithm",
+        "rsa-4096",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match Backend::current() {
+        // SoftHSM makes RSA keys up to 16384 bits.
+        Backend::SoftHsm => assert!(out.status.success(), "{stderr}"),
+        // swtpm's TPM stops at 3072: the token's own bounds are quoted, not a bare CK_RV.
+        Backend::Tpm2 => assert!(
+            !out.status.success()
+                && stderr.contains("the token generates RSA keys of 1024 to 3072 bits, not 4096"),
+            "{stderr}"
+        ),
+    }
 }

@@ -92,8 +92,10 @@ fn issue_client_cert(
     static HSM: OnceLock<Hsm> = OnceLock::new();
     let a = app();
     let hsm = HSM.get_or_init(|| {
-        // SoftHSM reads this when the module is initialised, once per process.
-        std::env::set_var("SOFTHSM2_CONF", a.softhsm_conf());
+        // The module reads these when it is initialised, once per process.
+        for (k, v) in a.token_env() {
+            std::env::set_var(k, v);
+        }
         let config = signet_config::Config::load(&a.config).expect("config");
         Hsm::open(&signet::settings::hsm(&config).expect("settings")).expect("HSM")
     });

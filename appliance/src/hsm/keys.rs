@@ -1,7 +1,7 @@
 //! Key pairs in the token: lookup by label, the attribute check that refuses keys which
 //! could leave the HSM, public key extraction, and generation.
 
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use der::asn1::{BitString, ObjectIdentifier, OctetString};
@@ -12,6 +12,7 @@ use signet_pki::verify::PublicKey;
 use signet_pki::KeyAlgorithm;
 
 use super::error::HsmError;
+use super::quirks::Quirks;
 
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -49,6 +50,22 @@ pub(super) fn find_private_key(session: &Session, label: &str) -> Result<ObjectH
     };
     check_never_leaves(session, handle, label)?;
     Ok(handle)
+}
+
+/// The mechanisms the key allows (CKA_ALLOWED_MECHANISMS); empty when the token does not
+/// say, which PKCS#11 reads as "any".
+pub(super) fn allowed_mechanisms(
+    session: &Session,
+    key: ObjectHandle,
+) -> Result<Vec<MechanismType>, HsmError> {
+    let attrs = session.get_attributes(key, &[AttributeType::AllowedMechanisms])?;
+    Ok(attrs
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::AllowedMechanisms(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default())
 }
 
 /// Refuse a private key whose attributes say it is extractable or not sensitive.
@@ -185,6 +202,7 @@ pub(super) fn generate(
     label: &str,
     algorithm: KeyAlgorithm,
     id: &[u8],
+    quirks: Quirks,
 ) -> Result<(), HsmError> {
     let exists = !session
         .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?
@@ -200,14 +218,16 @@ pub(super) fn generate(
             Attribute::Id(id.to_vec()),
         ]
     };
+    // No CKA_VERIFY on the public key: Signet verifies in software, and tpm2-pkcs11 refuses
+    // a template that sets it ("User specified and TPM specified attr mismatch: 0x10a").
     let mut public = common(false);
-    public.push(Attribute::Verify(true));
     let mut private = common(true);
+    let rsa = matches!(algorithm, KeyAlgorithm::Rsa(_));
     private.extend([
         Attribute::Sign(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
-        Attribute::Decrypt(false),
+        Attribute::Decrypt(rsa && quirks.rsa_sign_needs_decrypt),
         Attribute::Derive(false),
     ]);
     let mechanism = match algorithm {

@@ -8,12 +8,15 @@
 
 mod error;
 mod keys;
+mod mechanism;
 mod pool;
+mod quirks;
 mod session;
 mod sign;
 pub mod softhsm;
 #[cfg(test)]
 mod tests;
+pub mod token;
 
 pub use error::HsmError;
 pub use keys::KeyInfo;

@@ -16,6 +16,7 @@ use signet_pki::{KeyAlgorithm, SignatureScheme};
 
 use super::error::HsmError;
 use super::keys::{self, KeyInfo};
+use super::quirks::Quirks;
 use super::session::{find_slot, open_logged_in, WorkerSession};
 use super::sign::sign_digest;
 
@@ -61,6 +62,7 @@ struct Inner {
     pin: Arc<AuthPin>,
     workers: usize,
     threads: Vec<JoinHandle<()>>,
+    quirks: Quirks,
 }
 
 impl Drop for Inner {
@@ -78,6 +80,7 @@ impl Hsm {
     /// Load the module, find the token, check the PIN, and start the workers.
     pub fn open(settings: &HsmSettings) -> Result<Hsm, HsmError> {
         let ctx = load_module(&settings.module)?;
+        let quirks = Quirks::of(&ctx);
         let slot = find_slot(&ctx, &settings.token_label)?;
         let pin = Arc::new(AuthPin::new(settings.pin.expose_secret().into()));
         // Log in once here so a wrong PIN stops the start instead of every request.
@@ -118,6 +121,7 @@ impl Hsm {
                 pin,
                 workers: settings.workers,
                 threads,
+                quirks,
             }),
         })
     }
@@ -308,8 +312,12 @@ impl Hsm {
     ) -> Result<Arc<KeyInfo>, HsmError> {
         let id = self.random_blocking(16)?;
         let l = label.to_owned();
+        let quirks = self.inner.quirks;
         let info = self.run_blocking(move |w| {
-            w.with_retry(|w| keys::generate(w.session()?, &l, algorithm, &id))?;
+            if let KeyAlgorithm::Rsa(bits) = algorithm {
+                w.check_rsa_size(&l, bits)?;
+            }
+            w.with_retry(|w| keys::generate(w.session()?, &l, algorithm, &id, quirks))?;
             w.forget_handles();
             w.with_retry(|w| keys::read_public_key(w.session()?, &l))
         })?;

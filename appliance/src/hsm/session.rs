@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::MechanismType;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
@@ -21,7 +22,18 @@ pub struct WorkerSession {
     pin: Arc<AuthPin>,
     slot: Slot,
     session: Option<Session>,
-    handles: HashMap<String, ObjectHandle>,
+    handles: HashMap<String, PrivateKey>,
+    /// The token's C_GetMechanismList, read once.
+    mechanisms: Option<Arc<[MechanismType]>>,
+}
+
+/// A private key found and checked in this session.
+#[derive(Clone)]
+pub struct PrivateKey {
+    /// Its handle in this session.
+    pub handle: ObjectHandle,
+    /// Its CKA_ALLOWED_MECHANISMS (empty: not restricted).
+    pub allowed: Arc<[MechanismType]>,
 }
 
 impl WorkerSession {
@@ -33,6 +45,7 @@ impl WorkerSession {
             slot,
             session: None,
             handles: HashMap::new(),
+            mechanisms: None,
         }
     }
 
@@ -92,16 +105,54 @@ impl WorkerSession {
             let _ = s.close();
         }
         self.handles.clear();
+        self.mechanisms = None;
     }
 
     /// The private key handle for `label`, found and checked once per session.
     pub fn private_key(&mut self, label: &str) -> Result<ObjectHandle, HsmError> {
-        if let Some(h) = self.handles.get(label) {
-            return Ok(*h);
+        Ok(self.signing_key(label)?.handle)
+    }
+
+    /// The private key labelled `label` with the mechanisms it allows, found and checked
+    /// once per session.
+    pub fn signing_key(&mut self, label: &str) -> Result<PrivateKey, HsmError> {
+        if let Some(k) = self.handles.get(label) {
+            return Ok(k.clone());
         }
-        let handle = keys::find_private_key(self.session()?, label)?;
-        self.handles.insert(label.to_owned(), handle);
-        Ok(handle)
+        let session = self.session()?;
+        let handle = keys::find_private_key(session, label)?;
+        let allowed = keys::allowed_mechanisms(session, handle)?.into();
+        let key = PrivateKey { handle, allowed };
+        self.handles.insert(label.to_owned(), key.clone());
+        Ok(key)
+    }
+
+    /// Refuse an RSA size the token says it cannot generate (C_GetMechanismInfo) with a
+    /// message that says so: swtpm's TPM makes RSA keys of up to 3072 bits, and
+    /// tpm2-pkcs11 answers a 4096-bit request with a bare CKR_ATTRIBUTE_VALUE_INVALID.
+    pub fn check_rsa_size(&mut self, label: &str, bits: u32) -> Result<(), HsmError> {
+        let info = self
+            .ctx
+            .get_mechanism_info(self.slot, MechanismType::RSA_PKCS_KEY_PAIR_GEN)?;
+        let (min, max) = (info.min_key_size(), info.max_key_size());
+        // Some tokens state no bounds (0); only a stated range is enforced.
+        if max != 0 && !(min..=max).contains(&(bits as usize)) {
+            return Err(HsmError::UnsupportedKey {
+                label: label.to_owned(),
+                reason: format!("the token generates RSA keys of {min} to {max} bits, not {bits}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The mechanisms the token offers (C_GetMechanismList), read once.
+    pub fn token_mechanisms(&mut self) -> Result<Arc<[MechanismType]>, HsmError> {
+        if let Some(m) = &self.mechanisms {
+            return Ok(Arc::clone(m));
+        }
+        let list: Arc<[MechanismType]> = self.ctx.get_mechanism_list(self.slot)?.into();
+        self.mechanisms = Some(Arc::clone(&list));
+        Ok(list)
     }
 
     /// Forget cached handles (after keys were created or destroyed).

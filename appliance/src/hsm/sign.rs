@@ -1,6 +1,6 @@
 //! Signing a digest in the token. Every mechanism takes a digest computed in software, so
 //! the same code works on tokens without combined hash-and-sign mechanisms (SoftHSM has no
-//! CKM_ECDSA_SHA256).
+//! CKM_ECDSA_SHA256); which mechanism is checked against the token in [`super::mechanism`].
 
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -8,6 +8,7 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use signet_pki::{ecdsa_sig, HashAlg, SignatureScheme};
 
 use super::error::HsmError;
+use super::mechanism;
 use super::session::WorkerSession;
 
 /// Sign `digest` with the private key labelled `label`; ECDSA signatures come back as DER.
@@ -28,8 +29,15 @@ pub(super) fn sign_digest(
         SignatureScheme::Ecdsa(_) => (Mechanism::Ecdsa, digest.to_vec()),
     };
     let raw = worker.with_retry(|w| {
-        let key = w.private_key(label)?;
-        Ok(w.session()?.sign(&mechanism, key, &data)?)
+        let key = w.signing_key(label)?;
+        let offered = w.token_mechanisms()?;
+        mechanism::for_scheme(scheme, &offered, &key.allowed).map_err(|missing| {
+            HsmError::UnsupportedKey {
+                label: label.to_owned(),
+                reason: format!("the token offers no {missing} for this key ({scheme:?})"),
+            }
+        })?;
+        Ok(w.session()?.sign(&mechanism, key.handle, &data)?)
     })?;
     match scheme {
         SignatureScheme::Ecdsa(_) => Ok(ecdsa_sig::raw_to_der(&raw)?),

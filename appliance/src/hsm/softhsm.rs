@@ -3,12 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::error::HsmError;
-use super::pool::load_module;
 
 /// The softhsm2.conf template; `@TOKENDIR@` is replaced by the token directory.
 pub const CONF_TEMPLATE: &str = include_str!("../../../softhsm/softhsm2.conf.in");
@@ -37,7 +34,7 @@ pub fn write_conf(dir: &Path) -> std::io::Result<PathBuf> {
     Ok(conf)
 }
 
-/// Initialise a new token labelled `label` in the first free slot of `module`, with the
+/// Initialise a new token labelled `label` in the first free slot of SoftHSM, with the
 /// given SO and user PINs. The process's SOFTHSM2_CONF must point at the token's config.
 pub fn init_token(
     module: &Path,
@@ -45,23 +42,5 @@ pub fn init_token(
     so_pin: &SecretString,
     user_pin: &SecretString,
 ) -> Result<(), HsmError> {
-    let ctx = load_module(module)?;
-    let slot = ctx
-        .get_all_slots()?
-        .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .map(|t| !t.token_initialized())
-                .unwrap_or(false)
-        })
-        .ok_or_else(|| HsmError::TokenNotFound("(a free slot)".into()))?;
-    let so = AuthPin::new(so_pin.expose_secret().into());
-    ctx.init_token(slot, &so, label)?;
-    // C_InitToken may renumber slots (SoftHSM does): find the new token by its label.
-    let slot = super::session::find_slot(&ctx, label)?;
-    let session = ctx.open_rw_session(slot)?;
-    session.login(UserType::So, Some(&so))?;
-    session.init_pin(&AuthPin::new(user_pin.expose_secret().into()))?;
-    session.logout()?;
-    Ok(())
+    super::token::init(module, label, so_pin, user_pin)
 }
