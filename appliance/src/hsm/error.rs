@@ -88,7 +88,9 @@ impl HsmError {
     /// Whether the device itself is gone, so that no new session can help until the
     /// module is initialised again. p11-kit's client module answers CKR_DEVICE_ERROR for
     /// every call once its server is gone, C_GetSlotList included, and finds no token after
-    /// C_Initialize until the server is back.
+    /// C_Initialize until the server is back. CKR_GENERAL_ERROR is not among these: a
+    /// module may answer it to one odd request, and one request must not take the token
+    /// offline for every other; if the device is really gone, the next probe says so.
     pub(crate) fn is_device_lost(&self) -> bool {
         matches!(
             self,
@@ -98,8 +100,7 @@ impl HsmError {
                         | RvError::DeviceRemoved
                         | RvError::TokenNotPresent
                         | RvError::TokenNotRecognized
-                        | RvError::CryptokiNotInitialized
-                        | RvError::GeneralError,
+                        | RvError::CryptokiNotInitialized,
                     _
                 ))
         )
