@@ -105,6 +105,14 @@ impl P11KitServer {
         }
     }
 
+    /// Send `signal` to the server and every `p11-kit-remote` it forked (SIGSTOP: the token
+    /// stops answering without closing anything, as behind a network that drops packets).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("p11-kit server running");
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::killpg(group, signal).expect("signal the p11-kit server");
+    }
+
     /// SIGKILL the server and every `p11-kit-remote` it forked: the token is gone.
     pub fn kill9(&mut self) {
         let Some(mut child) = self.child.take() else {
@@ -112,6 +120,7 @@ impl P11KitServer {
         };
         let group = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        // A stopped group dies of SIGKILL too; SIGCONT is not needed.
         let _ = child.wait();
         unregister_child(child.id());
     }

@@ -395,13 +395,13 @@ impl Drop for Notify {
     }
 }
 
-#[test]
-fn a_killed_hsm_server_is_answered_unavailable_at_once_and_recovered_by_itself() {
+/// An appliance whose token is served by `p11-kit server` (started here), with signetd
+/// started on p11-kit's client module and `env` added.
+fn on_p11kit(env: Vec<(std::ffi::OsString, std::ffi::OsString)>) -> (Appliance, P11KitServer) {
     let module = client_module();
     let mut app = Appliance::init();
     // The token `init` made, served from another process from now on.
-    let mut server =
-        P11KitServer::start(&app.path("p11-kit.sock"), &app.softhsm_conf(), "signet-dev");
+    let server = P11KitServer::start(&app.path("p11-kit.sock"), &app.softhsm_conf(), "signet-dev");
     app.edit_config(|t| {
         let hsm = t["hsm"].as_table_mut().expect("[hsm]");
         hsm.insert(
@@ -413,37 +413,33 @@ fn a_killed_hsm_server_is_answered_unavailable_at_once_and_recovered_by_itself()
             toml::Value::Integer(OP_TIMEOUT.as_millis() as i64),
         );
     });
-    let notify_path = app.path("notify.sock");
-    let notify = Notify::listen(&notify_path);
     let (key, value) = server.client_env();
+    let mut env = env;
+    env.push((key.into(), value.into()));
     app.spawn(&Launch {
-        env: vec![
-            (key.into(), value.into()),
-            ("NOTIFY_SOCKET".into(), notify_path.clone().into()),
-            (
-                "WATCHDOG_USEC".into(),
-                WATCHDOG.as_micros().to_string().into(),
-            ),
-        ],
+        env,
         ..Launch::default()
     });
-    let addr = app.wait_listening().expect("signetd on p11-kit's client");
+    app.wait_listening().expect("signetd on p11-kit's client");
     assert_eq!(readyz(&app), (200, "ready\n".into()));
+    (app, server)
+}
 
-    let judge = Arc::new(Judge::new(&app));
+/// Start the load clients on `rt`: TSA, OCSP with a nonce, and two JSON signing clients.
+fn start_load(
+    rt: &tokio::runtime::Runtime,
+    app: &Appliance,
+    judge: &Arc<Judge>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Sample>>> {
     let ocsp_request = Bytes::from(signet_e2e::ocsp::request(
         &judge.root,
         &[&judge.tsa_cert],
         16,
     ));
-    let config = demo_client_config(&app);
-    let stop = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let clients: Vec<_> = [Kind::Tsa, Kind::Ocsp, Kind::Sign, Kind::Sign]
+    let config = demo_client_config(app);
+    let addr = app.addr.expect("listening");
+    [Kind::Tsa, Kind::Ocsp, Kind::Sign, Kind::Sign]
         .into_iter()
         .enumerate()
         .map(|(n, kind)| {
@@ -452,12 +448,59 @@ fn a_killed_hsm_server_is_answered_unavailable_at_once_and_recovered_by_itself()
                 n as u64,
                 addr,
                 Arc::clone(&config),
-                Arc::clone(&judge),
+                Arc::clone(judge),
                 ocsp_request.clone(),
-                Arc::clone(&stop),
+                Arc::clone(stop),
             ))
         })
-        .collect();
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// One test at a time: each loads a daemon on the two cores with timing assertions.
+static ALONE: Mutex<()> = Mutex::new(());
+
+fn wrong_answers(samples: &[Sample], since: Instant) -> Vec<String> {
+    samples
+        .iter()
+        .filter_map(|s| match &s.outcome {
+            Outcome::Wrong(w) => Some(format!(
+                "{:?} +{:?}: {w}",
+                s.kind,
+                s.started.saturating_duration_since(since)
+            )),
+            _ => None,
+        })
+        .take(10)
+        .collect()
+}
+
+#[test]
+fn a_killed_hsm_server_is_answered_unavailable_at_once_and_recovered_by_itself() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let notify_dir = tempfile::tempdir().expect("tmp");
+    let notify_path = notify_dir.path().join("notify.sock");
+    let notify = Notify::listen(&notify_path);
+    let (mut app, mut server) = on_p11kit(vec![
+        ("NOTIFY_SOCKET".into(), notify_path.clone().into()),
+        (
+            "WATCHDOG_USEC".into(),
+            WATCHDOG.as_micros().to_string().into(),
+        ),
+    ]);
+    let addr = app.addr.expect("listening");
+    let judge = Arc::new(Judge::new(&app));
+    let config = demo_client_config(&app);
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = runtime();
+    let clients = start_load(&rt, &app, &judge, &stop);
     // The mTLS listener's /readyz, on a connection opened while the HSM (and with it the
     // TLS server key) is up.
     let mut probe = rt
@@ -503,14 +546,7 @@ fn a_killed_hsm_server_is_answered_unavailable_at_once_and_recovered_by_itself()
 
     // Nothing wrong, ever: every answer is a verified signature or the protocol's
     // "unavailable".
-    let wrong: Vec<String> = samples
-        .iter()
-        .filter_map(|s| match &s.outcome {
-            Outcome::Wrong(w) => Some(format!("{:?} +{:?}: {w}", s.kind, s.started - killed)),
-            _ => None,
-        })
-        .take(10)
-        .collect();
+    let wrong = wrong_answers(&samples, killed);
     assert!(wrong.is_empty(), "{wrong:#?}\n{}", app.log());
 
     let window = |s: &Sample, from: Instant, to: Instant| s.started >= from && s.started < to;
@@ -668,4 +704,77 @@ fn a_killed_hsm_server_is_answered_unavailable_at_once_and_recovered_by_itself()
     let status = app.stop().expect("running");
     assert!(status.success(), "{status}\n{}", app.log());
     assert!(!app.log().contains("panicked"), "{}", app.log());
+}
+
+/// The token stops answering without closing anything (the server's process group stopped,
+/// as behind a network that drops packets): the requests already waiting are answered
+/// "unavailable" when the operation timeout runs out, never later; the silent token is then
+/// marked lost, so that later requests are refused at once; and when the server runs
+/// again signetd recovers by itself.
+#[test]
+fn a_frozen_hsm_server_holds_no_request_past_the_operation_timeout() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut app, server) = on_p11kit(Vec::new());
+    let judge = Arc::new(Judge::new(&app));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = runtime();
+    let clients = start_load(&rt, &app, &judge, &stop);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let frozen = Instant::now();
+    server.signal(nix::sys::signal::Signal::SIGSTOP);
+    // The probe's own wait, plus its interval, plus slack for two loaded cores.
+    let readyz_notice = readyz_until(&app, 503, frozen, OP_TIMEOUT + Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(frozen.elapsed()));
+    let thawed = Instant::now();
+    server.signal(nix::sys::signal::Signal::SIGCONT);
+    let recovered_after = readyz_until(&app, 200, thawed, RECOVER);
+    let recovered = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let samples: Vec<Sample> = clients
+        .into_iter()
+        .flat_map(|c| rt.block_on(c).expect("client task"))
+        .collect();
+
+    let wrong = wrong_answers(&samples, frozen);
+    assert!(wrong.is_empty(), "{wrong:#?}\n{}", app.log());
+    // No request outlived the operation timeout by more than the time to answer it.
+    let max = samples.iter().map(|s| s.latency).max().unwrap_or_default();
+    assert!(
+        max < OP_TIMEOUT + Duration::from_millis(500),
+        "a request took {max:?} (operation timeout {OP_TIMEOUT:?})"
+    );
+    // Once the token is marked lost, refusals come at once.
+    let marked = frozen + readyz_notice;
+    let late: Vec<Duration> = samples
+        .iter()
+        .filter(|s| s.started > marked + Duration::from_millis(100) && s.started < thawed)
+        .map(|s| s.latency)
+        .filter(|l| *l > Duration::from_millis(500))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "slow refusals after the loss was known: {late:?}"
+    );
+    let refused_in_freeze = samples
+        .iter()
+        .filter(|s| s.started > frozen && s.started < thawed)
+        .filter(|s| matches!(s.outcome, Outcome::Unavailable))
+        .count();
+    assert!(refused_in_freeze > 0, "nothing refused while frozen");
+    let settled = recovered + Duration::from_millis(500);
+    let after: Vec<&Sample> = samples.iter().filter(|s| s.started > settled).collect();
+    assert!(
+        !after.is_empty() && after.iter().all(|s| matches!(s.outcome, Outcome::Signed)),
+        "not everything signed again after recovery"
+    );
+    println!(
+        "frozen token: /readyz 503 after {readyz_notice:?}, longest request {max:?} \
+         (timeout {OP_TIMEOUT:?}), {refused_in_freeze} refused; recovered {recovered_after:?} \
+         after SIGCONT"
+    );
+
+    let status = app.stop().expect("running");
+    assert!(status.success(), "{status}\n{}", app.log());
 }
