@@ -747,9 +747,17 @@ fn a_frozen_hsm_server_holds_no_request_past_the_operation_timeout() {
     );
     // Once the token is marked lost, refusals come at once.
     let marked = frozen + readyz_notice;
-    let late: Vec<Duration> = samples
+    let known: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.started > marked + Duration::from_millis(100) && s.started < thawed)
+        .collect();
+    assert!(
+        known.len() > 10,
+        "{} requests between the loss being known and the thaw",
+        known.len()
+    );
+    let late: Vec<Duration> = known
+        .iter()
         .map(|s| s.latency)
         .filter(|l| *l > Duration::from_millis(500))
         .collect();

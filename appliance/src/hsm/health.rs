@@ -36,8 +36,9 @@ pub(super) struct Health {
     started: Instant,
     /// Milliseconds since `started` of the reconnect loop's last sign of life.
     heartbeat_ms: AtomicU64,
-    /// Jobs the workers have finished: a probe that times out while this does not move
-    /// means the workers are stuck in the token, not merely busy.
+    /// Jobs the workers have begun and finished: a wait that times out while every worker
+    /// is in a job and none finishes means the workers are stuck in the token, not merely busy.
+    begun: AtomicU64,
     completed: AtomicU64,
 }
 
@@ -50,6 +51,7 @@ impl Health {
             watch: watch::channel(Readiness::Ready).0,
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
             completed: AtomicU64::new(0),
         }
     }
@@ -128,6 +130,16 @@ impl Health {
     pub(super) fn since_beat(&self) -> Duration {
         let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Acquire));
         self.started.elapsed().saturating_sub(last)
+    }
+
+    pub(super) fn job_begun(&self) {
+        self.begun.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Workers in a job now.
+    pub(super) fn busy(&self) -> u64 {
+        let done = self.completed.load(Ordering::Relaxed);
+        self.begun.load(Ordering::Relaxed).saturating_sub(done)
     }
 
     pub(super) fn job_done(&self) {

@@ -41,6 +41,9 @@ pub struct HsmSettings {
 
 pub(super) type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
 
+/// The longest wait for a key pair to be generated.
+const KEYGEN_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// A job that runs `op` on a worker, notes a lost device, and hands the result to `reply`.
 pub(super) fn job<T>(
     op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
@@ -158,6 +161,7 @@ impl Hsm {
                     // again under a call in flight.
                     let module = shared.module.read().unwrap_or_else(|p| p.into_inner());
                     worker.adopt(&module);
+                    shared.health.job_begun();
                     job(&mut worker);
                     drop(module);
                     shared.health.job_done();
@@ -266,21 +270,39 @@ impl Hsm {
         Ok(rx)
     }
 
-    /// Wait for a submitted job until `deadline`.
+    /// Wait for a submitted job until `deadline`; `done_before` is [`Health::jobs_done`]
+    /// when it was submitted.
     async fn wait<T>(
         &self,
         rx: oneshot::Receiver<Result<T, HsmError>>,
         deadline: tokio::time::Instant,
+        done_before: u64,
     ) -> Result<T, HsmError> {
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(HsmError::Unavailable),
-            Err(_) => Err(HsmError::Timeout(self.inner.shared.op_timeout)),
+            Err(_) => Err(self.timed_out(self.inner.shared.op_timeout, done_before)),
         }
     }
 
-    fn deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + self.inner.shared.op_timeout
+    /// A wait of `limit` ran out. If every worker is in a job and none finished one
+    /// meanwhile, they are stuck in a token that does not answer: it is marked lost, so that
+    /// the callers after this one are refused at once instead of each waiting out the
+    /// timeout. One slow call while other workers are free is not that.
+    fn timed_out(&self, limit: Duration, done_before: u64) -> HsmError {
+        let health = &self.inner.shared.health;
+        let all_busy = health.busy() >= self.inner.workers as u64;
+        if all_busy && health.jobs_done() == done_before {
+            health.mark_lost(&format!("no answer within {limit:?} and no job finished"));
+        }
+        HsmError::Timeout(limit)
+    }
+
+    fn deadline(&self) -> (tokio::time::Instant, u64) {
+        (
+            tokio::time::Instant::now() + self.inner.shared.op_timeout,
+            self.inner.shared.health.jobs_done(),
+        )
     }
 
     /// Run `op` on a worker and wait for it, at most the operation timeout, without
@@ -289,8 +311,8 @@ impl Hsm {
         &self,
         op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
     ) -> Result<T, HsmError> {
-        let deadline = self.deadline();
-        self.wait(self.submit(op)?, deadline).await
+        let (deadline, done) = self.deadline();
+        self.wait(self.submit(op)?, deadline, done).await
     }
 
     /// Run `op` on a worker and block this thread until it is done, at most the operation
@@ -300,14 +322,25 @@ impl Hsm {
         &self,
         op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
     ) -> Result<T, HsmError> {
+        self.run_blocking_within(self.inner.shared.op_timeout, op)
+    }
+
+    /// [`Hsm::run_blocking`] with a wait of `limit` instead.
+    fn run_blocking_within<T: Send + 'static>(
+        &self,
+        limit: Duration,
+        op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
+    ) -> Result<T, HsmError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let done_before = self.inner.shared.health.jobs_done();
         self.submit_with(op, move |r| {
             let _ = tx.try_send(r);
         })?;
-        let limit = self.inner.shared.op_timeout;
         let wait = move || match rx.recv_timeout(limit) {
             Ok(result) => Ok(result),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(HsmError::Timeout(limit)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(self.timed_out(limit, done_before))
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(HsmError::Unavailable),
         };
         let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
@@ -431,10 +464,10 @@ impl Hsm {
                     .collect::<Vec<_>>())
             })?);
         }
-        let deadline = self.deadline();
+        let (deadline, done) = self.deadline();
         let mut results = Vec::new();
         for rx in pending {
-            results.extend(self.wait(rx, deadline).await?);
+            results.extend(self.wait(rx, deadline, done).await?);
         }
         Ok(results)
     }
@@ -447,7 +480,8 @@ impl Hsm {
     ) -> Result<Arc<KeyInfo>, HsmError> {
         let id = self.random_blocking(16)?;
         let l = label.to_owned();
-        let info = self.run_blocking(move |w| {
+        // Generating an RSA key takes seconds on some tokens: not bound by the signing timeout.
+        let info = self.run_blocking_within(KEYGEN_TIMEOUT, move |w| {
             w.with_retry(|w| keys::generate(w.session()?, &l, algorithm, &id))?;
             w.forget_handles();
             w.with_retry(|w| keys::read_public_key(w.session()?, &l))

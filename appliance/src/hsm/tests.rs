@@ -353,3 +353,31 @@ fn device_errors_mean_lost_and_session_errors_mean_retry() {
     assert!(HsmError::Timeout(Duration::from_secs(1)).is_unavailable());
     assert!(!HsmError::KeyChanged("k".into()).is_unavailable());
 }
+
+#[test]
+fn workers_stuck_in_the_token_mark_it_lost_for_the_callers_after() {
+    // Alone: the reconnect that follows finalises the module every pool shares.
+    let _alone = LOGIN.write().unwrap_or_else(|e| e.into_inner());
+    let _keys = hsm();
+    let settings = HsmSettings {
+        workers: 1,
+        op_timeout: Duration::from_millis(200),
+        ..token().1.clone()
+    };
+    let hsm = Hsm::open(&settings).expect("open");
+    // The only worker does not come back (a token that stopped answering).
+    let stuck = hsm.run_blocking(|_| {
+        std::thread::sleep(Duration::from_millis(1000));
+        Ok(())
+    });
+    assert!(matches!(stuck, Err(HsmError::Timeout(_))), "{stuck:?}");
+    let start = std::time::Instant::now();
+    assert!(matches!(hsm.random_blocking(1), Err(HsmError::Lost)));
+    assert!(
+        start.elapsed() < Duration::from_millis(50),
+        "refused at once"
+    );
+    // Once the worker is back, the pool reconnects by itself.
+    until_ready(&hsm, Duration::from_secs(5)).expect("ready again");
+    assert!(hsm.random_blocking(1).is_ok());
+}
