@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev libsqlite3-dev
-  softhsm2 opensc p11-kit
+  softhsm2 opensc p11-kit p11-kit-modules
   swtpm swtpm-tools tpm2-tools libtss2-dev libtpm2-pkcs11-1
   tpm2-abrmd libtss2-tcti-tabrmd0 dbus
   libsystemd-dev

@@ -327,14 +327,22 @@ pub async fn run(
             stopped(),
         ));
     }
+    tasks.spawn(crate::hsm_watch::follow(
+        hsm.readiness(),
+        notifier.clone(),
+        audit.clone(),
+        stopped(),
+    ));
     if let Some(interval) = crate::systemd::watchdog_interval() {
+        // A lost HSM is reported (STATUS=, /readyz) and reconnected, not a reason for a
+        // restart; a reconnect loop stuck in the module is.
         let hsm = hsm.clone();
         tasks.spawn(crate::systemd::keep_alive(
             notifier.clone(),
             interval,
-            move |within| {
-                let hsm = hsm.clone();
-                async move { hsm.answers(within).await }
+            move |_| {
+                let alive = hsm.alive();
+                async move { alive }
             },
             stopped(),
         ));

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod docs;
 pub mod hardening;
 pub mod hsm;
+pub mod hsm_watch;
 pub mod issuance;
 pub mod layout;
 pub mod ocsp;

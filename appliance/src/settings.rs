@@ -16,6 +16,7 @@ pub fn hsm(config: &Config) -> Result<HsmSettings, String> {
         pin,
         workers: config.hsm.workers,
         queue_depth: config.hsm.queue_depth,
+        op_timeout: std::time::Duration::from_millis(config.hsm.op_timeout_ms),
     })
 }
 

@@ -45,7 +45,7 @@ impl Notifier {
         self.send("STOPPING=1\nSTATUS=stopping\n");
     }
 
-    /// `WATCHDOG=1`: alive and the HSM answers.
+    /// `WATCHDOG=1`: alive (the HSM may be lost and being reconnected; STATUS= says so).
     pub fn keep_alive(&self) {
         self.send("WATCHDOG=1\n");
     }
@@ -88,7 +88,8 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 /// Send a keep-alive every half `interval` while `healthy` answers `true` within that half.
 /// A probe that fails or hangs withholds that keep-alive: twice in a row and systemd
-/// restarts the service, which is the point when the HSM no longer signs.
+/// restarts the service. signetd's probe asks whether its HSM reconnect loop is stuck in
+/// the module: a token that is merely gone is reconnected without a restart.
 pub async fn keep_alive<F, Fut>(
     notifier: Notifier,
     interval: Duration,
@@ -113,7 +114,7 @@ pub async fn keep_alive<F, Fut>(
         {
             notifier.keep_alive();
         } else {
-            tracing::error!("the HSM does not answer: watchdog keep-alive withheld");
+            tracing::error!("the HSM module is stuck: watchdog keep-alive withheld");
         }
     }
 }

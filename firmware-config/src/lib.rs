@@ -158,6 +158,10 @@ pub struct HsmConfig {
     /// Requests that may wait for a signing thread; beyond that callers are told "busy" at once.
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// Longest a request waits for one HSM operation (queue included), milliseconds; past
+    /// that it is answered "unavailable" and the HSM is probed. Default: 5000.
+    #[serde(default = "default_op_timeout_ms")]
+    pub op_timeout_ms: u64,
 }
 
 /// A key in the token.
@@ -579,6 +583,9 @@ fn default_workers() -> usize {
 }
 fn default_queue_depth() -> usize {
     1024
+}
+fn default_op_timeout_ms() -> u64 {
+    5000
 }
 fn default_accuracy_ms() -> u64 {
     1000

@@ -50,6 +50,15 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
     if config.hsm.queue_depth == 0 {
         bad("hsm.queue_depth", "must be at least 1".into());
     }
+    if !(100..=600_000).contains(&config.hsm.op_timeout_ms) {
+        bad(
+            "hsm.op_timeout_ms",
+            format!(
+                "{} is out of range: 100 to 600000",
+                config.hsm.op_timeout_ms
+            ),
+        );
+    }
 
     if let Err(why) = check_oid(&config.tsa.policy) {
         bad("tsa.policy", format!("`{}`: {why}", config.tsa.policy));

@@ -263,3 +263,27 @@ fn missing_required_key_points_at_its_table() {
     );
     assert_eq!(p[0].line, position(&text, "[hsm]", 0).0);
 }
+
+#[test]
+fn the_hsm_operation_timeout_is_bounded() {
+    for (value, ok) in [
+        ("50", false),
+        ("100", true),
+        ("5000", true),
+        ("600001", false),
+    ] {
+        let text = dev_with(
+            "queue_depth = 1024",
+            &format!("queue_depth = 1024\nop_timeout_ms = {value}"),
+        );
+        let p = problems(&text, Origin::Clear);
+        if ok {
+            assert!(p.is_empty(), "{value}: {p:?}");
+        } else {
+            assert_eq!(p.len(), 1, "{value}: {p:?}");
+            assert_eq!(p[0].key, "hsm.op_timeout_ms");
+        }
+    }
+    let default = Config::parse_as("dev.toml", DEV_TOML, Origin::Clear).expect("dev.toml");
+    assert_eq!(default.hsm.op_timeout_ms, 5000);
+}

@@ -590,6 +590,7 @@ pub mod client;
 pub mod load;
 pub mod ocsp;
 pub mod ocsp_peers;
+pub mod p11kit;
 pub mod pdf;
 pub mod swtpm;
 pub mod token;

@@ -95,7 +95,8 @@ impl App {
     ) -> Response<ResponseBody> {
         let started = Instant::now();
         let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-        if path == "/healthz" {
+        // Probes of the load balancer and the service manager: answered, not audited.
+        if path == "/healthz" || path == "/readyz" {
             return Arc::clone(&self).dispatch(req, listener, client).await;
         }
         let (resp, input) =
@@ -174,6 +175,7 @@ impl App {
                 return crl::get(&self, &p["/crl/".len()..], req.headers())
             }
             (&Method::GET, "/healthz") => return problem::text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => return readiness(&self.hsm),
             _ => {}
         }
         let (Listener::Api, Some(cert)) = (listener, client) else {
@@ -201,6 +203,24 @@ impl App {
             (&Method::GET, ["v1", "openapi.json"]) => openapi::document(),
             _ => problem::json(StatusCode::NOT_FOUND, "not-found", "no such route"),
         }
+    }
+}
+
+/// `/readyz`: whether requests can be signed now. `/healthz` stays liveness only: a daemon
+/// whose HSM is lost is alive, answers "unavailable" at once and reconnects by itself.
+fn readiness(hsm: &Hsm) -> HttpResponse {
+    if hsm.is_ready() {
+        problem::text(StatusCode::OK, "ready\n")
+    } else {
+        let mut resp = problem::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: hsm unavailable\n",
+        );
+        resp.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        resp
     }
 }
 

@@ -127,6 +127,7 @@ mod tests {
             "GET /ocsp/{}",
             "GET /crl/{}",
             "GET /healthz",
+            "GET /readyz",
         ] {
             assert!(
                 routes.contains(r),

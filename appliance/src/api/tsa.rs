@@ -1,6 +1,11 @@
 //! `POST /v1/tsa`: RFC 3161 over HTTP (section 3.4). Every answer carries a TimeStampResp:
 //! a rejection is an HTTP 200 like a grant (the exchange itself succeeded), except for
 //! failures of the HTTP layer (415, 413, 400) and of the appliance itself (503).
+//!
+//! Why 503 for `systemFailure` (the HSM lost, busy or slow): RFC 3161 says nothing of HTTP
+//! statuses beyond the media types, so a TSP client reads the TimeStampResp in the body,
+//! while load balancers and HTTP retry logic only see the status: 503 with Retry-After sends the request to another node or back later, where
+//! a 200 would count as served. The body still says `rejection`/`systemFailure`.
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, RETRY_AFTER};

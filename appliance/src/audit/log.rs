@@ -20,6 +20,9 @@ use crate::hsm::{Hsm, KeyInfo};
 
 /// Events taken into one write at most.
 const MAX_BATCH: usize = 4096;
+/// After a checkpoint could not be signed (the HSM lost), the next try waits this long:
+/// neither a log line per request nor a busy loop while the HSM is away.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a record could not be made durable.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -117,6 +120,7 @@ impl AuditLog {
             durable: Arc::clone(&durable),
             records: Arc::clone(&records),
             failed: None,
+            checkpoint_retry: None,
         };
         // Records after the last checkpoint (before a crash) count as not covered.
         if tail
@@ -271,6 +275,8 @@ struct Writer {
     durable: Arc<AtomicU64>,
     records: Arc<AtomicU64>,
     failed: Option<String>,
+    /// Not before then is a due checkpoint tried again after one failed.
+    checkpoint_retry: Option<Instant>,
 }
 
 type Reply = oneshot::Sender<Result<u64, AuditError>>;
@@ -278,8 +284,16 @@ type Reply = oneshot::Sender<Result<u64, AuditError>>;
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
         loop {
+            let backoff = self
+                .checkpoint_retry
+                .map(|r| r.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
             let wait = match self.oldest_uncovered {
-                Some(t) => self.policy.interval.saturating_sub(t.elapsed()),
+                Some(t) => self
+                    .policy
+                    .interval
+                    .saturating_sub(t.elapsed())
+                    .max(backoff),
                 None => Duration::from_secs(3600),
             };
             let first = match rx.recv_timeout(wait) {
@@ -343,10 +357,12 @@ impl Writer {
             || self
                 .oldest_uncovered
                 .is_some_and(|t| t.elapsed() >= self.policy.interval);
+        let backing_off = self.checkpoint_retry.is_some_and(|r| Instant::now() < r);
         let mut checkpoint = None;
-        if self.uncovered > 0 && (due || force) && self.failed.is_none() {
+        if self.uncovered > 0 && (due && !backing_off || force) && self.failed.is_none() {
             match self.sign_checkpoint() {
                 Ok(r) => {
+                    self.checkpoint_retry = None;
                     checkpoint = Some(Anchor {
                         seq: r.seq,
                         hash: r.hash.clone(),
@@ -354,6 +370,7 @@ impl Writer {
                     records.push(r);
                 }
                 Err(e) => {
+                    self.checkpoint_retry = Some(Instant::now() + CHECKPOINT_RETRY);
                     tracing::error!(error = %e, "audit checkpoint not signed; retrying later")
                 }
             }

@@ -91,6 +91,12 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The HSM went away or came back. While it is away every signing request is refused
+    /// (and recorded as such with its status).
+    Hsm {
+        /// Whether requests can be signed from now on.
+        available: bool,
+    },
     /// A signature by the audit key over the chain up to the previous record.
     Checkpoint {
         /// The signature scheme, e.g. `ecdsa-sha256`.
@@ -109,6 +115,7 @@ impl Event {
             Event::HandshakeRefused { .. } => "handshake-refused",
             Event::Admin { .. } => "admin",
             Event::AdminRefused { .. } => "admin-refused",
+            Event::Hsm { .. } => "hsm",
             Event::Checkpoint { .. } => "checkpoint",
         }
     }

@@ -159,6 +159,8 @@ fn detail(e: &audit::Event) -> String {
             if *ok { "ok" } else { "failed" }
         ),
         Event::AdminRefused { reason, .. } => reason.clone(),
+        Event::Hsm { available: true } => "HSM available".into(),
+        Event::Hsm { available: false } => "HSM lost: signing refused".into(),
         Event::Checkpoint { algorithm, .. } => format!("signed ({algorithm})"),
     }
 }

@@ -34,6 +34,10 @@ pub enum HsmError {
         /// Which attribute says what.
         reason: &'static str,
     },
+    /// After a reconnect, the key under this label is not the one the appliance checked
+    /// against its certificate: it is not used.
+    #[error("key {0:?} in the token is not the key its certificate names; refusing it")]
+    KeyChanged(String),
     /// A key exists with this label already.
     #[error("a key labelled {0:?} exists already")]
     KeyExists(String),
@@ -51,6 +55,13 @@ pub enum HsmError {
     /// The worker threads are gone (shutting down).
     #[error("HSM workers are not running")]
     Unavailable,
+    /// The token is gone (a network HSM unreachable, its server down); the appliance
+    /// reconnects in the background and refuses to sign until then.
+    #[error("HSM unavailable: reconnecting")]
+    Lost,
+    /// No answer from the HSM within the bounded wait.
+    #[error("the HSM did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The token returned a signature that does not verify with the key's public key.
     #[error("signature from key {0:?} failed verification; not released")]
     BadSignature(String),
@@ -68,16 +79,30 @@ impl HsmError {
         matches!(
             self,
             HsmError::Pkcs11(CkError::Pkcs11(
-                RvError::SessionHandleInvalid
-                    | RvError::SessionClosed
-                    | RvError::UserNotLoggedIn
-                    | RvError::DeviceRemoved
-                    | RvError::DeviceError
-                    | RvError::TokenNotPresent
-                    | RvError::TokenNotRecognized
-                    | RvError::CryptokiNotInitialized,
+                RvError::SessionHandleInvalid | RvError::SessionClosed | RvError::UserNotLoggedIn,
                 _
             ))
+        )
+    }
+
+    /// Whether the device itself is gone, so that no new session can help until the
+    /// module is initialised again. p11-kit's client module answers CKR_DEVICE_ERROR for
+    /// every call once its server is gone, C_GetSlotList included, and finds no token after
+    /// C_Initialize until the server is back. CKR_GENERAL_ERROR is not among these: a
+    /// module may answer it to one odd request, and one request must not take the token
+    /// offline for every other; if the device is really gone, the next probe says so.
+    pub(crate) fn is_device_lost(&self) -> bool {
+        matches!(
+            self,
+            HsmError::TokenNotFound(_)
+                | HsmError::Pkcs11(CkError::Pkcs11(
+                    RvError::DeviceError
+                        | RvError::DeviceRemoved
+                        | RvError::TokenNotPresent
+                        | RvError::TokenNotRecognized
+                        | RvError::CryptokiNotInitialized,
+                    _
+                ))
         )
     }
 
@@ -96,6 +121,10 @@ impl HsmError {
 
     /// Whether the HSM itself is unreachable or overloaded (as opposed to a bad request).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, HsmError::Busy | HsmError::Unavailable) || self.is_session_lost()
+        matches!(
+            self,
+            HsmError::Busy | HsmError::Unavailable | HsmError::Lost | HsmError::Timeout(_)
+        ) || self.is_session_lost()
+            || self.is_device_lost()
     }
 }

@@ -158,6 +158,18 @@ pub(super) fn read_public_key(session: &Session, label: &str) -> Result<KeyInfo,
     })
 }
 
+/// After a reconnect: the private key under `key`'s label is still fit to use, and the
+/// public key under it is the one read (and checked against its certificate) before.
+pub(super) fn check_same_key(session: &Session, key: &KeyInfo) -> Result<(), HsmError> {
+    find_private_key(session, &key.label)?;
+    let now = read_public_key(session, &key.label)?;
+    if now.spki == key.spki {
+        Ok(())
+    } else {
+        Err(HsmError::KeyChanged(key.label.clone()))
+    }
+}
+
 #[derive(der::Sequence)]
 struct RsaPublicKeyDer<'a> {
     modulus: der::asn1::UintRef<'a>,

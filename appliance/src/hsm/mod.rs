@@ -5,12 +5,19 @@
 //! told [`HsmError::Busy`] at once instead of waiting without bound. Signing never runs on
 //! an async executor thread. Every signature is verified with the public key before it is
 //! handed back.
+//!
+//! A token that goes away (a network HSM's server down) is marked lost by the first
+//! worker that sees it: from then on every call fails at once with [`HsmError::Lost`], and
+//! one background thread initialises the module again until the token, the login and
+//! every key in use are back unchanged. No caller waits longer than the operation timeout.
 
 mod error;
+mod health;
 mod keys;
 mod mechanism;
 mod pool;
 mod quirks;
+mod reconnect;
 mod session;
 mod sign;
 pub mod softhsm;
@@ -19,5 +26,6 @@ mod tests;
 pub mod token;
 
 pub use error::HsmError;
+pub use health::Readiness;
 pub use keys::KeyInfo;
 pub use pool::{Hsm, HsmSettings};

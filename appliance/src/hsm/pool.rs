@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -15,8 +16,10 @@ use tokio::sync::oneshot;
 use signet_pki::{KeyAlgorithm, SignatureScheme};
 
 use super::error::HsmError;
+use super::health::{Health, Readiness};
 use super::keys::{self, KeyInfo};
 use super::quirks::Quirks;
+use super::reconnect::{self, Module};
 use super::session::{find_slot, open_logged_in, WorkerSession};
 use super::sign::sign_digest;
 
@@ -33,9 +36,28 @@ pub struct HsmSettings {
     pub workers: usize,
     /// Jobs that may wait for a worker.
     pub queue_depth: usize,
+    /// Longest a caller waits for one operation, queue included.
+    pub op_timeout: Duration,
 }
 
-type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
+pub(super) type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
+
+/// The longest wait for a key pair to be generated.
+const KEYGEN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A job that runs `op` on a worker, notes a lost device, and hands the result to `reply`.
+pub(super) fn job<T>(
+    op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
+    reply: impl FnOnce(Result<T, HsmError>) + Send + 'static,
+) -> Job {
+    Box::new(move |w| {
+        let result = op(w);
+        if let Err(e) = &result {
+            w.observe(e);
+        }
+        reply(result)
+    })
+}
 
 /// A handle on the HSM: cheap to clone, safe to share.
 #[derive(Clone)]
@@ -47,28 +69,42 @@ impl std::fmt::Debug for Hsm {
     // Never the PIN.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hsm")
-            .field("token", &self.inner.token_label)
+            .field("token", &self.inner.shared.token_label)
             .field("workers", &self.inner.workers)
             .finish_non_exhaustive()
     }
 }
 
+/// What the workers and the reconnect loop share.
+pub(super) struct Shared {
+    pub(super) module: RwLock<Module>,
+    pub(super) health: Arc<Health>,
+    /// Every key read so far: after a reconnect each must be found again, unchanged.
+    pub(super) keys: RwLock<HashMap<String, Arc<KeyInfo>>>,
+    pub(super) token_label: String,
+    pub(super) pin: Arc<AuthPin>,
+    pub(super) op_timeout: Duration,
+}
+
 struct Inner {
     /// `None` only while dropping.
     jobs: Option<SyncSender<Job>>,
-    keys: RwLock<HashMap<String, Arc<KeyInfo>>>,
-    ctx: Pkcs11,
-    token_label: String,
-    pin: Arc<AuthPin>,
+    shared: Arc<Shared>,
     workers: usize,
     threads: Vec<JoinHandle<()>>,
     quirks: Quirks,
+    monitor: Option<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
-    /// Close the queue and wait for the workers: their sessions must be closed before the
-    /// module is finalised, or the module's teardown races them (SoftHSM crashes at exit).
+    /// Stop the reconnect loop, close the queue and wait for the workers: their sessions
+    /// must be closed before the module is finalised, or the module's teardown races them
+    /// (SoftHSM crashes at exit).
     fn drop(&mut self) {
+        self.shared.health.stop();
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
         drop(self.jobs.take());
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -77,7 +113,8 @@ impl Drop for Inner {
 }
 
 impl Hsm {
-    /// Load the module, find the token, check the PIN, and start the workers.
+    /// Load the module, find the token, check the PIN, and start the workers and the
+    /// reconnect loop.
     pub fn open(settings: &HsmSettings) -> Result<Hsm, HsmError> {
         let ctx = load_module(&settings.module)?;
         let quirks = Quirks::of(&ctx);
@@ -85,17 +122,33 @@ impl Hsm {
         let pin = Arc::new(AuthPin::new(settings.pin.expose_secret().into()));
         // Log in once here so a wrong PIN stops the start instead of every request.
         drop(open_logged_in(&ctx, slot, &pin)?);
+        let module = Module {
+            ctx,
+            slot,
+            generation: 0,
+        };
+        let health = Arc::new(Health::new());
+        let mut workers = Vec::with_capacity(settings.workers);
+        for _ in 0..settings.workers {
+            workers.push(
+                WorkerSession::new(&module, settings.token_label.clone(), Arc::clone(&pin))
+                    .watched_by(Arc::clone(&health)),
+            );
+        }
+        let shared = Arc::new(Shared {
+            module: RwLock::new(module),
+            health,
+            keys: RwLock::new(HashMap::new()),
+            token_label: settings.token_label.clone(),
+            pin,
+            op_timeout: settings.op_timeout,
+        });
         let (tx, rx) = sync_channel::<Job>(settings.queue_depth);
         let rx = Arc::new(std::sync::Mutex::new(rx));
         let mut threads = Vec::with_capacity(settings.workers);
-        for n in 0..settings.workers {
+        for (n, mut worker) in workers.into_iter().enumerate() {
             let rx = Arc::clone(&rx);
-            let mut worker = WorkerSession::new(
-                ctx.clone(),
-                settings.token_label.clone(),
-                Arc::clone(&pin),
-                slot,
-            );
+            let shared = Arc::clone(&shared);
             let thread = std::thread::Builder::new()
                 .name(format!("hsm-{n}"))
                 .spawn(move || loop {
@@ -104,26 +157,65 @@ impl Hsm {
                         Ok(guard) => guard.recv(),
                         Err(_) => return,
                     };
-                    match job {
-                        Ok(job) => job(&mut worker),
-                        Err(_) => return, // every sender is gone: shut down
-                    }
+                    let Ok(job) = job else {
+                        return; // every sender is gone: shut down
+                    };
+                    // Read-locked while the job runs: the module is not initialised
+                    // again under a call in flight.
+                    let module = shared.module.read().unwrap_or_else(|p| p.into_inner());
+                    worker.adopt(&module);
+                    shared.health.job_begun();
+                    job(&mut worker);
+                    drop(module);
+                    shared.health.job_done();
                 })
                 .map_err(|_| HsmError::Unavailable)?;
             threads.push(thread);
         }
+        let monitor = {
+            let (shared, jobs) = (Arc::clone(&shared), tx.clone());
+            std::thread::Builder::new()
+                .name("hsm-reconnect".into())
+                .spawn(move || reconnect::run(shared, jobs))
+                .map_err(|_| HsmError::Unavailable)?
+        };
         Ok(Hsm {
             inner: Arc::new(Inner {
                 jobs: Some(tx),
-                keys: RwLock::new(HashMap::new()),
-                ctx,
-                token_label: settings.token_label.clone(),
-                pin,
+                shared,
                 workers: settings.workers,
                 threads,
                 quirks,
+                monitor: Some(monitor),
             }),
         })
+    }
+
+    /// Whether the token answers now (`/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.inner.shared.health.is_ready()
+    }
+
+    /// Every change between ready and lost.
+    pub fn readiness(&self) -> tokio::sync::watch::Receiver<Readiness> {
+        self.inner.shared.health.subscribe()
+    }
+
+    /// Whether the reconnect loop is not stuck: it probes or retries at least this often
+    /// unless a call into the module does not return. For the service watchdog: a lost
+    /// HSM is reported, not a reason to be restarted; a wedged module is.
+    pub fn alive(&self) -> bool {
+        let longest = self.inner.shared.op_timeout
+            + reconnect::PROBE_INTERVAL
+            + reconnect::MAX_BACKOFF
+            + Duration::from_secs(1);
+        self.inner.shared.health.since_beat() <= longest
+    }
+
+    /// Mark the token lost as a worker would on CKR_DEVICE_ERROR.
+    #[cfg(test)]
+    pub(super) fn force_lost(&self) {
+        self.inner.shared.health.mark_lost("forced by a test");
     }
 
     /// Number of worker threads (sessions).
@@ -133,49 +225,128 @@ impl Hsm {
 
     /// The token's label.
     pub fn token_label(&self) -> &str {
-        &self.inner.token_label
+        &self.inner.shared.token_label
     }
 
     /// The module's context (for this module's tests).
     #[cfg(test)]
     pub(super) fn context(&self) -> Pkcs11 {
-        self.inner.ctx.clone()
+        self.module().ctx.clone()
     }
 
-    /// Queue `op` for a worker. Fails at once with [`HsmError::Busy`] when the queue is full.
-    pub(super) fn submit<T: Send + 'static>(
+    fn module(&self) -> std::sync::RwLockReadGuard<'_, Module> {
+        self.inner
+            .shared
+            .module
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue `op` for a worker, its result for `reply`. Fails at once with
+    /// [`HsmError::Lost`] while the token is lost and with [`HsmError::Busy`] when the
+    /// queue is full.
+    fn submit_with<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
-    ) -> Result<oneshot::Receiver<Result<T, HsmError>>, HsmError> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |w| {
-            // The caller may have gone away (timeout); nothing to do then.
-            let _ = tx.send(op(w));
-        });
+        reply: impl FnOnce(Result<T, HsmError>) + Send + 'static,
+    ) -> Result<(), HsmError> {
+        if !self.is_ready() {
+            return Err(HsmError::Lost);
+        }
         let jobs = self.inner.jobs.as_ref().ok_or(HsmError::Unavailable)?;
-        match jobs.try_send(job) {
-            Ok(()) => Ok(rx),
+        match jobs.try_send(job(op, reply)) {
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(HsmError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(HsmError::Unavailable),
         }
     }
 
-    /// Run `op` on a worker and wait for it without blocking the async executor.
+    /// Queue `op` for a worker; its result comes on the receiver.
+    pub(super) fn submit<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, HsmError>>, HsmError> {
+        let (tx, rx) = oneshot::channel();
+        // The caller may have gone away (timeout); nothing to do then.
+        self.submit_with(op, move |r| {
+            let _ = tx.send(r);
+        })?;
+        Ok(rx)
+    }
+
+    /// Wait for a submitted job until `deadline`; `done_before` is [`Health::jobs_done`]
+    /// when it was submitted.
+    async fn wait<T>(
+        &self,
+        rx: oneshot::Receiver<Result<T, HsmError>>,
+        deadline: tokio::time::Instant,
+        done_before: u64,
+    ) -> Result<T, HsmError> {
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(HsmError::Unavailable),
+            Err(_) => Err(self.timed_out(self.inner.shared.op_timeout, done_before)),
+        }
+    }
+
+    /// A wait of `limit` ran out. If every worker is in a job and none finished one
+    /// meanwhile, they are stuck in a token that does not answer: it is marked lost, so that
+    /// the callers after this one are refused at once instead of each waiting out the
+    /// timeout. One slow call while other workers are free is not that.
+    fn timed_out(&self, limit: Duration, done_before: u64) -> HsmError {
+        let health = &self.inner.shared.health;
+        let all_busy = health.busy() >= self.inner.workers as u64;
+        if all_busy && health.jobs_done() == done_before {
+            health.mark_lost(&format!("no answer within {limit:?} and no job finished"));
+        }
+        HsmError::Timeout(limit)
+    }
+
+    fn deadline(&self) -> (tokio::time::Instant, u64) {
+        (
+            tokio::time::Instant::now() + self.inner.shared.op_timeout,
+            self.inner.shared.health.jobs_done(),
+        )
+    }
+
+    /// Run `op` on a worker and wait for it, at most the operation timeout, without
+    /// blocking the async executor.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
     ) -> Result<T, HsmError> {
-        self.submit(op)?.await.map_err(|_| HsmError::Unavailable)?
+        let (deadline, done) = self.deadline();
+        self.wait(self.submit(op)?, deadline, done).await
     }
 
-    /// Run `op` on a worker and block this thread until it is done. Inside a Tokio runtime
-    /// the wait is announced with `block_in_place`, so other tasks move to other threads.
+    /// Run `op` on a worker and block this thread until it is done, at most the operation
+    /// timeout. Inside a Tokio runtime the wait is announced with `block_in_place`, so
+    /// other tasks move to other threads.
     pub(crate) fn run_blocking<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
     ) -> Result<T, HsmError> {
-        let rx = self.submit(op)?;
-        let wait = move || rx.blocking_recv().map_err(|_| HsmError::Unavailable);
+        self.run_blocking_within(self.inner.shared.op_timeout, op)
+    }
+
+    /// [`Hsm::run_blocking`] with a wait of `limit` instead.
+    fn run_blocking_within<T: Send + 'static>(
+        &self,
+        limit: Duration,
+        op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
+    ) -> Result<T, HsmError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let done_before = self.inner.shared.health.jobs_done();
+        self.submit_with(op, move |r| {
+            let _ = tx.try_send(r);
+        })?;
+        let wait = move || match rx.recv_timeout(limit) {
+            Ok(result) => Ok(result),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(self.timed_out(limit, done_before))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(HsmError::Unavailable),
+        };
         let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
             // A current-thread runtime cannot lend its thread: refuse rather than deadlock.
@@ -202,12 +373,12 @@ impl Hsm {
     }
 
     fn cached_key(&self, label: &str) -> Option<Arc<KeyInfo>> {
-        self.inner.keys.read().ok()?.get(label).cloned()
+        self.inner.shared.keys.read().ok()?.get(label).cloned()
     }
 
     fn cache_key(&self, info: KeyInfo) -> Arc<KeyInfo> {
         let info = Arc::new(info);
-        if let Ok(mut keys) = self.inner.keys.write() {
+        if let Ok(mut keys) = self.inner.shared.keys.write() {
             keys.insert(info.label.clone(), Arc::clone(&info));
         }
         info
@@ -297,9 +468,10 @@ impl Hsm {
                     .collect::<Vec<_>>())
             })?);
         }
+        let (deadline, done) = self.deadline();
         let mut results = Vec::new();
         for rx in pending {
-            results.extend(rx.await.map_err(|_| HsmError::Unavailable)??);
+            results.extend(self.wait(rx, deadline, done).await?);
         }
         Ok(results)
     }
@@ -313,7 +485,8 @@ impl Hsm {
         let id = self.random_blocking(16)?;
         let l = label.to_owned();
         let quirks = self.inner.quirks;
-        let info = self.run_blocking(move |w| {
+        // Generating an RSA key takes seconds on some tokens: not bound by the signing timeout.
+        let info = self.run_blocking_within(KEYGEN_TIMEOUT, move |w| {
             if let KeyAlgorithm::Rsa(bits) = algorithm {
                 w.check_rsa_size(&l, bits)?;
             }
@@ -331,7 +504,7 @@ impl Hsm {
 
     /// Destroy every object labelled `label`; returns how many there were.
     pub fn destroy_blocking(&self, label: &str) -> Result<usize, HsmError> {
-        if let Ok(mut keys) = self.inner.keys.write() {
+        if let Ok(mut keys) = self.inner.shared.keys.write() {
             keys.remove(label);
         }
         let l = label.to_owned();
@@ -353,26 +526,6 @@ impl Hsm {
             .await
     }
 
-    /// Whether a worker answers within `within`: one byte from C_GenerateRandom. A full
-    /// queue is not a fault (every worker is signing), so it is retried until the deadline.
-    pub async fn answers(&self, within: std::time::Duration) -> bool {
-        let probe = async {
-            loop {
-                match self.random(1).await {
-                    Ok(_) => return true,
-                    Err(HsmError::Busy) => {
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "HSM health probe failed");
-                        return false;
-                    }
-                }
-            }
-        };
-        tokio::time::timeout(within, probe).await.unwrap_or(false)
-    }
-
     /// The raw C_Sign ceiling: `threads` threads, each with its own session, signing
     /// `digest` with `key` in a tight loop for `duration`; no queue, no verification.
     /// Returns signatures per second. For benchmarks.
@@ -383,19 +536,20 @@ impl Hsm {
         threads: usize,
         duration: std::time::Duration,
     ) -> Result<f64, HsmError> {
-        let slot = find_slot(&self.inner.ctx, &self.inner.token_label)?;
+        let module = self.module();
         let digest = vec![0x5a; scheme.hash().output_len()];
         let start = std::time::Instant::now();
         let counts: Vec<Result<u64, HsmError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
-                    let ctx = self.inner.ctx.clone();
-                    let pin = Arc::clone(&self.inner.pin);
-                    let token = self.inner.token_label.clone();
+                    let mut w = WorkerSession::new(
+                        &module,
+                        self.inner.shared.token_label.clone(),
+                        Arc::clone(&self.inner.shared.pin),
+                    );
                     let label = key.label.clone();
                     let digest = digest.clone();
                     s.spawn(move || -> Result<u64, HsmError> {
-                        let mut w = WorkerSession::new(ctx, token, pin, slot);
                         let mut n = 0u64;
                         while start.elapsed() < duration {
                             sign_digest(&mut w, &label, scheme, &digest)?;

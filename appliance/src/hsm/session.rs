@@ -12,7 +12,9 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
 use super::error::HsmError;
+use super::health::Health;
 use super::keys;
+use super::reconnect::Module;
 
 /// What a worker thread owns: the module, its token's slot, its session and the private
 /// key handles it has resolved (and checked) so far.
@@ -21,6 +23,10 @@ pub struct WorkerSession {
     token_label: String,
     pin: Arc<AuthPin>,
     slot: Slot,
+    /// Which initialisation of the module `session` belongs to.
+    generation: u64,
+    /// The pool's view of the token; none for the benchmark's bare sessions.
+    health: Option<Arc<Health>>,
     session: Option<Session>,
     handles: HashMap<String, PrivateKey>,
     /// The token's C_GetMechanismList, read once.
@@ -37,20 +43,54 @@ pub struct PrivateKey {
 }
 
 impl WorkerSession {
-    pub(super) fn new(ctx: Pkcs11, token_label: String, pin: Arc<AuthPin>, slot: Slot) -> Self {
+    pub(super) fn new(module: &Module, token_label: String, pin: Arc<AuthPin>) -> Self {
         WorkerSession {
-            ctx,
+            ctx: module.ctx.clone(),
             token_label,
             pin,
-            slot,
+            slot: module.slot,
+            generation: module.generation,
+            health: None,
             session: None,
             handles: HashMap::new(),
             mechanisms: None,
         }
     }
 
+    /// Refuse to touch the token while `health` says it is lost.
+    pub(super) fn watched_by(mut self, health: Arc<Health>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Follow the module into a new initialisation. The old session died with the old
+    /// one (C_Finalize closed it); it is forgotten, not closed, because its handle may now
+    /// name another worker's new session.
+    pub(super) fn adopt(&mut self, module: &Module) {
+        if module.generation == self.generation {
+            return;
+        }
+        if let Some(old) = self.session.take() {
+            std::mem::forget(old);
+        }
+        self.handles.clear();
+        self.ctx = module.ctx.clone();
+        self.slot = module.slot;
+        self.generation = module.generation;
+    }
+
+    /// Mark the token lost if `e` says the device is gone.
+    pub(super) fn observe(&self, e: &HsmError) {
+        if let (Some(health), true) = (&self.health, e.is_device_lost()) {
+            health.mark_lost(&e.to_string());
+        }
+    }
+
     /// The session, opened and logged in if it is not yet.
     pub fn session(&mut self) -> Result<&Session, HsmError> {
+        if self.health.as_ref().is_some_and(|h| !h.is_ready()) {
+            return Err(HsmError::Lost);
+        }
         if self.session.is_none() {
             let session = open_logged_in(&self.ctx, self.slot, &self.pin)?;
             self.session = Some(session);

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 
 use signet_pki::{HashAlg, KeyAlgorithm, SignatureScheme};
 
+use super::quirks::Quirks;
 use super::session::{find_slot, open_logged_in};
 use super::*;
 
@@ -39,6 +40,7 @@ fn token() -> &'static (tempfile::TempDir, HsmSettings) {
             pin,
             workers: 2,
             queue_depth: 8,
+            op_timeout: Duration::from_secs(5),
         };
         (dir, settings)
     })
@@ -222,4 +224,170 @@ fn a_module_reset_is_recovered_without_a_restart() {
         hsm.sign_blocking(&key, scheme, b"after reset")
             .expect("signs again after reopening");
     }
+}
+
+/// Wait until `hsm` says ready, at most `limit`; returns how long it took.
+fn until_ready(hsm: &Hsm, limit: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if hsm.is_ready() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+#[test]
+fn a_lost_token_is_refused_at_once_and_reconnected_in_the_background() {
+    // Alone: the reconnect finalises the module every pool of this process shares.
+    let _alone = LOGIN.write().unwrap_or_else(|e| e.into_inner());
+    let _keys = hsm();
+    let hsm = Hsm::open(&token().1).expect("open");
+    let key = hsm.key_blocking("p256").expect("key");
+    let scheme = SignatureScheme::Ecdsa(HashAlg::Sha256);
+    hsm.sign_blocking(&key, scheme, b"before").expect("sign");
+    let readiness = hsm.readiness();
+
+    hsm.force_lost();
+    let start = std::time::Instant::now();
+    assert!(matches!(
+        hsm.sign_blocking(&key, scheme, b"while lost"),
+        Err(HsmError::Lost)
+    ));
+    assert!(
+        start.elapsed() < Duration::from_millis(50),
+        "lost must not wait"
+    );
+    assert!(HsmError::Lost.is_unavailable());
+
+    let took = until_ready(&hsm, Duration::from_secs(5)).expect("reconnected by itself");
+    println!("reconnected in {took:?}");
+    assert!(readiness.has_changed().expect("sender alive"));
+    for _ in 0..4 {
+        hsm.sign_blocking(&key, scheme, b"after reconnect")
+            .expect("signs again");
+    }
+    assert!(hsm.alive());
+}
+
+#[test]
+fn a_key_replaced_while_the_token_was_away_is_not_used() {
+    let _alone = LOGIN.write().unwrap_or_else(|e| e.into_inner());
+    let _keys = hsm();
+    let hsm = Hsm::open(&token().1).expect("open");
+    let key = hsm
+        .generate_key_blocking("swapped", KeyAlgorithm::EcP256)
+        .expect("keygen");
+    // Another key under the same label, behind the pool's back (its cache keeps the old).
+    hsm.run_blocking(|w| {
+        w.with_retry(|w| keys::destroy(w.session()?, "swapped"))?;
+        w.with_retry(|w| {
+            let session = w.session()?;
+            keys::generate(
+                session,
+                "swapped",
+                KeyAlgorithm::EcP256,
+                b"other",
+                Quirks::default(),
+            )
+        })?;
+        w.forget_handles();
+        Ok(())
+    })
+    .expect("replace the key");
+
+    hsm.force_lost();
+    assert!(
+        until_ready(&hsm, Duration::from_secs(3)).is_none(),
+        "reconnected to a token whose key changed"
+    );
+    assert!(matches!(
+        hsm.sign_blocking(&key, SignatureScheme::Ecdsa(HashAlg::Sha256), b"x"),
+        Err(HsmError::Lost)
+    ));
+    assert!(hsm.alive(), "refusing the key is not being stuck");
+}
+
+#[test]
+fn no_caller_waits_past_the_operation_timeout() {
+    let _shared = shared();
+    let settings = HsmSettings {
+        workers: 2,
+        op_timeout: Duration::from_millis(200),
+        ..token().1.clone()
+    };
+    let hsm = Hsm::open(&settings).expect("open");
+    let start = std::time::Instant::now();
+    let slow = hsm.run_blocking(|_| {
+        std::thread::sleep(Duration::from_millis(800));
+        Ok(())
+    });
+    let waited = start.elapsed();
+    assert!(matches!(slow, Err(HsmError::Timeout(_))), "{slow:?}");
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(500),
+        "waited {waited:?}"
+    );
+    // The other worker still answers: a slow call is not a lost token.
+    assert!(hsm.random_blocking(1).is_ok());
+    assert!(hsm.is_ready());
+}
+
+#[test]
+fn device_errors_mean_lost_and_session_errors_mean_retry() {
+    use cryptoki::error::{Error as CkError, RvError};
+    let rv = |r| HsmError::Pkcs11(CkError::Pkcs11(r, cryptoki::context::Function::Sign));
+    for r in [
+        RvError::DeviceError,
+        RvError::DeviceRemoved,
+        RvError::TokenNotPresent,
+        RvError::CryptokiNotInitialized,
+    ] {
+        assert!(rv(r).is_device_lost(), "{r:?}");
+        assert!(!rv(r).is_session_lost(), "{r:?}");
+        assert!(rv(r).is_unavailable(), "{r:?}");
+    }
+    for r in [RvError::SessionHandleInvalid, RvError::UserNotLoggedIn] {
+        assert!(rv(r).is_session_lost(), "{r:?}");
+        assert!(!rv(r).is_device_lost(), "{r:?}");
+    }
+    for r in [
+        RvError::KeyTypeInconsistent,
+        RvError::DataLenRange,
+        RvError::GeneralError,
+    ] {
+        assert!(!rv(r).is_unavailable(), "{r:?}");
+    }
+    assert!(HsmError::TokenNotFound("t".into()).is_device_lost());
+    assert!(HsmError::Timeout(Duration::from_secs(1)).is_unavailable());
+    assert!(!HsmError::KeyChanged("k".into()).is_unavailable());
+}
+
+#[test]
+fn workers_stuck_in_the_token_mark_it_lost_for_the_callers_after() {
+    // Alone: the reconnect that follows finalises the module every pool shares.
+    let _alone = LOGIN.write().unwrap_or_else(|e| e.into_inner());
+    let _keys = hsm();
+    let settings = HsmSettings {
+        workers: 1,
+        op_timeout: Duration::from_millis(200),
+        ..token().1.clone()
+    };
+    let hsm = Hsm::open(&settings).expect("open");
+    // The only worker does not come back (a token that stopped answering).
+    let stuck = hsm.run_blocking(|_| {
+        std::thread::sleep(Duration::from_millis(1000));
+        Ok(())
+    });
+    assert!(matches!(stuck, Err(HsmError::Timeout(_))), "{stuck:?}");
+    let start = std::time::Instant::now();
+    assert!(matches!(hsm.random_blocking(1), Err(HsmError::Lost)));
+    assert!(
+        start.elapsed() < Duration::from_millis(50),
+        "refused at once"
+    );
+    // Once the worker is back, the pool reconnects by itself.
+    until_ready(&hsm, Duration::from_secs(5)).expect("ready again");
+    assert!(hsm.random_blocking(1).is_ok());
 }
