@@ -12,6 +12,11 @@ step "format"
 cargo fmt --all --check
 cargo fmt --manifest-path fuzz/Cargo.toml --check
 
+step "lock files"
+# Both workspaces build with --locked; a stale lock file should fail here, not after the build.
+cargo metadata --locked --format-version 1 >/dev/null
+cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
+
 step "one ASN.1 stack"
 if cargo tree --locked -d --edges normal | grep -E '^(der|x509-cert|cms|spki) v'; then
   echo "more than one version of an ASN.1 crate (see above)" >&2
