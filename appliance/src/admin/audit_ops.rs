@@ -16,16 +16,23 @@ pub async fn live(
     layout: &StateLayout,
     command: AuditCommand,
 ) -> Result<Value, AdminError> {
-    if let AuditCommand::Export { .. } = command {
-        log.checkpoint().await.map_err(internal)?;
-    }
+    let command = match command {
+        AuditCommand::Tail { count } => return tail(log.durable_tail(count)),
+        AuditCommand::Verify => WholeLog::Verify,
+        AuditCommand::Export { from, to } => {
+            log.checkpoint().await.map_err(internal)?;
+            WholeLog::Export { from, to }
+        }
+    };
     // The anchor before the bytes: the bytes then reach at least its checkpoint.
     let anchor = read_anchor(log.anchor_path()).map_err(internal)?;
     let bytes = log.durable_bytes().map_err(internal)?;
     let cert = layout.audit_cert();
-    tokio::task::spawn_blocking(move || run(&bytes, anchor, &cert, command, &mut |_, _| {}))
-        .await
-        .map_err(internal)?
+    tokio::task::spawn_blocking(move || {
+        run_on_whole_log(&bytes, anchor, &cert, command, &mut |_, _| {})
+    })
+    .await
+    .map_err(internal)?
 }
 
 /// Run `command` on the files under `layout` (no daemon runs). A last line cut short by a
@@ -37,28 +44,42 @@ pub fn offline(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Value, AdminError> {
     let path = layout.audit_log();
+    let unreadable = |e: std::io::Error| internal(format!("{}: {e}", path.display()));
+    let command = match command {
+        AuditCommand::Tail { count } => {
+            let len = std::fs::metadata(&path).map_err(unreadable)?.len();
+            return tail(audit::log::tail_bytes(&path, len, count));
+        }
+        AuditCommand::Verify => WholeLog::Verify,
+        AuditCommand::Export { from, to } => WholeLog::Export { from, to },
+    };
     let anchor = read_anchor(&layout.audit_anchor()).map_err(internal)?;
-    let mut bytes =
-        std::fs::read(&path).map_err(|e| internal(format!("{}: {e}", path.display())))?;
+    let mut bytes = std::fs::read(&path).map_err(unreadable)?;
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let torn = bytes.len() - complete;
     bytes.truncate(complete);
-    let mut answer = run(&bytes, anchor, &layout.audit_cert(), command, progress)?;
+    let mut answer = run_on_whole_log(&bytes, anchor, &layout.audit_cert(), command, progress)?;
     if let (Value::Object(m), true) = (&mut answer, torn > 0) {
         m.insert("torn_bytes".into(), json!(torn));
     }
     Ok(answer)
 }
 
-fn run(
+/// The commands that read the whole log (`tail` reads only its end).
+enum WholeLog {
+    Verify,
+    Export { from: u64, to: u64 },
+}
+
+fn run_on_whole_log(
     bytes: &[u8],
     anchor: Option<audit::Anchor>,
     cert: &Path,
-    command: AuditCommand,
+    command: WholeLog,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Value, AdminError> {
     match command {
-        AuditCommand::Verify => {
+        WholeLog::Verify => {
             let key = audit::key_from_certificate(cert).map_err(internal)?;
             let total = bytes.len() as u64;
             progress(0, total);
@@ -68,16 +89,18 @@ fn run(
             .map_err(broken)?;
             serde_json::to_value(verified).map_err(internal)
         }
-        AuditCommand::Tail { count } => {
-            let records = audit::tail(bytes, count).map_err(internal)?;
-            serde_json::to_value(records).map_err(internal)
-        }
-        AuditCommand::Export { from, to } => {
+        WholeLog::Export { from, to } => {
             let text = audit::verify::export(bytes, from, to)
                 .map_err(|e| AdminError::new("bad-range", e))?;
             Ok(json!({ "export": String::from_utf8_lossy(&text) }))
         }
     }
+}
+
+/// The last records, read backward from the end of the log (not the whole log).
+fn tail(bytes: std::io::Result<Vec<u8>>) -> Result<Value, AdminError> {
+    let records = audit::records(&bytes.map_err(internal)?).map_err(internal)?;
+    serde_json::to_value(records).map_err(internal)
 }
 
 /// The refusal that names the first broken record.

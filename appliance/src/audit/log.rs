@@ -188,6 +188,11 @@ impl AuditLog {
         Ok(buf)
     }
 
+    /// The last `n` durable records' lines.
+    pub fn durable_tail(&self, n: usize) -> std::io::Result<Vec<u8>> {
+        tail_bytes(&self.path, self.durable.load(Ordering::Acquire), n)
+    }
+
     /// How many records are durable.
     pub fn head(&self) -> u64 {
         self.records.load(Ordering::Acquire)
@@ -220,7 +225,7 @@ fn recover(file: &mut File) -> Result<(Option<Record>, u64), String> {
 fn recover_with_chunk(file: &mut File, chunk: u64) -> Result<(Option<Record>, u64), String> {
     let io = |e: std::io::Error| e.to_string();
     let len = file.metadata().map_err(io)?.len();
-    let complete = rfind_newline(file, len, chunk)
+    let complete = rfind_newlines(file, len, 1, chunk)
         .map_err(io)?
         .map_or(0, |i| i + 1);
     let torn = len - complete;
@@ -233,30 +238,56 @@ fn recover_with_chunk(file: &mut File, chunk: u64) -> Result<(Option<Record>, u6
     if complete == 0 {
         return Ok((None, torn));
     }
-    // The last line runs from just after the newline before it to its own newline.
-    let start = rfind_newline(file, complete - 1, chunk)
-        .map_err(io)?
-        .map_or(0, |i| i + 1);
-    let mut line = vec![0; (complete - 1 - start) as usize];
-    file.seek(SeekFrom::Start(start))
-        .and_then(|_| file.read_exact(&mut line))
-        .map_err(io)?;
-    let last = serde_json::from_slice::<Record>(&line)
+    let line = read_last_lines(file, complete, 1, chunk).map_err(io)?;
+    let last = serde_json::from_slice::<Record>(line.trim_ascii_end())
         .map_err(|e| format!("the last record does not parse ({e}); the log needs an operator"))?;
     Ok((Some(last), torn))
 }
 
-/// The offset of the last `\n` before `end`, reading backward `chunk` bytes at a time.
-fn rfind_newline(file: &mut File, end: u64, chunk: u64) -> std::io::Result<Option<u64>> {
+/// The last `n` whole lines of the log at `path` among its first `end` bytes (a torn line
+/// at the end is left out), read backward: `audit tail` costs the same however long the log.
+pub fn tail_bytes(path: &Path, end: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut file = File::open(path)?;
+    let complete = rfind_newlines(&mut file, end, 1, CHUNK)?.map_or(0, |i| i + 1);
+    read_last_lines(&mut file, complete, n, CHUNK)
+}
+
+/// The bytes of the last `n` lines before `end` (`end` just after a newline, or 0).
+fn read_last_lines(file: &mut File, end: u64, n: usize, chunk: u64) -> std::io::Result<Vec<u8>> {
+    if n == 0 || end == 0 {
+        return Ok(Vec::new());
+    }
+    // The last line's own newline is at end - 1; the n-th newline before it ends the line
+    // just before the first one wanted.
+    let start = rfind_newlines(file, end - 1, n, chunk)?.map_or(0, |i| i + 1);
+    let mut bytes = vec![0; (end - start) as usize];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The offset of the `n`-th `\n` counted backward from `end` (exclusive), reading `chunk`
+/// bytes at a time; `None` if there are fewer.
+fn rfind_newlines(file: &mut File, end: u64, n: usize, chunk: u64) -> std::io::Result<Option<u64>> {
     let mut buf = vec![0; chunk as usize];
     let mut pos = end;
+    let mut seen = 0;
     while pos > 0 {
         let from = pos.saturating_sub(chunk);
         let window = &mut buf[..(pos - from) as usize];
         file.seek(SeekFrom::Start(from))?;
         file.read_exact(window)?;
-        if let Some(i) = window.iter().rposition(|b| *b == b'\n') {
-            return Ok(Some(from + i as u64));
+        for (i, _) in window
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, b)| **b == b'\n')
+        {
+            seen += 1;
+            if seen == n {
+                return Ok(Some(from + i as u64));
+            }
         }
         pos = from;
     }
@@ -514,6 +545,38 @@ mod tests {
             assert_eq!((last.map(|r| r.seq), torn), (Some(2), 12), "chunk {chunk}");
             assert_eq!(f.metadata().unwrap().len(), whole.len() as u64);
         }
+    }
+
+    #[test]
+    fn the_last_lines_are_read_backward_whatever_the_chunk() {
+        let lines: Vec<String> = (0..5).map(|i| format!("{}\n", line(i))).collect();
+        let whole = lines.concat();
+        for chunk in [3, 64, 100_000] {
+            let mut f = file_with(&whole);
+            for n in 0..=7 {
+                let got = read_last_lines(&mut f, whole.len() as u64, n, chunk).unwrap();
+                let want = lines[lines.len().saturating_sub(n)..].concat();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    want,
+                    "chunk {chunk}, n {n}"
+                );
+            }
+            // Only the first `end` bytes count (the daemon's durable length).
+            let end = (lines[0].len() + lines[1].len()) as u64;
+            let got = read_last_lines(&mut f, end, 1, chunk).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), lines[1], "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_tail_leaves_out_a_torn_last_line() {
+        let whole = format!("{}\n{}\n", line(0), line(1));
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), format!("{whole}{{\"seq\":2")).unwrap();
+        let len = file.as_file().metadata().unwrap().len();
+        let got = tail_bytes(file.path(), len, 5).unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), whole);
     }
 
     #[test]

@@ -42,14 +42,11 @@ pub fn key_from_certificate(path: &Path) -> Result<PublicKey, String> {
     PublicKey::from_spki_der(&spki).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The last `n` records of `bytes` (whole lines of a log).
-pub fn tail(bytes: &[u8], n: usize) -> Result<Vec<Record>, String> {
-    let lines: Vec<&[u8]> = bytes
+/// The records in `bytes` (whole lines of a log, as `log::tail_bytes` reads them).
+pub fn records(bytes: &[u8]) -> Result<Vec<Record>, String> {
+    bytes
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
         .map(|l| serde_json::from_slice(l).map_err(|e| format!("a record does not parse: {e}")))
         .collect()
 }
