@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-step() { printf '\n== %s\n' "$*"; }
+step() { printf "\n== %s  (%ss in)\n" "$*" "$SECONDS"; }
 
 step "dependencies"
 scripts/install-deps.sh

@@ -154,7 +154,62 @@ fn ten_thousand_signing_requests_leave_ten_thousand_records_and_the_log_verifies
         .unwrap();
     assert_eq!(first["event"]["key"], "doc-ec");
     assert_eq!(first["event"]["client"], "CN=demo-app,O=Signet");
+
+    // `audit tail` (read backward from the end) gives the log's own last records.
+    let out = a.ctl(&["audit", "tail", "-n", "25", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let now = records(&a);
+    let seqs = |v: &[Value]| {
+        v.iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    // The tail is itself recorded after it is answered: compare up to its last record.
+    let last = tail.last().unwrap()["seq"].as_u64().unwrap() as usize;
+    assert_eq!(seqs(&tail), seqs(&now[last + 1 - 25..=last]));
+    assert_eq!(tail.last(), now.get(last));
+
+    verify_reports_progress_over_the_socket(&a);
     a.stop();
+}
+
+/// A client that asks for progress gets `{"progress":{"done","total"}}` lines, rising to
+/// the whole log, before the answer; `signetctl` draws them as a bar.
+fn verify_reports_progress_over_the_socket(a: &Appliance) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(a.path("admin.sock")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let request = json!({"version": 1, "command": "audit", "action": "verify", "progress": true});
+    writeln!(stream, "{request}").unwrap();
+    let mut progress = Vec::new();
+    let mut answer = None;
+    for line in BufReader::new(&stream).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        match v.get("progress") {
+            Some(p) => progress.push((p["done"].as_u64().unwrap(), p["total"].as_u64().unwrap())),
+            None => {
+                answer = Some(v);
+                break;
+            }
+        }
+    }
+    let answer = answer.expect("an answer after the progress");
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert!(progress.len() >= 5, "few progress lines: {progress:?}");
+    let total = progress[0].1;
+    assert!(progress.iter().all(|p| p.1 == total && p.0 <= total));
+    assert!(
+        progress.windows(2).all(|w| w[0].0 <= w[1].0),
+        "{progress:?}"
+    );
+    assert_eq!(progress.last().map(|p| p.0), Some(total));
 }
 
 #[test]

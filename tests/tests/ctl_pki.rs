@@ -539,6 +539,10 @@ fn progress_is_drawn_on_a_terminal_only() {
     assert_eq!(plain, "label      plain\nalgorithm  ec-p256\n");
     let json_on_tty = on_tty("key generate --label quiet --algorithm ec-p256 --json");
     assert!(!json_on_tty.contains("generating"), "{json_on_tty}");
+    // Verifying through the daemon: drawn from the progress lines it sends.
+    let drawn = on_tty("audit verify");
+    assert!(drawn.contains("verifying the audit log"), "{drawn}");
+    assert!(drawn.contains("audit log verified"), "{drawn}");
     a.stop();
 
     // Verifying the log with no daemon: a bar over the records read here.

@@ -5,16 +5,20 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{AdminError, AuditCommand};
+use tokio::sync::mpsc;
+
+use super::{AdminError, Advance, AuditCommand};
 use crate::audit::{self, log::read_anchor, AuditLog, Scope};
 use crate::layout::StateLayout;
 
 /// Run `command` on the daemon's log. An export first has a checkpoint written, so that
-/// the newest records are covered too.
+/// the newest records are covered too. A verification reports how far it has got to
+/// `progress`, about every percent.
 pub async fn live(
     log: &AuditLog,
     layout: &StateLayout,
     command: AuditCommand,
+    progress: Option<mpsc::Sender<Advance>>,
 ) -> Result<Value, AdminError> {
     let command = match command {
         AuditCommand::Tail { count } => return tail(log.durable_tail(count)),
@@ -29,7 +33,19 @@ pub async fn live(
     let bytes = log.durable_bytes().map_err(internal)?;
     let cert = layout.audit_cert();
     tokio::task::spawn_blocking(move || {
-        run_on_whole_log(&bytes, anchor, &cert, command, &mut |_, _| {})
+        let mut reported = None;
+        let mut report = |done: u64, total: u64| {
+            let step = (total / 100).max(1);
+            if reported.is_some_and(|r| done < total && done < r + step) {
+                return;
+            }
+            reported = Some(done);
+            // Progress is best effort: a full channel (a slow reader) skips a step.
+            if let Some(tx) = &progress {
+                let _ = tx.try_send(Advance { done, total });
+            }
+        };
+        run_on_whole_log(&bytes, anchor, &cert, command, &mut report)
     })
     .await
     .map_err(internal)?

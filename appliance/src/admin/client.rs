@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{AdminError, Command, Request, Response, PROTOCOL_VERSION};
+use super::{AdminError, Command, ProgressLine, Request, Response, PROTOCOL_VERSION};
 
 /// Longest answer read: an audit export can be large.
 const MAX_ANSWER: u64 = 1 << 30;
@@ -38,6 +38,26 @@ pub fn call(
     command: Command,
     timeout: Duration,
 ) -> Result<serde_json::Value, ClientError> {
+    call_inner(path, command, timeout, None)
+}
+
+/// [`call`], passing `(done, total)` to `progress` whenever the daemon reports how far a
+/// long command has got; `timeout` then bounds the wait between two reports.
+pub fn call_watched(
+    path: &Path,
+    command: Command,
+    timeout: Duration,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<serde_json::Value, ClientError> {
+    call_inner(path, command, timeout, Some(progress))
+}
+
+fn call_inner(
+    path: &Path,
+    command: Command,
+    timeout: Duration,
+    mut progress: Option<&mut dyn FnMut(u64, u64)>,
+) -> Result<serde_json::Value, ClientError> {
     let shown = path.display().to_string();
     let io = |source| ClientError::Io {
         path: shown.clone(),
@@ -60,17 +80,31 @@ pub fn call(
     let mut line = serde_json::to_vec(&Request {
         version: PROTOCOL_VERSION,
         command,
+        progress: progress.is_some(),
     })
     .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
-    let mut answer = Vec::new();
-    BufReader::new(&stream)
-        .take(MAX_ANSWER)
-        .read_until(b'\n', &mut answer)
-        .map_err(io)?;
-    let response: Response = serde_json::from_slice(&answer)
-        .map_err(|e| ClientError::BadAnswer(format!("{e} (connection closed early?)")))?;
+    let mut reader = BufReader::new(&stream);
+    let response = loop {
+        let mut answer = Vec::new();
+        (&mut reader)
+            .take(MAX_ANSWER)
+            .read_until(b'\n', &mut answer)
+            .map_err(io)?;
+        match serde_json::from_slice::<ProgressLine>(&answer) {
+            Ok(ProgressLine { progress: p }) => {
+                if let Some(show) = progress.as_mut() {
+                    show(p.done, p.total);
+                }
+            }
+            Err(_) => {
+                break serde_json::from_slice::<Response>(&answer).map_err(|e| {
+                    ClientError::BadAnswer(format!("{e} (connection closed early?)"))
+                })?
+            }
+        }
+    };
     match (response.ok, response.result, response.error) {
         (true, Some(v), _) => Ok(v),
         (false, _, Some(e)) => Err(ClientError::Refused(e)),

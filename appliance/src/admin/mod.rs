@@ -9,6 +9,9 @@
 //! <- {"version":1,"ok":false,"error":{"code":"not-found","message":"..."}}
 //! ```
 //!
+//! A request with `"progress":true` may get progress lines before its answer, from a long
+//! command (`audit verify`): `<- {"progress":{"done":4096,"total":1048576}}`.
+//!
 //! Peers are checked with SO_PEERCRED: root, the daemon's own user, or a member of the
 //! configured admin group. Every command is audited before it is answered.
 
@@ -128,13 +131,34 @@ pub enum AuditCommand {
 }
 
 /// A request: the version and the command.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// [`PROTOCOL_VERSION`] of the sender.
     pub version: u32,
     /// The command.
     #[serde(flatten)]
     pub command: Command,
+    /// The client draws progress: the daemon may send [`ProgressLine`]s before the answer
+    /// to a long command (an older client leaves this out and gets the answer alone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub progress: bool,
+}
+
+/// How far a long command has got, sent before its answer when the request asks for it:
+/// `{"progress":{"done":..,"total":..}}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressLine {
+    /// How far.
+    pub progress: Advance,
+}
+
+/// Units done out of a total (bytes of the log, for `audit verify`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Advance {
+    /// Done so far.
+    pub done: u64,
+    /// In all.
+    pub total: u64,
 }
 
 /// A refusal or failure, with a stable code.
@@ -195,7 +219,7 @@ impl Response {
 }
 
 /// Decode one request line; every failure is an [`AdminError`] the peer gets back.
-pub fn parse_request(line: &[u8]) -> Result<Command, AdminError> {
+pub fn parse_request(line: &[u8]) -> Result<Request, AdminError> {
     #[derive(Deserialize)]
     struct Version {
         version: u32,
@@ -213,7 +237,7 @@ pub fn parse_request(line: &[u8]) -> Result<Command, AdminError> {
     }
     let request: Request =
         serde_json::from_slice(line).map_err(|e| AdminError::new("bad-request", e.to_string()))?;
-    Ok(request.command)
+    Ok(request)
 }
 
 #[cfg(test)]
@@ -226,12 +250,23 @@ mod tests {
             serial: "1a".into(),
             reason: "keyCompromise".into(),
         };
-        let line = serde_json::to_vec(&Request {
-            version: PROTOCOL_VERSION,
-            command: cmd.clone(),
-        })
-        .expect("json");
-        assert_eq!(parse_request(&line), Ok(cmd));
+        for progress in [false, true] {
+            let line = serde_json::to_vec(&Request {
+                version: PROTOCOL_VERSION,
+                command: cmd.clone(),
+                progress,
+            })
+            .expect("json");
+            let request = parse_request(&line).expect("parses");
+            assert_eq!((request.command, request.progress), (cmd.clone(), progress));
+        }
+        // A request from a client that does not draw progress.
+        let old = br#"{"version":1,"command":"cert-list"}"#;
+        assert!(!parse_request(old).expect("parses").progress);
+        let verify = br#"{"version":1,"command":"audit","action":"verify","progress":true}"#;
+        let request = parse_request(verify).expect("parses");
+        assert_eq!(request.command, Command::Audit(AuditCommand::Verify));
+        assert!(request.progress);
         for (bad, code) in [
             (&b"not json"[..], "bad-request"),
             (br#"{"command":"cert-list"}"#, "bad-request"),

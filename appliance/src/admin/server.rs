@@ -9,12 +9,15 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::ops::{self, Target};
-use super::{parse_request, AdminError, Command, Response, MAX_LINE};
+use super::{parse_request, AdminError, Advance, Command, ProgressLine, Response, MAX_LINE};
 use crate::audit::{AuditLog, Event};
 use crate::revocation::StatusAuthority;
 
 /// How long a peer may take to send a request line.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a progress line may wait for a peer that does not read.
+const PROGRESS_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bind the socket at `path`, replacing a stale one (the state lock says no other daemon
 /// runs): readable and writable by the owner, and by `group` when there is an admin group.
@@ -168,7 +171,7 @@ async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::
                     reason: e.message.clone(),
                 })
                 .await;
-            return send(&mut write, Response::from_result(Err(e))).await;
+            return send(&mut write, &Response::from_result(Err(e))).await;
         }
     };
     loop {
@@ -187,13 +190,19 @@ async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::
         }
         if line.len() > MAX_LINE {
             let e = AdminError::new("bad-request", format!("request over {MAX_LINE} bytes"));
-            return send(&mut write, Response::from_result(Err(e))).await;
+            return send(&mut write, &Response::from_result(Err(e))).await;
         }
         let (command, outcome) = match parse_request(&line) {
-            Ok(command) => {
+            Ok(request) => {
+                let command = request.command;
                 tracing::info!(uid = peer.uid, ?command, "admin command");
                 let shown = serde_json::to_value(&command).unwrap_or_default();
-                (shown, execute(&context, command).await)
+                let outcome = if request.progress {
+                    execute_reporting(&context, command, &mut write).await
+                } else {
+                    execute(&context, command, None).await
+                };
+                (shown, outcome)
             }
             Err(e) => (
                 serde_json::Value::String(
@@ -217,16 +226,52 @@ async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::
             Ok(_) => outcome,
             Err(e) => Err(AdminError::new("audit-unavailable", e.to_string())),
         };
-        send(&mut write, Response::from_result(outcome)).await?;
+        send(&mut write, &Response::from_result(outcome)).await?;
     }
+}
+
+/// [`execute`], passing on its progress to the peer as it comes. A peer that stops reading
+/// stops getting progress, but the command still runs to its end and onto the record.
+async fn execute_reporting(
+    context: &AdminContext,
+    command: Command,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> Result<serde_json::Value, AdminError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let work = execute(context, command, Some(tx));
+    tokio::pin!(work);
+    let mut listening = true;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            Some(progress) = rx.recv() => {
+                listening = listening && pass_on(write, progress).await;
+            }
+        }
+    };
+    // What was reported just before the end (the last step, at 100%) still goes out.
+    while let (true, Ok(progress)) = (listening, rx.try_recv()) {
+        listening = pass_on(write, progress).await;
+    }
+    outcome
+}
+
+/// Send one progress line; false if the peer does not take it in time.
+async fn pass_on(write: &mut tokio::net::unix::OwnedWriteHalf, progress: Advance) -> bool {
+    let line = ProgressLine { progress };
+    let sent = tokio::time::timeout(PROGRESS_WRITE_TIMEOUT, send(write, &line)).await;
+    matches!(sent, Ok(Ok(())))
 }
 
 async fn execute(
     context: &AdminContext,
     command: Command,
+    progress: Option<tokio::sync::mpsc::Sender<Advance>>,
 ) -> Result<serde_json::Value, AdminError> {
     match command {
-        Command::Audit(c) => super::audit_ops::live(&context.audit, &context.layout, c).await,
+        Command::Audit(c) => {
+            super::audit_ops::live(&context.audit, &context.layout, c, progress).await
+        }
         c @ (Command::Status
         | Command::KeyList
         | Command::KeyShow { .. }
@@ -243,9 +288,9 @@ async fn execute(
 
 async fn send(
     write: &mut tokio::net::unix::OwnedWriteHalf,
-    response: Response,
+    line: &impl serde::Serialize,
 ) -> std::io::Result<()> {
-    let mut bytes = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+    let mut bytes = serde_json::to_vec(line).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     write.write_all(&bytes).await?;
     write.flush().await

@@ -110,7 +110,7 @@ pub fn verify(
         };
         let line = &rest[..end];
         offset += end + 1;
-        if line_no & 0xfff == 0 {
+        if line_no & 0x3ff == 0 {
             progress(offset as u64);
         }
         let record: Record =

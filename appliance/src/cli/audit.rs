@@ -72,7 +72,7 @@ pub fn exec(args: Args) -> Result<(), String> {
             )
         }
         Action::Verify { .. } => {
-            // A spinner while signetd verifies; a bar when the files are read here.
+            // A spinner until the length is known, then a bar (signetd reports its progress).
             let progress = Progress::spinner(json, "verifying the audit log");
             let v = run_watched(
                 &args.common,

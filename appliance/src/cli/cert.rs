@@ -164,13 +164,20 @@ pub fn run_watched(
     command: Command,
     progress: &Progress,
 ) -> Result<Value, String> {
+    let mut shown = |done, total| {
+        progress.set_length(total);
+        progress.set(done);
+    };
+    let mut ask = |socket: &std::path::Path, command| {
+        client::call_watched(socket, command, Duration::from_secs(60), &mut shown)
+    };
     if let Some(socket) = &common.socket {
-        return client::call(socket, command, Duration::from_secs(60)).map_err(|e| e.to_string());
+        return ask(socket, command).map_err(|e| e.to_string());
     }
     let config = super::load_config(&common.config, common.state_dir.clone())?;
     super::prepare_softhsm(&config);
     let socket = config.state_path(&config.admin.socket);
-    match client::call(&socket, command.clone(), Duration::from_secs(60)) {
+    match ask(&socket, command.clone()) {
         Ok(v) => Ok(v),
         Err(ClientError::NotRunning(_)) => match command {
             Command::ClientAdd(_) | Command::ClientRemove { .. } => {
