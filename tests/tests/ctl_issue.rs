@@ -161,5 +161,51 @@ fn each_profile_is_issued_for_its_purpose_and_shown() {
         "signature",
     );
     refused(&["cert", "show", "0bad"], "no certificate");
+
+    // The request's signature algorithm is read as a certificate's is: SHA-1 is refused,
+    // RSASSA-PSS with the usual parameters is taken.
+    let signed_with = |name: &str, opts: &[&str]| {
+        let path = dir.path().join(format!("{name}.csr"));
+        run_ok(
+            Command::new("openssl")
+                .args(["req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj"])
+                .arg(format!("/O=Signet/CN={name}"))
+                .args(opts)
+                .arg("-keyout")
+                .arg(dir.path().join(format!("{name}.key")))
+                .arg("-out")
+                .arg(&path),
+        );
+        path.to_str().unwrap().to_owned()
+    };
+    let sha1 = signed_with("sha1", &["-sha1"]);
+    refused(
+        &["cert", "issue", "--profile", "tls-client", "--csr", &sha1],
+        "unsupported",
+    );
+    let pss = signed_with(
+        "pss",
+        &[
+            "-sha256",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:digest",
+        ],
+    );
+    let out = a.ctl(&[
+        "cert",
+        "issue",
+        "--profile",
+        "tls-client",
+        "--csr",
+        &pss,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     a.stop();
 }

@@ -61,13 +61,7 @@ pub async fn execute(target: Target<'_>, command: Command) -> Result<Value, Admi
             to_json(&list)
         }
         Command::CertShow { serial } => {
-            let serial = parse_serial(&serial)?;
-            let s = serial.clone();
-            let found = target
-                .store()
-                .with(move |c| certs::find(c, &s))
-                .await
-                .map_err(internal)?;
+            let (serial, found) = find(&target, &serial).await?;
             match found.as_slice() {
                 [] => Err(refused(ChangeRefused::NotFound(serial))),
                 [one] => {
@@ -214,13 +208,7 @@ async fn change(
     serial: &str,
     change: StatusChange,
 ) -> Result<Value, AdminError> {
-    let serial = parse_serial(serial)?;
-    let s = serial.clone();
-    let found = target
-        .store()
-        .with(move |c| certs::find(c, &s))
-        .await
-        .map_err(internal)?;
+    let (serial, found) = find(&target, serial).await?;
     if !found.is_empty() && found.iter().all(|r| r.ca == super::key_ops::EXTERNAL_CA) {
         return Err(AdminError::new(
             "not-ours",
@@ -236,6 +224,22 @@ async fn change(
             .map_err(refused),
     }?;
     to_json(&outcome)
+}
+
+/// The certificates with the serial `text` names (one per CA that issued that serial),
+/// with the serial in its normal form.
+async fn find(
+    target: &Target<'_>,
+    text: &str,
+) -> Result<(String, Vec<certs::CertRecord>), AdminError> {
+    let serial = parse_serial(text)?;
+    let s = serial.clone();
+    let found = target
+        .store()
+        .with(move |c| certs::find(c, &s))
+        .await
+        .map_err(internal)?;
+    Ok((serial, found))
 }
 
 fn parse_serial(text: &str) -> Result<String, AdminError> {

@@ -11,7 +11,6 @@
 //! ExtensionReq ::= SEQUENCE SIZE (1..MAX) OF Extension                    -- RFC 5272 3.1
 //! ```
 
-use const_oid::db::rfc5912;
 use der::asn1::{BitString, SetOfVec};
 use der::{DecodePem, Encode, EncodePem};
 use spki::SubjectPublicKeyInfoOwned;
@@ -21,7 +20,7 @@ use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
 
 use super::profile::{push_san, SubjectAltName};
 
-use crate::alg::{HashAlg, SignatureScheme};
+use crate::alg::SignatureScheme;
 use crate::error::{Error, Result};
 use crate::verify::PublicKey;
 
@@ -35,18 +34,11 @@ pub struct VerifiedCsr {
 }
 
 /// Decode a PEM CSR and check that its signature verifies with its own key (the requester
-/// holds the private key). RSA PKCS#1 v1.5 and ECDSA with SHA-256/384/512 are taken.
+/// holds the private key). RSA PKCS#1 v1.5, RSASSA-PSS and ECDSA with SHA-256/384/512 are
+/// taken, as for certificates.
 pub fn verify_csr_pem(pem: &str) -> Result<VerifiedCsr> {
     let req = CertReq::from_pem(pem.as_bytes())?;
-    let scheme = match req.algorithm.oid {
-        rfc5912::SHA_256_WITH_RSA_ENCRYPTION => SignatureScheme::RsaPkcs1v15(HashAlg::Sha256),
-        rfc5912::SHA_384_WITH_RSA_ENCRYPTION => SignatureScheme::RsaPkcs1v15(HashAlg::Sha384),
-        rfc5912::SHA_512_WITH_RSA_ENCRYPTION => SignatureScheme::RsaPkcs1v15(HashAlg::Sha512),
-        rfc5912::ECDSA_WITH_SHA_256 => SignatureScheme::Ecdsa(HashAlg::Sha256),
-        rfc5912::ECDSA_WITH_SHA_384 => SignatureScheme::Ecdsa(HashAlg::Sha384),
-        rfc5912::ECDSA_WITH_SHA_512 => SignatureScheme::Ecdsa(HashAlg::Sha512),
-        other => return Err(Error::UnsupportedAlgorithm(other)),
-    };
+    let scheme = SignatureScheme::from_algorithm_identifier(&req.algorithm)?;
     let key = PublicKey::from_spki_der(&req.info.public_key.to_der()?)?;
     let signed = req.info.to_der()?;
     let signature = req
@@ -132,6 +124,7 @@ pub fn csr_to_pem(req: &CertReq) -> Result<String> {
 mod tests {
     use super::*;
     use crate::test_keys;
+    use const_oid::db::rfc5912;
 
     #[test]
     fn built_requests_verify_and_carry_the_subject_key_and_names() {
