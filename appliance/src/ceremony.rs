@@ -12,10 +12,10 @@ use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::Certificate;
 
 use signet_config::{Config, KeySpec};
-use signet_pki::x509::{self, CertificateParams, Issuer, Profile, Revocation, SubjectAltName};
+use signet_pki::x509::{self, CertificateParams, Issuer, Profile, SubjectAltName};
 
-use crate::daemon::ROOT_CA;
 use crate::hsm::{softhsm, token, Hsm, HsmError, KeyInfo};
+use crate::issuance::{revocation_urls, CLIENT_CA, ROOT_CA};
 use crate::layout::StateLayout;
 use crate::settings;
 use crate::statelock::{LockError, StateLock};
@@ -69,6 +69,8 @@ pub struct InitReport {
     pub ocsp_signer_certificate: PathBuf,
     /// The audit key's certificate.
     pub audit_certificate: PathBuf,
+    /// The client CA's certificate: it issues API clients' certificates, nothing else.
+    pub client_ca: PathBuf,
     /// Demo client certificate.
     pub client_certificate: PathBuf,
     /// Demo client key.
@@ -108,6 +110,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
             &keys.tls_server.label,
             &keys.ocsp_signer.label,
             &keys.audit.label,
+            &keys.client_ca.label,
         ]
         .into_iter()
         .map(String::as_str)
@@ -121,15 +124,9 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     let tls_key = fresh_key(&hsm, &keys.tls_server, force)?;
     let ocsp_key = fresh_key(&hsm, &keys.ocsp_signer, force)?;
     let audit_key = fresh_key(&hsm, &keys.audit, force)?;
-    // Where relying parties check the status of what this CA issues (RFC 5280 4.2.2.1, 4.2.1.13).
-    let revocation = config
-        .public
-        .base_url()
-        .map(|base| Revocation {
-            ocsp_url: Some(format!("{base}/ocsp")),
-            crl_url: Some(format!("{base}/crl/{ROOT_CA}.crl")),
-        })
-        .unwrap_or_default();
+    let client_ca_key = fresh_key(&hsm, &keys.client_ca, force)?;
+    // Where relying parties check the status of what each CA issues (RFC 5280 4.2.2.1, 4.2.1.13).
+    let revocation = revocation_urls(config, ROOT_CA);
 
     let pki = &config.pki;
     let now = SystemTime::now() - Duration::from_secs(300);
@@ -234,23 +231,42 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
             document_signers.push((config.state_path(&declared.certificate_chain), cert));
         }
     }
-    let (client_key_pem, client_spki) = demo_client_key()?;
-    let client = sign_certificate(
+    // Client certificates come from a CA of their own, so that trusting it for client
+    // authentication trusts nothing the root signs for the infrastructure.
+    let client_ca = sign_certificate(
         &hsm,
         &root_key,
         params(
-            Profile::TlsClient(Vec::new()),
-            &pki.demo_client_subject,
-            client_spki,
-            days(pki.leaf_days),
+            Profile::Ca { path_len: Some(0) },
+            &pki.client_ca_subject,
+            client_ca_key.spki.clone(),
+            days(pki.root_days),
         )?,
         Some(&issuer),
+    )?;
+    let client_issuer =
+        Issuer::from_certificate(&client_ca, client_ca_key.algorithm.default_scheme());
+    let (client_key_pem, client_spki) = demo_client_key()?;
+    let client = sign_certificate(
+        &hsm,
+        &client_ca_key,
+        CertificateParams {
+            revocation: revocation_urls(config, CLIENT_CA),
+            ..params(
+                Profile::TlsClient(Vec::new()),
+                &pki.demo_client_subject,
+                client_spki,
+                days(pki.leaf_days),
+            )?
+        },
+        Some(&client_issuer),
     )?;
 
     write_pem(&layout.root_ca(), &[&root])?;
     write_pem(&layout.tsa_cert(), &[&tsa])?;
     write_pem(&layout.tls_chain(), &[&tls, &root])?;
     write_pem(&layout.ocsp_signer_cert(), &[&ocsp_signer])?;
+    write_pem(&layout.client_ca(), &[&client_ca])?;
     write_pem(&layout.audit_cert(), &[&audit, &root])?;
     // A new PKI starts a new audit chain; the old log is kept aside, never deleted (it
     // verifies with the old audit certificate, which an auditor keeps with it).
@@ -280,10 +296,11 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
             ("tls-server", &tls),
             ("ocsp-signer", &ocsp_signer),
             ("audit", &audit),
-            ("tls-client", &client),
+            ("ca", &client_ca),
         ] {
             certs::record(&tx, ROOT_CA, profile, cert)?;
         }
+        certs::record(&tx, CLIENT_CA, "tls-client", &client)?;
         for (_, cert) in &document_signers {
             certs::record(&tx, ROOT_CA, "document-signing", cert)?;
         }
@@ -299,6 +316,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
         tls_certificate: layout.tls_chain(),
         ocsp_signer_certificate: layout.ocsp_signer_cert(),
         audit_certificate: layout.audit_cert(),
+        client_ca: layout.client_ca(),
         client_certificate: layout.demo_cert(),
         client_key: layout.demo_key(),
         database: layout.database(),

@@ -18,11 +18,11 @@ use signet_pki::x509;
 
 use crate::api::App;
 use crate::audit::{AuditLog, AuditSigner, CheckpointPolicy};
-use crate::authz::{Authorizer, Policy};
+use crate::authz::{Authorizer, ClientTrust, Policy};
 use crate::ceremony::certifies;
 use crate::crl::{CrlIssuer, CrlService};
 use crate::hsm::{Hsm, HsmError, KeyInfo};
-use crate::issuance::CertificateAuthority;
+use crate::issuance::{Issuers, CLIENT_CA, ROOT_CA};
 use crate::layout::StateLayout;
 use crate::ocsp::{CaResponder, NoncePolicy, OcspService, OcspSettings};
 use crate::revocation::StatusAuthority;
@@ -130,10 +130,7 @@ pub async fn run(
     let root = read_certs(&layout.root_ca())?;
     let tls_chain = read_certs(&layout.tls_chain())?;
     let tsa_cert = read_certs(&layout.tsa_cert())?;
-    let client_cas = match &config.api.client_ca {
-        Some(p) => read_certs(&config.state_path(p))?,
-        None => root.clone(),
-    };
+    let client_ca = read_certs(&layout.client_ca())?;
 
     let keys = &config.keys;
     let tls_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.tls_server.label))?;
@@ -141,6 +138,13 @@ pub async fn run(
     let root_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.root_ca.label))?;
     let ocsp_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.ocsp_signer.label))?;
     let ocsp_cert = read_certs(&layout.ocsp_signer_cert())?;
+    let client_ca_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.client_ca.label))?;
+    expect_certifies(
+        &client_ca[0],
+        &keys.client_ca.label,
+        &client_ca_key,
+        &layout.client_ca(),
+    )?;
     expect_certifies(&root[0], &keys.root_ca.label, &root_key, &layout.root_ca())?;
     expect_certifies(
         &ocsp_cert[0],
@@ -178,12 +182,6 @@ pub async fn run(
         },
     )?;
 
-    let tls_config = tls::server_config(
-        to_rustls(&tls_chain, &layout.tls_chain())?,
-        Arc::new(HsmSigningKey::new(hsm.clone(), Arc::clone(&tls_key))),
-        to_rustls(&client_cas, &layout.root_ca())?,
-    )?;
-
     let store = Store::open(&layout.database())?;
     let signer = SignerIdentity::new(
         tsa_cert[0].clone(),
@@ -210,6 +208,14 @@ pub async fn run(
         vec![
             CaResponder::new(ROOT_CA, root[0].clone(), ocsp_cert[0].clone(), ocsp_key)
                 .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?,
+            // The client CA answers for its own certificates (RFC 6960 2.2: the CA itself).
+            CaResponder::new(
+                CLIENT_CA,
+                client_ca[0].clone(),
+                client_ca[0].clone(),
+                Arc::clone(&client_ca_key),
+            )
+            .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?,
         ],
         store.clone(),
         hsm.clone(),
@@ -217,12 +223,15 @@ pub async fn run(
         Arc::clone(&status_lock),
     ));
     let crls = Arc::new(CrlService::new(
-        vec![crl_issuer(&root[0], root_key)],
+        vec![
+            crl_issuer(ROOT_CA, &root[0], root_key),
+            crl_issuer(CLIENT_CA, &client_ca[0], client_ca_key),
+        ],
         store.clone(),
         hsm.clone(),
         Duration::from_secs(config.crl.validity_secs),
     ));
-    let ca = CertificateAuthority::load(&config, &hsm).map_err(StartError::Config)?;
+    let ca = Issuers::load(&config, &hsm).map_err(StartError::Config)?;
     let status = Arc::new(StatusAuthority::new(
         store,
         Some(Arc::new(ca)),
@@ -232,6 +241,14 @@ pub async fn run(
     ));
     notifier.status("publishing CRLs and OCSP responses");
     status.publish_all().await.map_err(StartError::Publish)?;
+
+    let trust = Arc::new(client_trust(&config, &client_ca[0], &ocsp)?);
+    crate::client_crls::load_all(&trust, &config).await;
+    let tls_config = tls::server_config(
+        to_rustls(&tls_chain, &layout.tls_chain())?,
+        Arc::new(HsmSigningKey::new(hsm.clone(), Arc::clone(&tls_key))),
+        Arc::clone(&trust),
+    )?;
 
     let keys = Arc::new(KeyRing::load(&config, &hsm).map_err(StartError::Config)?);
     let authz = Arc::new(Authorizer::new(
@@ -245,6 +262,7 @@ pub async fn run(
         ocsp,
         crls,
         authz: Arc::clone(&authz),
+        trust: Arc::clone(&trust),
         keys: Arc::clone(&keys),
         hsm: hsm.clone(),
         max_json_bytes: api.max_json_bytes,
@@ -316,6 +334,11 @@ pub async fn run(
         stopped(),
     ));
     tasks.spawn(reload_on_sighup(source, authz, stopped()));
+    tasks.spawn(crate::client_crls::refresh(
+        trust,
+        client_crl_sources(&config),
+        stopped(),
+    ));
     let refresh_every = Duration::from_secs((config.ocsp.validity_secs / 10).clamp(1, 300));
     tasks.spawn(Arc::clone(&status).refresh(refresh_every, stopped()));
     if let Some(public) = public_listener {
@@ -393,9 +416,6 @@ async fn reload_on_sighup(
         }
     }
 }
-
-/// The name of the appliance's one CA: its CRL is `/crl/root.crl`.
-pub const ROOT_CA: &str = "root";
 
 async fn bind(addr: SocketAddr, scheme: &str) -> Result<tokio::net::TcpListener, StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -494,9 +514,43 @@ fn ocsp_settings(config: &Config) -> OcspSettings {
     }
 }
 
-fn crl_issuer(ca: &Certificate, key: Arc<KeyInfo>) -> CrlIssuer {
+/// Who may authenticate: the appliance's client CA, answered from the status index that
+/// revocations update, and the outside client CAs of the config.
+fn client_trust(
+    config: &Config,
+    own: &Certificate,
+    ocsp: &Arc<OcspService>,
+) -> Result<ClientTrust, StartError> {
+    let issued: Arc<dyn crate::authz::IssuedStatus> = Arc::clone(ocsp) as _;
+    let mut trust = ClientTrust::new(CLIENT_CA, own.clone(), issued);
+    for ca in &config.client_cas {
+        let path = config.state_path(&ca.certificate);
+        let cert = read_certs(&path)?.swap_remove(0);
+        trust = trust
+            .with_outside_ca(&ca.name, cert, ca.revocation)
+            .map_err(StartError::Config)?;
+    }
+    Ok(trust)
+}
+
+/// Where each outside client CA's CRL comes from.
+fn client_crl_sources(config: &Config) -> Vec<crate::client_crls::CrlSource> {
+    config
+        .client_cas
+        .iter()
+        .filter_map(|ca| {
+            ca.crl.as_ref().map(|crl| crate::client_crls::CrlSource {
+                ca: ca.name.clone(),
+                location: crate::client_crls::Location::parse(crl, config),
+                every: Duration::from_secs(ca.crl_refresh_secs),
+            })
+        })
+        .collect()
+}
+
+fn crl_issuer(name: &str, ca: &Certificate, key: Arc<KeyInfo>) -> CrlIssuer {
     CrlIssuer {
-        name: ROOT_CA.into(),
+        name: name.into(),
         issuer: x509::Issuer::from_certificate(ca, key.algorithm.default_scheme()),
         key,
     }

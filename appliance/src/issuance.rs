@@ -11,9 +11,77 @@ use signet_config::Config;
 use signet_pki::x509::{self, csr, CertificateParams, Issuer, Profile, Revocation, SubjectAltName};
 
 use crate::admin::AdminError;
-use crate::daemon::ROOT_CA;
 use crate::hsm::{Hsm, KeyInfo};
 use crate::layout::StateLayout;
+
+/// The name of the appliance's root CA: its CRL is `/crl/root.crl`.
+pub const ROOT_CA: &str = "root";
+
+/// The name of the appliance's client CA (issued by the root; issues API clients'
+/// certificates only): its CRL is `/crl/client-ca.crl`.
+pub const CLIENT_CA: &str = signet_config::OWN_CLIENT_CA;
+
+/// Where relying parties learn the status of what CA `ca` issues: its OCSP responder and
+/// CRL under `public.url`, none without one.
+pub fn revocation_urls(config: &Config, ca: &str) -> Revocation {
+    config
+        .public
+        .base_url()
+        .map(|base| Revocation {
+            ocsp_url: Some(format!("{base}/ocsp")),
+            crl_url: Some(format!("{base}/crl/{ca}.crl")),
+        })
+        .unwrap_or_default()
+}
+
+/// The appliance's two CAs: the root signs infrastructure and document-signing
+/// certificates, the client CA signs the certificates API clients authenticate with.
+pub struct Issuers {
+    /// The root CA.
+    pub root: CertificateAuthority,
+    /// The client CA.
+    pub clients: CertificateAuthority,
+}
+
+impl Issuers {
+    /// Both CAs of `config`'s state directory, their keys found in `hsm`.
+    pub fn load(config: &Config, hsm: &Hsm) -> Result<Self, String> {
+        let layout = StateLayout::new(&config.state_dir);
+        Ok(Issuers {
+            root: CertificateAuthority::load(
+                config,
+                hsm,
+                ROOT_CA,
+                &layout.root_ca(),
+                &config.keys.root_ca.label,
+            )?,
+            clients: CertificateAuthority::load(
+                config,
+                hsm,
+                CLIENT_CA,
+                &layout.client_ca(),
+                &config.keys.client_ca.label,
+            )?,
+        })
+    }
+
+    /// The CA that issues `profile`: client certificates from the client CA, the rest
+    /// from the root.
+    pub fn for_profile(&self, profile: &str) -> &CertificateAuthority {
+        if profile == "tls-client" {
+            &self.clients
+        } else {
+            &self.root
+        }
+    }
+
+    /// The CA called `name`.
+    pub fn named(&self, name: &str) -> Option<&CertificateAuthority> {
+        [&self.root, &self.clients]
+            .into_iter()
+            .find(|ca| ca.name == name)
+    }
+}
 
 /// What an operator asks to have issued.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,29 +116,31 @@ pub struct CertificateAuthority {
 }
 
 impl CertificateAuthority {
-    /// The root CA of `config`'s state directory, its key found in `hsm`.
-    pub fn load(config: &Config, hsm: &Hsm) -> Result<Self, String> {
-        let layout = StateLayout::new(&config.state_dir);
-        let path = layout.root_ca();
-        let pem = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    /// CA `name` with its certificate at `path` and its key labelled `label` in `hsm`.
+    fn load(
+        config: &Config,
+        hsm: &Hsm,
+        name: &str,
+        path: &std::path::Path,
+        label: &str,
+    ) -> Result<Self, String> {
+        let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let cert =
             x509::certificate_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
-        let key = tokio::task::block_in_place(|| hsm.key_blocking(&config.keys.root_ca.label))
-            .map_err(|e| e.to_string())?;
-        let revocation = config
-            .public
-            .base_url()
-            .map(|base| Revocation {
-                ocsp_url: Some(format!("{base}/ocsp")),
-                crl_url: Some(format!("{base}/crl/{ROOT_CA}.crl")),
-            })
-            .unwrap_or_default();
+        let key =
+            tokio::task::block_in_place(|| hsm.key_blocking(label)).map_err(|e| e.to_string())?;
+        if !crate::ceremony::certifies(&cert, &key) {
+            return Err(format!(
+                "key {label:?} in the token does not match {}",
+                path.display()
+            ));
+        }
         Ok(CertificateAuthority {
-            name: ROOT_CA.into(),
+            name: name.into(),
             cert,
             key,
             hsm: hsm.clone(),
-            revocation,
+            revocation: revocation_urls(config, name),
             default_days: config.pki.leaf_days,
         })
     }

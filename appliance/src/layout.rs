@@ -32,6 +32,10 @@ impl StateLayout {
     pub fn tsa_cert(&self) -> PathBuf {
         self.pki_dir().join("tsa.pem")
     }
+    /// The client CA certificate (PEM): issued by the root, the trust anchor of API clients.
+    pub fn client_ca(&self) -> PathBuf {
+        self.pki_dir().join("client-ca.pem")
+    }
     /// The root CA's delegated OCSP signer certificate (PEM).
     pub fn ocsp_signer_cert(&self) -> PathBuf {
         self.pki_dir().join("ocsp-signer.pem")

@@ -11,6 +11,7 @@ pub mod authz;
 pub mod ceremony;
 pub mod channel_body;
 pub mod cli;
+pub mod client_crls;
 pub mod clock;
 pub mod config_source;
 pub mod crl;

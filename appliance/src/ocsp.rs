@@ -513,3 +513,22 @@ fn cert_id_from_key(key: &[u8]) -> Option<RequestedCert> {
 fn truncate(t: SystemTime) -> SystemTime {
     from_unix_secs(certs::unix_secs(t))
 }
+
+/// What the responder's index says of a client certificate: the client identity check asks
+/// the same index that revocations update before they return.
+impl crate::authz::IssuedStatus for OcspService {
+    fn standing(&self, ca: &str, serial: &[u8]) -> crate::authz::Standing {
+        use crate::authz::Standing;
+        let Some(index) = self.cas.iter().position(|c| c.name == ca) else {
+            return Standing::Unknown;
+        };
+        match self.status_of(index, &serial_from_bytes(serial)) {
+            None => Standing::Unknown,
+            Some(CertStatus::Good) => Standing::Good,
+            Some(CertStatus::Hold { .. }) => Standing::Revoked {
+                reason: "certificateHold".into(),
+            },
+            Some(CertStatus::Revoked { reason, .. }) => Standing::Revoked { reason },
+        }
+    }
+}

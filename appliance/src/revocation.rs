@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use crate::admin::ops::{internal, refused};
 use crate::admin::AdminError;
 use crate::crl::CrlService;
-use crate::issuance::CertificateAuthority;
+use crate::issuance::Issuers;
 use crate::ocsp::OcspService;
 use crate::store::certs;
 use crate::store::{CertRecord, StatusChange, Store};
@@ -24,7 +24,7 @@ use crate::store::{CertRecord, StatusChange, Store};
 /// See the module documentation.
 pub struct StatusAuthority {
     store: Store,
-    ca: Option<Arc<CertificateAuthority>>,
+    ca: Option<Arc<Issuers>>,
     ocsp: Arc<OcspService>,
     crls: Arc<CrlService>,
     lock: Arc<Mutex<()>>,
@@ -35,7 +35,7 @@ impl StatusAuthority {
     /// responder was built with).
     pub fn new(
         store: Store,
-        ca: Option<Arc<CertificateAuthority>>,
+        ca: Option<Arc<Issuers>>,
         ocsp: Arc<OcspService>,
         crls: Arc<CrlService>,
         lock: Arc<Mutex<()>>,
@@ -54,8 +54,8 @@ impl StatusAuthority {
         &self.store
     }
 
-    /// The CA that issues, if this daemon signs certificates.
-    pub fn ca(&self) -> Option<&CertificateAuthority> {
+    /// The CAs that issue, if this daemon signs certificates.
+    pub fn ca(&self) -> Option<&Issuers> {
         self.ca.as_deref()
     }
 

@@ -16,7 +16,6 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{App, Listener};
-use crate::authz::PeerCert;
 
 /// Limits of the listener.
 #[derive(Clone, Debug)]
@@ -91,14 +90,20 @@ pub async fn serve(
                         Err(_) => return handshake_refused(&app, peer, "handshake timed out"),
                     };
                     // The verified client certificate: who is calling, for every request
-                    // on this connection.
-                    let client = tls
+                    // on this connection (each request checks it is still in standing).
+                    let identified = tls
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
-                        .and_then(|c| PeerCert::from_der(c))
-                        .map(Arc::new);
+                        .map(|c| app.trust.identify(c));
+                    let client = match identified {
+                        Some(Ok(peer)) => Some(Arc::new(peer)),
+                        Some(Err(refusal)) => {
+                            return handshake_refused(&app, peer, &refusal.to_string())
+                        }
+                        None => return handshake_refused(&app, peer, "no client certificate"),
+                    };
                     let service = service_fn(move |req| {
                         let (app, client) = (Arc::clone(&app), client.clone());
                         async move {

@@ -125,6 +125,10 @@ pub struct Config {
     /// Who may call the API, and what each may do.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// Outside CAs whose client certificates the API also accepts (besides the appliance's
+    /// own client CA, `client-ca`), each with where its revocation list comes from.
+    #[serde(default)]
+    pub client_cas: Vec<ClientCaConfig>,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -209,6 +213,10 @@ pub struct KeysConfig {
     /// The key that signs the audit log's checkpoints.
     #[serde(default = "default_audit_key")]
     pub audit: KeySpec,
+    /// The appliance's client CA: it issues the certificates API clients authenticate with,
+    /// and nothing else (the root signs the infrastructure certificates).
+    #[serde(default = "default_client_ca_key")]
+    pub client_ca: KeySpec,
 }
 
 /// Names and lifetimes of the dev PKI.
@@ -229,6 +237,8 @@ pub struct PkiConfig {
     pub ocsp_signer_subject: String,
     /// Subject DN of the audit log's checkpoint signer.
     pub audit_subject: String,
+    /// Subject DN of the client CA (issued by the root, issues client certificates only).
+    pub client_ca_subject: String,
     /// Root CA lifetime in days.
     pub root_days: u32,
     /// Lifetime of the other certificates in days.
@@ -245,6 +255,7 @@ impl Default for PkiConfig {
             demo_client_subject: "CN=demo-app,O=Signet".into(),
             ocsp_signer_subject: "CN=Signet Dev OCSP Signer,O=Signet".into(),
             audit_subject: "CN=Signet Dev Audit,O=Signet".into(),
+            client_ca_subject: "CN=Signet Dev Client CA,O=Signet".into(),
             root_days: 3650,
             leaf_days: 825,
         }
@@ -258,8 +269,6 @@ pub struct ApiConfig {
     /// Address to listen on, `IP:PORT`; port 0 picks a free port.
     #[serde(deserialize_with = "listen::address")]
     pub listen: SocketAddr,
-    /// CA certificates (PEM) that client certificates must chain to; default: the root CA.
-    pub client_ca: Option<PathBuf>,
     /// Largest request body accepted (binary protocols: TSA, OCSP).
     pub max_body_bytes: usize,
     /// Largest JSON body accepted (the signing API, batches).
@@ -288,7 +297,6 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-            client_ca: None,
             max_body_bytes: 64 * 1024,
             max_json_bytes: 1024 * 1024,
             max_stream_bytes: 4 * 1024 * 1024 * 1024,
@@ -468,10 +476,49 @@ pub enum Operation {
     Tsa,
 }
 
+/// The name of the appliance's own client CA, the default issuer of `[[clients]]`.
+pub const OWN_CLIENT_CA: &str = "client-ca";
+
+/// An outside CA that issues client certificates the API accepts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCaConfig {
+    /// Its name: what `[[clients]] match.issuer` names, and what logs and audit say.
+    pub name: String,
+    /// The CA certificate (PEM) that issues the client certificates directly: the trust
+    /// anchor of its clients (an intermediate of a bigger PKI is fine).
+    pub certificate: PathBuf,
+    /// Where its CRL comes from: a file (DER or PEM; relative paths under state_dir), or an
+    /// `http://` URL. Read at start and every `crl_refresh_secs`.
+    pub crl: Option<String>,
+    /// Seconds between two reads of the CRL. Default: 300.
+    #[serde(default = "default_crl_refresh_secs")]
+    pub crl_refresh_secs: u64,
+    /// What happens to its clients while no fresh CRL is at hand (none read yet, or past its
+    /// nextUpdate): `fail-closed` (refused; the default) or `fail-open` (admitted, logged).
+    #[serde(default)]
+    pub revocation: RevocationFailMode,
+}
+
+/// What to do when a client's revocation status cannot be known.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum RevocationFailMode {
+    /// Refuse the client.
+    #[default]
+    #[serde(rename = "fail-closed")]
+    FailClosed,
+    /// Admit the client, with a warning in the log.
+    #[serde(rename = "fail-open")]
+    FailOpen,
+}
+
 /// How a client certificate is recognised: every field given must match.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientMatch {
+    /// The CA that must have issued it: `client-ca` (the appliance's own, the default) or
+    /// the name of a `[[client_cas]]` entry. A subject from another CA never matches.
+    pub issuer: Option<String>,
     /// The subject DN, RFC 4514 (`CN=demo-app,O=Signet`), compared exactly.
     pub subject: Option<String>,
     /// A URI in the subjectAltName.
@@ -577,6 +624,15 @@ fn default_audit_key() -> KeySpec {
         label: "audit".into(),
         algorithm: KeyAlgorithmName::EcP256,
     }
+}
+fn default_client_ca_key() -> KeySpec {
+    KeySpec {
+        label: "client-ca".into(),
+        algorithm: KeyAlgorithmName::EcP256,
+    }
+}
+fn default_crl_refresh_secs() -> u64 {
+    300
 }
 fn default_workers() -> usize {
     2

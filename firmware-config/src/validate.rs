@@ -122,8 +122,66 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             );
         }
     }
+    let mut ca_names: HashSet<&str> = HashSet::from([crate::OWN_CLIENT_CA]);
+    for (i, ca) in config.client_cas.iter().enumerate() {
+        let name_ok = !ca.name.is_empty()
+            && ca.name.len() <= 64
+            && ca
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            bad(
+                &format!("client_cas[{i}].name"),
+                format!("`{}`: names are 1 to 64 of A-Z a-z 0-9 - _", ca.name),
+            );
+        } else if ca.name == "root" || !ca_names.insert(ca.name.as_str()) {
+            bad(
+                &format!("client_cas[{i}].name"),
+                format!(
+                    "`{}` is taken (`root` and `{}` are the appliance's own CAs)",
+                    ca.name,
+                    crate::OWN_CLIENT_CA
+                ),
+            );
+        }
+        if !(10..=86_400).contains(&ca.crl_refresh_secs) {
+            bad(
+                &format!("client_cas[{i}].crl_refresh_secs"),
+                format!("{} is out of range: 10 to 86400", ca.crl_refresh_secs),
+            );
+        }
+        match &ca.crl {
+            Some(url) if url.contains("://") && !url.starts_with("http://") => bad(
+                &format!("client_cas[{i}].crl"),
+                format!("`{url}`: a file path or an http:// URL"),
+            ),
+            None if ca.revocation == crate::RevocationFailMode::FailClosed => bad(
+                &format!("client_cas[{i}].crl"),
+                format!(
+                    "client CA `{}` has no CRL, so under `revocation = \"fail-closed\"` none \
+                     of its clients would get in: give a CRL, or choose `fail-open`",
+                    ca.name
+                ),
+            ),
+            _ => {}
+        }
+    }
     for (i, c) in config.clients.iter().enumerate() {
         let m = &c.matches;
+        if let Some(issuer) = &m.issuer {
+            if !ca_names.contains(issuer.as_str()) {
+                bad(
+                    &format!("clients[{i}].match.issuer"),
+                    format!(
+                        "client `{}`: no client CA named `{issuer}`; `{}` or a \
+                         [[client_cas]] name",
+                        c.name,
+                        crate::OWN_CLIENT_CA
+                    ),
+                );
+            }
+        }
         if m.subject.is_none()
             && m.san_uri.is_none()
             && m.san_dns.is_none()
@@ -219,8 +277,8 @@ pub fn check_oid(s: &str) -> Result<(), &'static str> {
 /// files it makes exist.
 pub fn certificate_findings(config: &Config) -> Vec<Finding> {
     let mut files: Vec<(String, &std::path::Path)> = Vec::new();
-    if let Some(p) = &config.api.client_ca {
-        files.push(("api.client_ca".into(), p));
+    for (i, ca) in config.client_cas.iter().enumerate() {
+        files.push((format!("client_cas[{i}].certificate"), &ca.certificate));
     }
     for (i, k) in config.signing_keys.iter().enumerate() {
         files.push((

@@ -161,6 +161,79 @@ impl PreparedCrl {
     }
 }
 
+/// What a CRL from another CA says, once its signature verified with that CA's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedCrl {
+    /// thisUpdate.
+    pub this_update: SystemTime,
+    /// nextUpdate; `None` when the CRL gives none (then it is never fresh by itself).
+    pub next_update: Option<SystemTime>,
+    /// The serial numbers listed (INTEGER content octets, as in the certificates), with the
+    /// reason when the entry names one.
+    pub revoked: Vec<(Vec<u8>, Option<RevocationReason>)>,
+}
+
+/// Read a DER CRL issued by `issuer`: the issuer names must match, the signature must
+/// verify with `issuer`'s public key, and no critical extension may be one this reader does
+/// not understand (RFC 5280 5.2: a delta or partitioned CRL is refused, not half-read).
+pub fn read_verified(der: &[u8], issuer: &x509_cert::Certificate) -> Result<VerifiedCrl> {
+    use x509_cert::ext::pkix::CrlReason;
+    let crl = CertificateList::from_der(der)?;
+    let tbs = &crl.tbs_cert_list;
+    if tbs.issuer != issuer.tbs_certificate.subject {
+        return Err(Error::Invalid("CRL issuer is not the CA's subject"));
+    }
+    if tbs.signature != crl.signature_algorithm {
+        return Err(Error::Invalid("CRL signature algorithms differ"));
+    }
+    let scheme = SignatureScheme::from_algorithm_identifier(&crl.signature_algorithm)?;
+    let spki = issuer.tbs_certificate.subject_public_key_info.to_der()?;
+    let signature = crl
+        .signature
+        .as_bytes()
+        .ok_or(Error::Invalid("CRL signature has unused bits"))?;
+    crate::verify::PublicKey::from_spki_der(&spki)?.verify_message(
+        scheme,
+        &tbs.to_der()?,
+        signature,
+    )?;
+    let understood = [
+        rfc5280::ID_CE_AUTHORITY_KEY_IDENTIFIER,
+        rfc5280::ID_CE_CRL_NUMBER,
+    ];
+    if tbs
+        .crl_extensions
+        .iter()
+        .flatten()
+        .any(|e| e.critical && !understood.contains(&e.extn_id))
+    {
+        return Err(Error::Invalid(
+            "CRL has a critical extension not understood",
+        ));
+    }
+    let mut revoked = Vec::new();
+    for entry in tbs.revoked_certificates.iter().flatten() {
+        let mut reason = None;
+        for ext in entry.crl_entry_extensions.iter().flatten() {
+            if ext.extn_id == rfc5280::ID_CE_CRL_REASONS {
+                let code = CrlReason::from_der(ext.extn_value.as_bytes())?;
+                reason = RevocationReason::from_code(code as u8);
+            } else if ext.critical {
+                // certificateIssuer (indirect CRLs) among them: not read here, so refused.
+                return Err(Error::Invalid(
+                    "CRL entry has a critical extension not understood",
+                ));
+            }
+        }
+        revoked.push((entry.serial_number.as_bytes().to_vec(), reason));
+    }
+    Ok(VerifiedCrl {
+        this_update: tbs.this_update.to_system_time(),
+        next_update: tbs.next_update.map(|t| t.to_system_time()),
+        revoked,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
@@ -309,6 +382,43 @@ mod tests {
             .position(|w| w == next_update.as_slice())
             .expect("nextUpdate in TBSCertList");
         assert_eq!(der[at + next_update.len()], 0xa0);
+    }
+
+    #[test]
+    fn a_crl_is_read_back_only_with_its_issuers_key() {
+        for key in [test_keys::p256(3), test_keys::rsa()] {
+            let (params, _) = params(&key, entries());
+            let prepared = prepare(&params).expect("prepares");
+            let sig = key.sign(prepared.tbs_der());
+            let der = prepared.finish(&sig).expect("finishes");
+            let ca = test_keys::ca(&key, "CN=CRL Unit CA");
+            let read = read_verified(&der, &ca).expect("verifies");
+            assert_eq!(read.this_update, at(1_700_000_000));
+            assert_eq!(read.next_update, Some(at(1_700_604_800)));
+            assert_eq!(read.revoked.len(), 4);
+            assert_eq!(
+                read.revoked[0],
+                (vec![0x10, 0x01], Some(RevocationReason::KeyCompromise))
+            );
+            assert_eq!(
+                read.revoked[3],
+                (vec![0x43], Some(RevocationReason::CertificateHold))
+            );
+            // Another key under the same name, a tampered CRL, another name: refused.
+            let other = test_keys::p256(9);
+            let impostor = test_keys::ca(&other, "CN=CRL Unit CA");
+            assert!(read_verified(&der, &impostor).is_err());
+            let mut tampered = der.clone();
+            let at_serial = tampered
+                .windows(2)
+                .position(|w| w == [0x10, 0x01])
+                .expect("serial in the CRL");
+            tampered[at_serial] = 0x11;
+            assert!(read_verified(&tampered, &ca).is_err());
+            let renamed = test_keys::ca(&key, "CN=Another CA");
+            assert!(read_verified(&der, &renamed).is_err());
+            assert!(read_verified(&der[..der.len() - 3], &ca).is_err());
+        }
     }
 
     #[test]

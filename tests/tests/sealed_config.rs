@@ -445,7 +445,10 @@ fn config_check_passes_a_sealed_config_and_the_production_example_to_be_sealed()
         run(Command::new(bin("signetctl")).args(["config", "check", "--offline", "--to-seal", e]));
     let t = text(&out);
     // Its certificate files exist only on a configured box: those are the only problems.
-    assert!(t.contains("api.client_ca: certificate file"), "{t}");
+    assert!(
+        t.contains("client_cas[0].certificate: certificate file"),
+        "{t}"
+    );
     assert!(!t.contains("user_pin"), "{t}");
     let out = run(Command::new(bin("signetctl")).args(["config", "check", "--offline", e]));
     let t = text(&out);

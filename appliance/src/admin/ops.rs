@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::{AdminError, Command};
-use crate::issuance::CertificateAuthority;
+use crate::issuance::Issuers;
 use crate::revocation::StatusAuthority;
 use crate::store::certs::{self, normalise_serial};
 use crate::store::{ChangeRefused, StatusChange, Store, StoreError};
@@ -30,7 +30,7 @@ pub enum Target<'a> {
     Live(&'a Arc<StatusAuthority>),
     /// The database alone (no daemon runs; it catches up when it starts), and the CA when
     /// the command needs to sign.
-    Offline(&'a Store, Option<&'a CertificateAuthority>),
+    Offline(&'a Store, Option<&'a Issuers>),
 }
 
 impl Target<'_> {
@@ -41,7 +41,7 @@ impl Target<'_> {
         }
     }
 
-    fn ca(&self) -> Option<&CertificateAuthority> {
+    fn ca(&self) -> Option<&Issuers> {
         match self {
             Target::Live(a) => a.ca(),
             Target::Offline(_, ca) => *ca,
@@ -106,7 +106,8 @@ pub async fn execute(target: Target<'_>, command: Command) -> Result<Value, Admi
         Command::CertIssue(req) => {
             let ca = target
                 .ca()
-                .ok_or_else(|| AdminError::new("internal", "no CA to sign with"))?;
+                .ok_or_else(|| AdminError::new("internal", "no CA to sign with"))?
+                .for_profile(&req.profile);
             let (profile, cert) = ca.issue(&req).await?;
             let ca_name = ca.name.clone();
             let record = target
@@ -132,7 +133,7 @@ async fn generate_key(
     algorithm: &str,
     issue_from: Option<&str>,
 ) -> Result<Value, AdminError> {
-    let ca = target
+    let issuers = target
         .ca()
         .ok_or_else(|| AdminError::new("internal", "no HSM to generate in"))?;
     let name: signet_config::KeyAlgorithmName =
@@ -155,7 +156,7 @@ async fn generate_key(
             "labels are 1 to 64 of A-Z a-z 0-9 - _",
         ));
     }
-    let hsm = ca.hsm().clone();
+    let hsm = issuers.root.hsm().clone();
     let alg = crate::settings::key_algorithm(name);
     let l = label.to_owned();
     let key =
@@ -168,7 +169,9 @@ async fn generate_key(
     let mut answer = serde_json::json!({ "label": label, "algorithm": alg.to_string() });
     match issue_from {
         None => {}
-        Some(from) if from == ca.name => {
+        // Document-signing certificates come from the root only.
+        Some(from) if from == issuers.root.name => {
+            let ca = &issuers.root;
             let subject = signet_pki::x509::parse_name(&format!("CN={label}"))
                 .map_err(|e| AdminError::new("bad-request", e.to_string()))?;
             let req = crate::issuance::IssueRequest {

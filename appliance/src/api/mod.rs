@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::audit::{AuditLog, Event};
-use crate::authz::{Authorizer, PeerCert};
+use crate::authz::{Authorizer, ClientTrust, PeerCert};
 use crate::crl::CrlService;
 use crate::hsm::Hsm;
 use crate::ocsp::OcspService;
@@ -53,6 +53,8 @@ pub struct App {
     pub crls: Arc<CrlService>,
     /// Who may do what.
     pub authz: Arc<Authorizer>,
+    /// Which client certificates may authenticate, and whether each still may.
+    pub trust: Arc<ClientTrust>,
     /// The signing API's keys.
     pub keys: Arc<KeyRing>,
     /// The HSM.
@@ -99,9 +101,30 @@ impl App {
         if path == "/healthz" || path == "/readyz" {
             return Arc::clone(&self).dispatch(req, listener, client).await;
         }
-        let (resp, input) =
-            crate::audit::context::scope(Arc::clone(&self).dispatch(req, listener, client.clone()))
-                .await;
+        // A client revoked after its handshake is refused here, on the connection it holds.
+        let refused = match (listener, &client) {
+            (Listener::Api, Some(cert)) => self.trust.check(cert).err(),
+            _ => None,
+        };
+        let (resp, input) = match &refused {
+            Some(refusal) => {
+                tracing::warn!(subject = %client.as_ref().map_or("", |c| c.subject.as_str()), reason = %refusal, "request refused: client not admitted");
+                let resp = problem::json(
+                    StatusCode::FORBIDDEN,
+                    "client-refused",
+                    &refusal.to_string(),
+                );
+                (body::refuse(req, resp).await.map(Either::Left), None)
+            }
+            None => {
+                crate::audit::context::scope(Arc::clone(&self).dispatch(
+                    req,
+                    listener,
+                    client.clone(),
+                ))
+                .await
+            }
+        };
         let (operation, key) = audited_operation(&method, &path);
         let event = Event::Request {
             listener: match listener {
@@ -116,6 +139,7 @@ impl App {
             input_sha256: input.map(hex::encode),
             status: resp.status().as_u16(),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            refused: refused.map(|r| r.to_string()),
         };
         match self.audit.record(event).await {
             Ok(_) => resp,

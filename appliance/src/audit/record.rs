@@ -61,6 +61,9 @@ pub enum Event {
         status: u16,
         /// Time from the request to the answer, microseconds.
         latency_us: u64,
+        /// Why the client was refused before any route ran (a revoked certificate, say).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
     },
     /// A TLS handshake refused (no or bad client certificate, timeout, ...).
     HandshakeRefused {

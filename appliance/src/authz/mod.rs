@@ -3,9 +3,11 @@
 //! dropping connections: each request reads the current one.
 
 mod bucket;
+mod identity;
 mod peer;
 
 pub use bucket::TokenBucket;
+pub use identity::{ClientTrust, IssuedStatus, Refusal, Standing};
 pub use peer::PeerCert;
 
 use std::collections::HashSet;
@@ -40,6 +42,7 @@ pub enum Decision {
 
 struct Client {
     name: Arc<str>,
+    issuer: String,
     subject: Option<String>,
     san_uri: Option<String>,
     san_dns: Option<String>,
@@ -69,6 +72,11 @@ impl Client {
         };
         Ok(Client {
             name: c.name.as_str().into(),
+            issuer: c
+                .matches
+                .issuer
+                .clone()
+                .unwrap_or_else(|| signet_config::OWN_CLIENT_CA.to_owned()),
             subject: c.matches.subject.clone(),
             san_uri: c.matches.san_uri.clone(),
             san_dns: c.matches.san_dns.clone(),
@@ -81,9 +89,11 @@ impl Client {
         })
     }
 
-    /// Every criterion given must hold.
+    /// Every criterion given must hold, and the certificate must come from the client's CA:
+    /// the same subject from another CA is someone else.
     fn matches(&self, peer: &PeerCert) -> bool {
-        self.subject.as_ref().is_none_or(|s| *s == peer.subject)
+        *self.issuer == *peer.issuer
+            && self.subject.as_ref().is_none_or(|s| *s == peer.subject)
             && self
                 .san_uri
                 .as_ref()
@@ -190,6 +200,8 @@ mod tests {
 
     fn peer(subject: &str, dns: &[&str]) -> PeerCert {
         PeerCert {
+            issuer: signet_config::OWN_CLIENT_CA.into(),
+            serial: vec![1],
             subject: subject.into(),
             san_uris: vec![],
             san_dns: dns.iter().map(|d| d.to_string()).collect(),
@@ -258,6 +270,44 @@ mod tests {
         )));
         assert_eq!(
             policy.authorize(&peer("CN=stranger", &[]), Operation::Tsa, None),
+            Decision::UnknownClient
+        );
+    }
+
+    #[test]
+    fn a_client_is_bound_to_its_issuer() {
+        let by_subject = |issuer: Option<&str>| {
+            client(
+                "a",
+                ClientMatch {
+                    issuer: issuer.map(str::to_owned),
+                    subject: Some("CN=a".into()),
+                    ..Default::default()
+                },
+                &[Operation::Tsa],
+                &[],
+            )
+        };
+        let own = Policy::new(&[by_subject(None)]).expect("policy");
+        let partner = Policy::new(&[by_subject(Some("partner"))]).expect("policy");
+        let from_own = peer("CN=a", &[]);
+        let from_partner = PeerCert {
+            issuer: "partner".into(),
+            ..peer("CN=a", &[])
+        };
+        let allowed = |d: Decision| matches!(d, Decision::Allowed { .. });
+        assert!(allowed(own.authorize(&from_own, Operation::Tsa, None)));
+        assert_eq!(
+            own.authorize(&from_partner, Operation::Tsa, None),
+            Decision::UnknownClient
+        );
+        assert!(allowed(partner.authorize(
+            &from_partner,
+            Operation::Tsa,
+            None
+        )));
+        assert_eq!(
+            partner.authorize(&from_own, Operation::Tsa, None),
             Decision::UnknownClient
         );
     }

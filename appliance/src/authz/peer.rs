@@ -1,14 +1,20 @@
-//! What the policy looks at in a client certificate (already verified by the TLS layer).
+//! What the policy looks at in a client certificate (already verified by the TLS layer and
+//! admitted by [`super::ClientTrust`]).
 
-use der::Decode;
+use std::sync::Arc;
+
 use sha2::Digest;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::Certificate;
 
-/// The client certificate's subject, alternative names and fingerprint.
+/// The client certificate's issuing CA, serial, subject, alternative names and fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerCert {
+    /// The configured client CA that issued it (`client-ca` or a `[[client_cas]]` name).
+    pub issuer: Arc<str>,
+    /// Its serial number (INTEGER content octets).
+    pub serial: Vec<u8>,
     /// Subject DN, RFC 4514.
     pub subject: String,
     /// URIs of the subjectAltName.
@@ -20,9 +26,8 @@ pub struct PeerCert {
 }
 
 impl PeerCert {
-    /// Read a DER certificate; `None` if it does not parse (rustls verified it, so it does).
-    pub fn from_der(der: &[u8]) -> Option<PeerCert> {
-        let cert = Certificate::from_der(der).ok()?;
+    /// Read `cert` (whose DER is `der`), issued by client CA `issuer`.
+    pub fn read(cert: &Certificate, der: &[u8], issuer: Arc<str>, serial: Vec<u8>) -> PeerCert {
         let mut san_uris = Vec::new();
         let mut san_dns = Vec::new();
         if let Ok(Some((_, san))) = cert.tbs_certificate.get::<SubjectAltName>() {
@@ -34,11 +39,13 @@ impl PeerCert {
                 }
             }
         }
-        Some(PeerCert {
+        PeerCert {
+            issuer,
+            serial,
             subject: cert.tbs_certificate.subject.to_string(),
             san_uris,
             san_dns,
             fingerprint: sha2::Sha256::digest(der).into(),
-        })
+        }
     }
 }

@@ -136,11 +136,16 @@ fn detail(e: &audit::Event) -> String {
             operation,
             key,
             status,
+            refused,
             ..
         } => format!(
-            "{status} {operation}{} {}",
+            "{status} {operation}{} {}{}",
             key.as_deref().map(|k| format!("/{k}")).unwrap_or_default(),
-            client.as_deref().unwrap_or("-")
+            client.as_deref().unwrap_or("-"),
+            refused
+                .as_deref()
+                .map(|r| format!(" (refused: {r})"))
+                .unwrap_or_default()
         ),
         Event::HandshakeRefused { peer, reason } => format!("{peer}: {reason}"),
         Event::Admin {

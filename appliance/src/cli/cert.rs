@@ -10,7 +10,7 @@ use crate::admin::client::{self, ClientError};
 use crate::admin::ops::{self, Target, REASONS};
 use crate::admin::Command;
 use crate::cli::progress::Progress;
-use crate::issuance::{CertificateAuthority, IssueRequest, PROFILES};
+use crate::issuance::{IssueRequest, Issuers, PROFILES};
 use crate::layout::StateLayout;
 use crate::statelock::StateLock;
 use crate::store::Store;
@@ -285,7 +285,7 @@ fn offline(
         Command::CertIssue(_) | Command::KeyGenerate { .. } => {
             let hsm =
                 crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
-            Some(runtime.block_on(async { CertificateAuthority::load(config, &hsm) })?)
+            Some(runtime.block_on(async { Issuers::load(config, &hsm) })?)
         }
         _ => None,
     };

@@ -1,7 +1,9 @@
-//! The mutual-TLS server configuration: TLS 1.2 and 1.3 only, a client certificate required
-//! and verified against the configured client CAs, and a server key that never leaves the
-//! HSM (a rustls [`SigningKey`] that signs through the worker pool).
+//! The mutual-TLS server configuration: TLS 1.2 and 1.3 only, a client certificate required,
+//! verified against the client CAs and admitted by [`ClientTrust`] (client authentication
+//! purpose, issuer, revocation), and a server key that never leaves the HSM (a rustls
+//! [`SigningKey`] that signs through the worker pool).
 
+mod client_verifier;
 mod hsm_key;
 
 pub use hsm_key::HsmSigningKey;
@@ -13,6 +15,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
+
+use crate::authz::ClientTrust;
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -31,24 +35,25 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Build the server config: `chain` is the server certificate then its issuers, `key` signs
-/// in the HSM, `client_cas` are the roots client certificates must chain to.
+/// in the HSM, `trust` names the client CAs and admits each client certificate.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: Arc<HsmSigningKey>,
-    client_cas: Vec<CertificateDer<'static>>,
+    trust: Arc<ClientTrust>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
-    for ca in client_cas {
+    for ca in trust.anchors() {
         roots
-            .add(ca)
+            .add(CertificateDer::from(ca))
             .map_err(|e| TlsError::ClientCa(e.to_string()))?;
     }
     if roots.is_empty() {
         return Err(TlsError::ClientCa("no client CA certificate".into()));
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    let chains = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| TlsError::ClientCa(e.to_string()))?;
+    let verifier = Arc::new(client_verifier::ClientVerifier::new(chains, trust));
     let certified = Arc::new(CertifiedKey::new(chain, key));
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?

@@ -18,6 +18,10 @@ use x509_cert::ext::Extension;
 use super::extension;
 use crate::error::Result;
 
+/// id-kp-documentSigning (RFC 9336): { id-kp 36 }.
+pub const ID_KP_DOCUMENT_SIGNING: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.36");
+
 /// One entry of a subjectAltName.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubjectAltName {
@@ -47,7 +51,10 @@ pub enum Profile {
     /// A TLS client (an application calling the API).
     TlsClient(Vec<SubjectAltName>),
     /// A document signer (CMS, CAdES, PAdES): digitalSignature and nonRepudiation
-    /// (contentCommitment), no EKU, as PDF validators expect of signing certificates.
+    /// (contentCommitment); EKU id-kp-documentSigning (RFC 9336) and id-kp-emailProtection,
+    /// non-critical. The first is the purpose RFC 9336 defines for it; the second is what NSS
+    /// (poppler's pdfsig) checks for a signing certificate and Adobe accepts. Neither is
+    /// id-kp-clientAuth: a document signer never authenticates as an API client.
     DocumentSigning,
 }
 
@@ -78,7 +85,15 @@ impl Profile {
         };
         exts.push(extension(rfc5280::ID_CE_KEY_USAGE, true, &KeyUsage(usage))?);
         match self {
-            Profile::Ca { .. } | Profile::DocumentSigning => {}
+            Profile::Ca { .. } => {}
+            Profile::DocumentSigning => exts.push(extension(
+                rfc5280::ID_CE_EXT_KEY_USAGE,
+                false,
+                &ExtendedKeyUsage(vec![
+                    ID_KP_DOCUMENT_SIGNING,
+                    rfc5912::ID_KP_EMAIL_PROTECTION,
+                ]),
+            )?),
             Profile::TimeStamping => exts.push(extension(
                 rfc5280::ID_CE_EXT_KEY_USAGE,
                 true,
@@ -274,6 +289,41 @@ mod tests {
         assert_eq!(nocheck.extn_value.as_bytes(), [0x05, 0x00]);
         assert!(ext(&cert, rfc5280::ID_PE_AUTHORITY_INFO_ACCESS).is_none());
         assert!(ext(&cert, rfc5280::ID_CE_CRL_DISTRIBUTION_POINTS).is_none());
+    }
+
+    fn ekus(cert: &Certificate) -> Vec<ObjectIdentifier> {
+        ext(cert, rfc5280::ID_CE_EXT_KEY_USAGE)
+            .map(|e| {
+                ExtendedKeyUsage::from_der(e.extn_value.as_bytes())
+                    .expect("eku")
+                    .0
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn only_the_client_profile_carries_client_auth() {
+        let client = cert(Profile::TlsClient(vec![]), Revocation::default(), false);
+        assert_eq!(ekus(&client), vec![rfc5912::ID_KP_CLIENT_AUTH]);
+        let doc = cert(Profile::DocumentSigning, Revocation::default(), false);
+        assert_eq!(
+            ekus(&doc),
+            vec![ID_KP_DOCUMENT_SIGNING, rfc5912::ID_KP_EMAIL_PROTECTION]
+        );
+        assert!(
+            !ext(&doc, rfc5280::ID_CE_EXT_KEY_USAGE)
+                .expect("eku")
+                .critical
+        );
+        for other in [
+            Profile::TimeStamping,
+            Profile::OcspSigning,
+            Profile::TlsServer(vec![]),
+            Profile::Ca { path_len: Some(0) },
+        ] {
+            let c = cert(other, Revocation::default(), false);
+            assert!(!ekus(&c).contains(&rfc5912::ID_KP_CLIENT_AUTH));
+        }
     }
 
     #[test]
