@@ -86,7 +86,7 @@ pub async fn serve(
                     let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
                     {
                         Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return handshake_refused(&app, peer, &e.to_string()),
+                        Ok(Err(e)) => return handshake_refused(&app, peer, &handshake_error(&e)),
                         Err(_) => return handshake_refused(&app, peer, "handshake timed out"),
                     };
                     // The verified client certificate: who is calling, for every request
@@ -136,6 +136,24 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("grace period over; closing remaining connections");
+    }
+}
+
+/// Why a handshake failed, in words: a client certificate refused by the identity check
+/// says what [`crate::authz::Refusal`] says (rustls would print its Debug form).
+fn handshake_error(e: &std::io::Error) -> String {
+    let refusal = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|tls| match tls {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+                other.0.downcast_ref::<crate::authz::Refusal>()
+            }
+            _ => None,
+        });
+    match refusal {
+        Some(r) => format!("client certificate refused: {r}"),
+        None => e.to_string(),
     }
 }
 

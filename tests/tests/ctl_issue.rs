@@ -26,11 +26,14 @@ fn csr(dir: &Path, cn: &str) -> PathBuf {
     csr
 }
 
-/// `openssl verify -purpose P` of `cert` against the appliance's root: did it pass?
+/// `openssl verify -purpose P` of `cert` against the appliance's root (client certificates
+/// through the client CA): did it pass?
 fn verifies_for(a: &Appliance, cert: &Path, purpose: &str) -> bool {
     run(Command::new("openssl")
         .args(["verify", "-purpose", purpose, "-CAfile"])
         .arg(a.path("pki/root-ca.pem"))
+        .arg("-untrusted")
+        .arg(a.path("pki/client-ca.pem"))
         .arg(cert))
     .status
     .success()

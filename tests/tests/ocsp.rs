@@ -87,13 +87,14 @@ fn openssl_and_gnutls_see_good_then_revoked_unknown_and_unauthorized() {
     app.start();
     let url = app.public_url("/ocsp");
     let tsa = app.path("pki/tsa.pem");
-    let client = app.path("demo/client.pem");
+    // The client CA: a CA certificate the root issued.
+    let client = app.path("pki/client-ca.pem");
 
     // Two certificates, openssl's default nonce: both good, signature and nonce checked.
     let out = openssl_ask(&app, &url, &[&tsa, &client], &[]);
     assert!(out.contains("Response verify OK"), "{out}");
     assert!(
-        out.contains("tsa.pem: good") && out.contains("client.pem: good"),
+        out.contains("tsa.pem: good") && out.contains("client-ca.pem: good"),
         "{out}"
     );
     assert!(!out.contains("WARNING"), "{out}");

@@ -82,7 +82,8 @@ fn software_key(dir: &Path, name: &str) -> (PathBuf, SubjectPublicKeyInfoOwned) 
     )
 }
 
-/// Issue a client certificate from the appliance's root CA (in the HSM) with the given validity.
+/// Sign a client certificate with the appliance's client CA key (in the HSM) with the given
+/// validity, past the appliance's records.
 fn issue_client_cert(
     dir: &Path,
     name: &str,
@@ -99,9 +100,9 @@ fn issue_client_cert(
         let config = signet_config::Config::load(&a.config).expect("config");
         Hsm::open(&signet::settings::hsm(&config).expect("settings")).expect("HSM")
     });
-    let root_key = hsm.key_blocking("root-ca").expect("root key");
+    let root_key = hsm.key_blocking("client-ca").expect("client CA key");
     let root = x509::certificate_from_pem(
-        &std::fs::read_to_string(a.path("pki/root-ca.pem")).expect("root"),
+        &std::fs::read_to_string(a.path("pki/client-ca.pem")).expect("client CA"),
     )
     .expect("pem");
     let issuer = Issuer::from_certificate(&root, root_key.algorithm.default_scheme());
@@ -222,9 +223,8 @@ fn a_certificate_from_another_ca_is_refused() {
 fn an_expired_certificate_from_the_right_ca_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let day = Duration::from_secs(86_400);
-    // Control: same CA, same profile, valid now.
-    let (good, good_key) =
-        issue_client_cert(dir.path(), "fresh-app", SystemTime::now() - day, 10 * day);
+    // Control: same CA, same profile, valid now, issued through the appliance.
+    let (good, good_key) = app().issue_client("fresh-app");
     assert_eq!(healthz_with(Some((&good, &good_key))).0, Some(200));
     // Valid for one day, ten days ago.
     let (old, old_key) =
