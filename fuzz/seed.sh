@@ -21,6 +21,7 @@ copy() { # copy TARGET FILE...
 
 copy tsa_request "$root"/pki/tests/data/tsp/*.tsq
 copy ocsp_request "$root"/pki/tests/data/ocsp/*.der
+copy client_crl "$root"/pki/tests/data/crl/openssl.crl
 for der in "$root"/pki/tests/data/ocsp/*.der; do
   name=$(basename "$der" .der)
   b64=$(base64 -w0 <"$der")

@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config_text", config_text),
     ("sealed_file", sealed_file),
     ("admin_request", admin_request),
+    ("client_crl", client_crl),
 ];
 
 /// A TimeStampReq as `POST /v1/tsa` receives it.
@@ -37,6 +38,14 @@ pub fn tsa_request(data: &[u8]) {
 /// An OCSPRequest as `POST /ocsp` receives it.
 pub fn ocsp_request(data: &[u8]) {
     let _ = signet_pki::ocsp::parse_request(data);
+}
+
+/// An outside client CA's CRL, read against that CA (what the CRL refresher takes in).
+pub fn client_crl(data: &[u8]) {
+    let pem = include_str!("../../pki/tests/data/crl/openssl-ca.pem");
+    if let Ok(ca) = signet_pki::x509::certificate_from_pem(pem) {
+        let _ = signet_pki::crl::read_verified(data, &ca);
+    }
 }
 
 /// The path after `/ocsp/` of a GET request, then the request it decodes to.

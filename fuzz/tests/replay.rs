@@ -264,6 +264,7 @@ macro_rules! replay_tests {
 replay_tests!(
     tsa_request,
     ocsp_request,
+    client_crl,
     ocsp_get_path,
     api_json,
     api_query,

@@ -422,6 +422,27 @@ mod tests {
     }
 
     #[test]
+    fn a_crl_made_by_openssl_ca_is_read() {
+        // `openssl ca -gencrl` over two revocations (tests/data/crl; thisUpdate 2026-12-03,
+        // nextUpdate a century later).
+        let ca =
+            crate::x509::certificate_from_pem(include_str!("../tests/data/crl/openssl-ca.pem"))
+                .expect("ca");
+        let der = include_bytes!("../tests/data/crl/openssl.crl");
+        let read = read_verified(der, &ca).expect("verifies");
+        assert_eq!(
+            read.revoked,
+            vec![
+                (vec![0x10, 0x01], Some(RevocationReason::KeyCompromise)),
+                (vec![0x10, 0x02], Some(RevocationReason::CertificateHold)),
+            ]
+        );
+        assert!(read.next_update.expect("nextUpdate") > read.this_update);
+        let other = test_keys::ca(&test_keys::p256(4), "CN=Vector Client CA,O=Elsewhere");
+        assert!(read_verified(der, &other).is_err());
+    }
+
+    #[test]
     fn bad_parameters_are_refused() {
         let key = test_keys::p256(3);
         let (mut p, _) = params(&key, Vec::new());

@@ -42,6 +42,7 @@ fn operator_subcommands_work_against_a_live_daemon() {
         keys,
         [
             "audit",
+            "client-ca",
             "doc-ec",
             "doc-rsa",
             "ocsp-signer",

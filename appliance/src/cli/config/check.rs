@@ -123,6 +123,8 @@ fn token_findings(config: &Config) -> Result<Vec<Finding>, String> {
         ("keys.tsa.label".into(), &keys.tsa.label),
         ("keys.tls_server.label".into(), &keys.tls_server.label),
         ("keys.ocsp_signer.label".into(), &keys.ocsp_signer.label),
+        ("keys.audit.label".into(), &keys.audit.label),
+        ("keys.client_ca.label".into(), &keys.client_ca.label),
     ];
     for (i, k) in config.signing_keys.iter().enumerate() {
         labels.push((format!("signing_keys[{i}].label"), &k.label));
