@@ -313,17 +313,17 @@ fn every_infrastructure_key_is_listed_and_none_is_a_signing_key() {
 
 #[test]
 fn an_imported_signing_key_needs_allow_imported_keys_in_production() {
-    let marked = PRODUCTION_EXAMPLE_TOML.replacen(
-        "imported = false",
-        "imported = true",
-        1,
-    );
+    let marked = PRODUCTION_EXAMPLE_TOML.replacen("imported = false", "imported = true", 1);
     assert_ne!(marked, PRODUCTION_EXAMPLE_TOML);
     let p = problems(&marked, Origin::Sealed);
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].key.ends_with(".imported"), "{p:?}");
     assert!(p[0].message.contains("hsm.allow_imported_keys"), "{p:?}");
-    let allowed = marked.replacen("allow_imported_keys = false", "allow_imported_keys = true", 1);
+    let allowed = marked.replacen(
+        "allow_imported_keys = false",
+        "allow_imported_keys = true",
+        1,
+    );
     assert_ne!(allowed, marked);
     assert!(problems(&allowed, Origin::Sealed).is_empty());
     // The dev profile takes the mark (signetd warns).
