@@ -304,7 +304,27 @@ fn an_imported_key_is_refused_for_signing_unless_marked_and_shown_as_such() {
     // hsm.allow_imported_keys too: the config check refuses the mark without it), and it
     // signs.
     a.edit_config(declare(true));
+    a.edit_config(|t| {
+        let keys = t["clients"][0]["keys"].as_array_mut().expect("keys");
+        keys.push("imported-ec".into());
+    });
     a.start();
+    let body = format!(
+        r#"{{"digest":"{}","digest_algorithm":"sha256","scheme":"ecdsa"}}"#,
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    );
+    let out = run_ok(
+        a.curl()
+            .args([
+                "-f",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+            ])
+            .arg(&body)
+            .arg(a.url("/v1/sign/imported-ec")),
+    );
+    assert!(out.contains("signature"), "{out}");
     assert!(
         a.log().contains("accepted because it is marked imported"),
         "{}",
@@ -337,6 +357,8 @@ fn an_imported_key_is_refused_for_signing_unless_marked_and_shown_as_such() {
                 k["label"] = "leaky-ec".into();
             }
         }
+        let keys = t["clients"][0]["keys"].as_array_mut().expect("keys");
+        keys.retain(|k| k.as_str() != Some("imported-ec"));
     });
     let log = a
         .try_start()

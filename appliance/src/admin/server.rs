@@ -149,7 +149,7 @@ fn authorised(stream: &UnixStream, roles: &Roles) -> Result<Peer, (Peer, AdminEr
     };
     let user = User::from_uid(Uid::from_raw(cred.uid())).ok().flatten();
     let me = nix::unistd::geteuid().as_raw();
-    let mut peer = Peer {
+    let peer = Peer {
         uid: cred.uid(),
         user: user.as_ref().map(|u| u.name.clone()),
         grant: roles.grant(cred.uid(), cred.gid(), Some(me)),
@@ -157,7 +157,6 @@ fn authorised(stream: &UnixStream, roles: &Roles) -> Result<Peer, (Peer, AdminEr
     if peer.grant.is_some() {
         return Ok(peer);
     }
-    peer.grant = None;
     let why = match roles.admin {
         Some(_) => "is neither root nor in the admin group",
         None => "is not root",
