@@ -43,6 +43,7 @@ impl Infrastructure {
         let layout = StateLayout::new(&config.state_dir);
         for (name, path) in [
             ("root_ca", layout.root_ca()),
+            ("client_ca", layout.client_ca()),
             ("tsa", layout.tsa_cert()),
             ("ocsp_signer", layout.ocsp_signer_cert()),
             ("audit", layout.audit_cert()),

@@ -295,9 +295,16 @@ fn every_infrastructure_key_is_listed_and_none_is_a_signing_key() {
     names.sort();
     assert_eq!(
         names,
-        ["audit", "ocsp_signer", "root_ca", "tls_server", "tsa"]
+        [
+            "audit",
+            "client_ca",
+            "ocsp_signer",
+            "root_ca",
+            "tls_server",
+            "tsa"
+        ]
     );
-    for label in ["root-ca", "audit", "tsa"] {
+    for label in ["root-ca", "audit", "tsa", "client-ca"] {
         let text = dev_with("label = \"doc-ec\"", &format!("label = \"{label}\""))
             .replace("keys = [\"doc-rsa\", \"doc-ec\"]", "keys = [\"doc-rsa\"]");
         let p = problems(&text, Origin::Clear);
