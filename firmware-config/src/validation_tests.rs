@@ -68,8 +68,8 @@ fn unknown_key_says_did_you_mean_and_where() {
 #[test]
 fn unknown_key_in_an_inline_table_and_an_array_of_tables() {
     let text = dev_with(
-        "match = { subject = \"CN=demo-app,O=Signet\" }",
-        "match = { subjet = \"CN=demo-app,O=Signet\" }",
+        "match = { issuer = \"client-ca\", subject = \"CN=demo-app,O=Signet\" }",
+        "match = { issuer = \"client-ca\", subjet = \"CN=demo-app,O=Signet\" }",
     );
     let p = problems(&text, Origin::Clear);
     // The misspelt key goes; the client then matches nothing, which is reported too.

@@ -24,6 +24,7 @@ fn every_private_key_is_sensitive_and_never_extractable() {
         labels,
         [
             "audit",
+            "client-ca",
             "doc-ec",
             "doc-rsa",
             "ocsp-signer",
@@ -125,12 +126,12 @@ fn init_refuses_to_overwrite_without_force() {
         root_before,
         "a new root"
     );
-    // Still exactly seven keys: --force replaced them rather than adding more.
+    // Still exactly eight keys: --force replaced them rather than adding more.
     let listed = run_ok(
         a.pkcs11_tool()
             .args(["--list-objects", "--type", "privkey"]),
     );
-    assert_eq!(listed.matches("Private Key Object").count(), 7, "{listed}");
+    assert_eq!(listed.matches("Private Key Object").count(), 8, "{listed}");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(a.path("demo/client.key"))
             .expect("key")
