@@ -315,6 +315,11 @@ pub async fn run(
         authority: Arc::clone(&status),
         audit: audit.clone(),
         group: admin_group,
+        officer: crate::admin::duties::resolve_group(
+            "officer group",
+            config.admin.officer_group.as_deref(),
+        )
+        .map_err(StartError::Config)?,
         layout: layout.clone(),
         daemon: crate::admin::daemon_ops::Daemon {
             authority: Arc::clone(&status),

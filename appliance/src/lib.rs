@@ -20,6 +20,7 @@ pub mod docs;
 pub mod hardening;
 pub mod hsm;
 pub mod hsm_watch;
+pub mod infrastructure;
 pub mod issuance;
 pub mod layout;
 pub mod ocsp;

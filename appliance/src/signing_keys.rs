@@ -8,11 +8,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use der::{Encode, EncodePem};
 use x509_cert::Certificate;
 
-use signet_config::Config;
+use signet_config::{Config, Profile, SigningKeyConfig};
 use signet_pki::{HashAlg, KeyAlgorithm, SignatureScheme};
 
 use crate::ceremony::certifies;
-use crate::hsm::{Hsm, KeyInfo};
+use crate::hsm::{Hsm, KeyInfo, KeyOrigin};
+use crate::infrastructure::Infrastructure;
 
 /// One key of the signing API.
 pub struct SigningKey {
@@ -129,6 +130,11 @@ impl KeyRing {
     /// Find every declared key in the token and read its chain; any mismatch stops the start.
     pub fn load(config: &Config, hsm: &Hsm) -> Result<KeyRing, String> {
         let mut keys = HashMap::new();
+        let infrastructure = if config.signing_keys.is_empty() {
+            Infrastructure::default()
+        } else {
+            Infrastructure::load(config, hsm)?
+        };
         for declared in &config.signing_keys {
             let path = config.state_path(&declared.certificate_chain);
             let text =
@@ -137,6 +143,16 @@ impl KeyRing {
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             let key = tokio::task::block_in_place(|| hsm.key_blocking(&declared.label))
                 .map_err(|e| format!("signing key {:?}: {e}", declared.label))?;
+            if let Some(name) = infrastructure.purpose_of(&key.spki) {
+                return Err(format!(
+                    "signing key {:?} is the infrastructure key keys.{name} (the same public \
+                     key): it is never offered for signing",
+                    declared.label
+                ));
+            }
+            if let Some(warning) = check_origin(config, declared, &key)? {
+                tracing::warn!(key = %declared.label, "{warning}");
+            }
             let wanted = crate::settings::key_algorithm(declared.algorithm);
             if key.algorithm != wanted {
                 return Err(format!(
@@ -174,5 +190,125 @@ impl KeyRing {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(label.to_owned(), Arc::new(new));
         Ok(true)
+    }
+}
+
+/// Whether `key`, declared as `declared`, may be offered for signing by where it comes
+/// from: a key generated in the token may; an imported one (CKA_NEVER_EXTRACTABLE or
+/// CKA_ALWAYS_SENSITIVE false or not reported) only when the operator marks it
+/// `imported = true`, and in production only with `hsm.allow_imported_keys`. A key that is
+/// extractable now never reaches here: the token layer refuses it, marked or not. Returns
+/// a warning to log for a key accepted on its mark.
+pub fn check_origin(
+    config: &Config,
+    declared: &SigningKeyConfig,
+    key: &KeyInfo,
+) -> Result<Option<String>, String> {
+    let label = &declared.label;
+    let origin = key.origin.describe();
+    match (key.origin, declared.imported) {
+        (KeyOrigin::Generated, false) => Ok(None),
+        (KeyOrigin::Generated, true) => Ok(Some(format!(
+            "signing key {label:?} is marked imported but was {origin}"
+        ))),
+        (KeyOrigin::Imported { .. }, false) => Err(format!(
+            "signing key {label:?} is {origin}: it was not generated in the token; if it is \
+             meant to be used, mark it `imported = true` in its [[signing_keys]] entry"
+        )),
+        (KeyOrigin::Imported { .. }, true)
+            if config.profile == Profile::Production && !config.hsm.allow_imported_keys =>
+        {
+            Err(format!(
+                "signing key {label:?} is {origin}; the production profile refuses imported \
+                 keys unless hsm.allow_imported_keys = true"
+            ))
+        }
+        (KeyOrigin::Imported { .. }, true) => Ok(Some(format!(
+            "signing key {label:?} is {origin}: accepted because it is marked imported"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(production: bool, allow: bool, imported: bool) -> (Config, SigningKeyConfig) {
+        let text = signet_config::PRODUCTION_EXAMPLE_TOML
+            .replacen(
+                "allow_imported_keys = false",
+                &format!("allow_imported_keys = {allow}"),
+                1,
+            )
+            .replacen("\nimported = false", &format!("\nimported = {imported}"), 1);
+        let text = if production {
+            text
+        } else {
+            text.replacen("profile = \"production\"", "profile = \"dev\"", 1)
+        };
+        let config =
+            signet_config::Config::parse_as("t.toml", &text, signet_config::Origin::Sealed)
+                .or_else(|_| {
+                    // production, marked, not allowed: the config check refuses it already; the
+                    // key check must refuse it on its own too.
+                    let mut c = signet_config::Config::parse_as(
+                        "t.toml",
+                        &text.replacen("\nimported = true", "\nimported = false", 1),
+                        signet_config::Origin::Sealed,
+                    )?;
+                    c.signing_keys[0].imported = true;
+                    Ok::<_, signet_config::ConfigError>(c)
+                })
+                .expect("config");
+        let declared = config.signing_keys[0].clone();
+        (config, declared)
+    }
+
+    fn key(origin: KeyOrigin) -> KeyInfo {
+        use p256::pkcs8::EncodePublicKey;
+        let der = p256::SecretKey::from_slice(&[7u8; 32])
+            .expect("key")
+            .public_key()
+            .to_public_key_der()
+            .expect("spki");
+        let spki = <spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(der.as_bytes())
+            .expect("spki");
+        let der = der.as_bytes();
+        let public = signet_pki::verify::PublicKey::from_spki_der(der).expect("public");
+        KeyInfo {
+            label: "invoices-2026".into(),
+            algorithm: public.algorithm(),
+            spki,
+            public,
+            origin,
+        }
+    }
+
+    #[test]
+    fn an_imported_key_needs_its_mark_and_in_production_the_allowance() {
+        let imported = KeyOrigin::from_attributes(Some(false), Some(true));
+        let unreported = KeyOrigin::from_attributes(None, Some(true));
+        assert!(matches!(unreported, KeyOrigin::Imported { .. }));
+        assert_eq!(
+            imported.describe(),
+            "imported (CKA_NEVER_EXTRACTABLE false)"
+        );
+        for production in [false, true] {
+            for allow in [false, true] {
+                let (c, d) = config(production, allow, false);
+                let refused = check_origin(&c, &d, &key(imported)).unwrap_err();
+                assert!(refused.contains("mark it `imported = true`"), "{refused}");
+                assert!(check_origin(&c, &d, &key(unreported)).is_err());
+                assert_eq!(check_origin(&c, &d, &key(KeyOrigin::Generated)), Ok(None));
+                let (c, d) = config(production, allow, true);
+                let marked = check_origin(&c, &d, &key(imported));
+                if production && !allow {
+                    let e = marked.unwrap_err();
+                    assert!(e.contains("hsm.allow_imported_keys"), "{e}");
+                } else {
+                    assert!(marked.unwrap().unwrap().contains("accepted"));
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 mod diagnostics;
 pub mod sealed;
@@ -166,10 +166,15 @@ pub struct HsmConfig {
     /// that it is answered "unavailable" and the HSM is probed. Default: 5000.
     #[serde(default = "default_op_timeout_ms")]
     pub op_timeout_ms: u64,
+    /// Accept `[[signing_keys]]` marked `imported = true` in the production profile: keys
+    /// that existed outside the token once (CKA_NEVER_EXTRACTABLE or CKA_ALWAYS_SENSITIVE
+    /// false). Default: false; the dev profile accepts them with a warning.
+    #[serde(default)]
+    pub allow_imported_keys: bool,
 }
 
 /// A key in the token.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
     /// CKA_LABEL of the key pair.
@@ -179,7 +184,7 @@ pub struct KeySpec {
 }
 
 /// Key algorithms as the config names them.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub enum KeyAlgorithmName {
     /// RSA, 2048 bits.
     #[serde(rename = "rsa-2048")]
@@ -198,8 +203,9 @@ pub enum KeyAlgorithmName {
     EcP384,
 }
 
-/// The keys the appliance uses.
-#[derive(Debug, Deserialize)]
+/// The keys the appliance uses: its infrastructure keys, which create trust (CA, TSA, OCSP
+/// signer) or guard the appliance (TLS, audit). [`KeysConfig::entries`] lists them all.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
     /// The root CA.
@@ -217,6 +223,21 @@ pub struct KeysConfig {
     /// and nothing else (the root signs the infrastructure certificates).
     #[serde(default = "default_client_ca_key")]
     pub client_ca: KeySpec,
+}
+
+impl KeysConfig {
+    /// Every infrastructure key, as (config name, spec): every field of this struct, found
+    /// through its serialised form, so a key added here (a `client_ca`, optional or not) is
+    /// listed without anyone remembering to list it.
+    pub fn entries(&self) -> Vec<(String, KeySpec)> {
+        let Ok(toml::Value::Table(table)) = toml::Value::try_from(self) else {
+            return Vec::new();
+        };
+        table
+            .into_iter()
+            .filter_map(|(name, v)| v.try_into::<KeySpec>().ok().map(|k| (name, k)))
+            .collect()
+    }
 }
 
 /// Names and lifetimes of the dev PKI.
@@ -417,6 +438,12 @@ pub struct AdminConfig {
     /// A group whose members may administer too (besides root and the daemon's own user);
     /// the socket is made group-accessible to it.
     pub group: Option<String>,
+    /// The CA officer role: members of this group (and root, and the daemon's own user) may
+    /// also run the commands that create trust or widen grants: `cert issue` with a profile
+    /// other than `tls-client` and `document-signing`, `client add`, `csr` and `cert import`
+    /// for an infrastructure key. Plain admins are refused them. Officers reach the socket
+    /// through the admin group, so they belong to both.
+    pub officer_group: Option<String>,
 }
 
 impl Default for AdminConfig {
@@ -424,6 +451,7 @@ impl Default for AdminConfig {
         AdminConfig {
             socket: PathBuf::from("/run/signet/admin.sock"),
             group: None,
+            officer_group: None,
         }
     }
 }
@@ -460,6 +488,11 @@ pub struct SigningKeyConfig {
     pub purpose: String,
     /// Its certificate followed by the issuers (PEM; relative: under `state_dir`).
     pub certificate_chain: PathBuf,
+    /// The operator vouches for a key that was not generated in the token (its
+    /// CKA_NEVER_EXTRACTABLE or CKA_ALWAYS_SENSITIVE is false). Without this mark such a
+    /// key is refused; with it, production still needs `hsm.allow_imported_keys`.
+    #[serde(default)]
+    pub imported: bool,
 }
 
 /// An operation a client may be granted.

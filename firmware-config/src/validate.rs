@@ -113,12 +113,35 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
         bad("api.max_connections", "must be at least 1".into());
     }
 
+    let infrastructure = config.keys.entries();
     let mut labels = HashSet::new();
     for (i, k) in config.signing_keys.iter().enumerate() {
         if !labels.insert(k.label.as_str()) {
             bad(
                 &format!("signing_keys[{i}].label"),
                 format!("key `{}` is declared twice", k.label),
+            );
+        }
+        // signetd also compares public keys at start, which catches another label for the
+        // same key; this catches the plain case early, in `config check` and at reload.
+        if let Some((name, _)) = infrastructure.iter().find(|(_, s)| s.label == k.label) {
+            bad(
+                &format!("signing_keys[{i}].label"),
+                format!(
+                    "`{}` is the infrastructure key keys.{name}: it is never offered for \
+                     signing; declare a document-signing key of its own",
+                    k.label
+                ),
+            );
+        }
+        if k.imported && production && !config.hsm.allow_imported_keys {
+            bad(
+                &format!("signing_keys[{i}].imported"),
+                format!(
+                    "key `{}` is marked imported, which the production profile refuses \
+                     unless hsm.allow_imported_keys = true",
+                    k.label
+                ),
             );
         }
     }

@@ -68,8 +68,8 @@ fn unknown_key_says_did_you_mean_and_where() {
 #[test]
 fn unknown_key_in_an_inline_table_and_an_array_of_tables() {
     let text = dev_with(
-        "match = { subject = \"CN=demo-app,O=Signet\" }",
-        "match = { subjet = \"CN=demo-app,O=Signet\" }",
+        "match = { issuer = \"client-ca\", subject = \"CN=demo-app,O=Signet\" }",
+        "match = { issuer = \"client-ca\", subjet = \"CN=demo-app,O=Signet\" }",
     );
     let p = problems(&text, Origin::Clear);
     // The misspelt key goes; the client then matches nothing, which is reported too.
@@ -286,4 +286,54 @@ fn the_hsm_operation_timeout_is_bounded() {
     }
     let default = Config::parse_as("dev.toml", DEV_TOML, Origin::Clear).expect("dev.toml");
     assert_eq!(default.hsm.op_timeout_ms, 5000);
+}
+
+#[test]
+fn every_infrastructure_key_is_listed_and_none_is_a_signing_key() {
+    let c = Config::parse(Path::new("dev.toml"), DEV_TOML).unwrap();
+    let mut names: Vec<String> = c.keys.entries().into_iter().map(|(n, _)| n).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "audit",
+            "client_ca",
+            "ocsp_signer",
+            "root_ca",
+            "tls_server",
+            "tsa"
+        ]
+    );
+    for label in ["root-ca", "audit", "tsa", "client-ca"] {
+        let text = dev_with("label = \"doc-ec\"", &format!("label = \"{label}\""))
+            .replace("keys = [\"doc-rsa\", \"doc-ec\"]", "keys = [\"doc-rsa\"]");
+        let p = problems(&text, Origin::Clear);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "signing_keys[1].label");
+        assert!(
+            p[0].message.contains("is the infrastructure key keys."),
+            "{}",
+            p[0].message
+        );
+    }
+}
+
+#[test]
+fn an_imported_signing_key_needs_allow_imported_keys_in_production() {
+    let marked = PRODUCTION_EXAMPLE_TOML.replacen("imported = false", "imported = true", 1);
+    assert_ne!(marked, PRODUCTION_EXAMPLE_TOML);
+    let p = problems(&marked, Origin::Sealed);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].key.ends_with(".imported"), "{p:?}");
+    assert!(p[0].message.contains("hsm.allow_imported_keys"), "{p:?}");
+    let allowed = marked.replacen(
+        "allow_imported_keys = false",
+        "allow_imported_keys = true",
+        1,
+    );
+    assert_ne!(allowed, marked);
+    assert!(problems(&allowed, Origin::Sealed).is_empty());
+    // The dev profile takes the mark (signetd warns).
+    let dev = dev_with("[[signing_keys]]\n", "[[signing_keys]]\nimported = true\n");
+    assert!(problems(&dev, Origin::Clear).is_empty());
 }

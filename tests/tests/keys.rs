@@ -1,6 +1,8 @@
 //! Keys never leave the token: every private key the ceremony made is sensitive and never
 //! extractable, and signetd refuses to use one that is not.
 
+use std::process::Command;
+
 use signet_e2e::token::Backend;
 use signet_e2e::{run_ok, Appliance};
 
@@ -22,6 +24,7 @@ fn every_private_key_is_sensitive_and_never_extractable() {
         labels,
         [
             "audit",
+            "client-ca",
             "doc-ec",
             "doc-rsa",
             "ocsp-signer",
@@ -123,12 +126,12 @@ fn init_refuses_to_overwrite_without_force() {
         root_before,
         "a new root"
     );
-    // Still exactly seven keys: --force replaced them rather than adding more.
+    // Still exactly eight keys: --force replaced them rather than adding more.
     let listed = run_ok(
         a.pkcs11_tool()
             .args(["--list-objects", "--type", "privkey"]),
     );
-    assert_eq!(listed.matches("Private Key Object").count(), 7, "{listed}");
+    assert_eq!(listed.matches("Private Key Object").count(), 8, "{listed}");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(a.path("demo/client.key"))
             .expect("key")
@@ -159,4 +162,207 @@ fn an_rsa_size_the_token_cannot_make_is_refused_by_name() {
             "{stderr}"
         ),
     }
+}
+
+/// `key show --json` of `label` on the stopped appliance (straight on the token).
+fn key_show(a: &Appliance, label: &str) -> serde_json::Value {
+    let out = run_ok(
+        a.signetctl()
+            .args(["key", "show", label, "--json", "--config"])
+            .arg(&a.config),
+    );
+    serde_json::from_str(&out).expect("--json prints JSON")
+}
+
+#[test]
+fn an_imported_key_is_refused_for_signing_unless_marked_and_shown_as_such() {
+    let mut a = Appliance::init();
+    // Keys the token generated say so, on every backend (tpm2-pkcs11 included): both
+    // CKA_NEVER_EXTRACTABLE and CKA_ALWAYS_SENSITIVE are reported true.
+    for label in ["doc-ec", "doc-rsa", "root-ca", "tsa"] {
+        let shown = key_show(&a, label);
+        assert_eq!(shown["origin"], "generated", "{label}: {shown}");
+        assert_eq!(shown["origin_detail"], "generated in the token", "{shown}");
+    }
+    if Backend::current() == Backend::Tpm2 {
+        // tpm2-pkcs11 takes no private key from outside (C_CreateObject of a private key).
+        return;
+    }
+
+    // A software key written into the token: sensitive and not extractable now, but it
+    // existed outside (CKA_NEVER_EXTRACTABLE and CKA_ALWAYS_SENSITIVE false).
+    let work = tempfile::tempdir().expect("tempdir");
+    let (pem, der, pub_der) = (
+        work.path().join("k.pem"),
+        work.path().join("k.der"),
+        work.path().join("pub.der"),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
+                "-out",
+            ])
+            .arg(&pem),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
+            .arg(&pem)
+            .arg("-out")
+            .arg(&der),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["ec", "-pubout", "-outform", "DER", "-in"])
+            .arg(&pem)
+            .arg("-out")
+            .arg(&pub_der),
+    );
+    for (file, kind) in [(&der, "privkey"), (&pub_der, "pubkey")] {
+        run_ok(
+            a.pkcs11_tool()
+                .arg("--write-object")
+                .arg(file)
+                .args(["--type", kind, "--label", "imported-ec", "--id", "494d50"])
+                .args(["--usage-sign", "--sensitive", "--private"]),
+        );
+    }
+    let shown = key_show(&a, "imported-ec");
+    assert_eq!(shown["origin"], "imported", "{shown}");
+    assert!(
+        shown["origin_detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CKA_NEVER_EXTRACTABLE false"),
+        "{shown}"
+    );
+
+    // Certify it (csr from the token, issued by the root) and offer it for signing.
+    let req = work.path().join("imp.csr");
+    let chain = a.path("pki/imported-ec-chain.pem");
+    run_ok(
+        a.signetctl()
+            .args([
+                "csr",
+                "--key",
+                "imported-ec",
+                "--subject",
+                "CN=Imported,O=Signet",
+                "--out",
+            ])
+            .arg(&req)
+            .arg("--config")
+            .arg(&a.config),
+    );
+    let leaf = work.path().join("imp.pem");
+    run_ok(
+        a.signetctl()
+            .args(["cert", "issue", "--profile", "document-signing", "--csr"])
+            .arg(&req)
+            .arg("--out")
+            .arg(&leaf)
+            .arg("--config")
+            .arg(&a.config),
+    );
+    let mut text = std::fs::read_to_string(&leaf).expect("leaf");
+    text.push_str(&std::fs::read_to_string(a.path("pki/root-ca.pem")).expect("root"));
+    std::fs::write(&chain, text).expect("chain");
+    let declare = |marked: bool| {
+        move |t: &mut toml::Table| {
+            let mut k = toml::Table::new();
+            k.insert("label".into(), "imported-ec".into());
+            k.insert("algorithm".into(), "ec-p256".into());
+            k.insert(
+                "certificate_chain".into(),
+                "pki/imported-ec-chain.pem".into(),
+            );
+            if marked {
+                k.insert("imported".into(), true.into());
+            }
+            let keys = t["signing_keys"].as_array_mut().expect("signing_keys");
+            keys.retain(|e| e["label"].as_str() != Some("imported-ec"));
+            keys.push(toml::Value::Table(k));
+        }
+    };
+
+    // Not marked: refused, saying why and what to do.
+    a.edit_config(declare(false));
+    let log = a
+        .try_start()
+        .expect_err("signetd offered an unmarked imported key");
+    assert!(
+        log.contains("signing key \"imported-ec\" is imported (CKA_NEVER_EXTRACTABLE false")
+            && log.contains("mark it `imported = true`"),
+        "{log}"
+    );
+
+    // Marked: the dev profile accepts it with a warning (production needs
+    // hsm.allow_imported_keys too: the config check refuses the mark without it), and it
+    // signs.
+    a.edit_config(declare(true));
+    a.edit_config(|t| {
+        let keys = t["clients"][0]["keys"].as_array_mut().expect("keys");
+        keys.push("imported-ec".into());
+    });
+    a.start();
+    let body = format!(
+        r#"{{"digest":"{}","digest_algorithm":"sha256","scheme":"ecdsa"}}"#,
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    );
+    let out = run_ok(
+        a.curl()
+            .args([
+                "-f",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+            ])
+            .arg(&body)
+            .arg(a.url("/v1/sign/imported-ec")),
+    );
+    assert!(out.contains("signature"), "{out}");
+    assert!(
+        a.log().contains("accepted because it is marked imported"),
+        "{}",
+        a.log()
+    );
+    let out = a.ctl(&["key", "show", "imported-ec"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("origin     imported (CKA_NEVER_EXTRACTABLE false")
+            && shown.contains("marked imported"),
+        "{shown}"
+    );
+    a.stop();
+
+    // An extractable key is refused even when marked: its danger is present, not past.
+    run_ok(a.pkcs11_tool().args([
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--label",
+        "leaky-ec",
+        "--id",
+        "4c45",
+        "--usage-sign",
+        "--extractable",
+    ]));
+    a.edit_config(|t| {
+        for k in t["signing_keys"].as_array_mut().expect("signing_keys") {
+            if k["label"].as_str() == Some("imported-ec") {
+                k["label"] = "leaky-ec".into();
+            }
+        }
+        let keys = t["clients"][0]["keys"].as_array_mut().expect("keys");
+        keys.retain(|k| k.as_str() != Some("imported-ec"));
+    });
+    let log = a
+        .try_start()
+        .expect_err("signetd offered an extractable key");
+    assert!(log.contains("CKA_EXTRACTABLE is true"), "{log}");
 }

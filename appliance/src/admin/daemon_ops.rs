@@ -41,7 +41,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// The config as the daemon runs it: re-read, with its state directory.
-    fn current_config(&self) -> Result<signet_config::Config, String> {
+    pub fn current_config(&self) -> Result<signet_config::Config, String> {
         let mut config = self.config.load()?;
         config.state_dir.clone_from(&self.state_dir);
         Ok(config)
@@ -55,12 +55,13 @@ pub async fn live(d: &Daemon, command: Command) -> Result<Value, AdminError> {
         Command::KeyList => key_list(&d.hsm),
         Command::KeyShow { label } => {
             let mut answer = key_show(&d.hsm, &label)?;
+            let config = d.current_config().ok();
+            if let Some(c) = &config {
+                show_marked(&mut answer, c, &label);
+            }
             let chain = match d.keys.get(&label) {
                 Some(k) => Some(k.chain.clone()),
-                None => d
-                    .current_config()
-                    .ok()
-                    .and_then(|c| key_ops::stored_chain(&c, &label)),
+                None => config.and_then(|c| key_ops::stored_chain(&c, &label)),
             };
             if let Some(chain) = chain {
                 key_ops::show_chain(&mut answer, &chain);
@@ -188,7 +189,11 @@ pub fn key_list(hsm: &Hsm) -> Result<Value, AdminError> {
     for label in labels {
         let key = tokio::task::block_in_place(|| hsm.key_blocking(&label));
         keys.push(match key {
-            Ok(k) => json!({ "label": label, "algorithm": k.algorithm.to_string() }),
+            Ok(k) => json!({
+                "label": label,
+                "algorithm": k.algorithm.to_string(),
+                "origin": k.origin.name(),
+            }),
             // A key the appliance would refuse is still listed, with why.
             Err(e) => json!({ "label": label, "refused": e.to_string() }),
         });
@@ -207,9 +212,18 @@ pub fn key_show(hsm: &Hsm, label: &str) -> Result<Value, AdminError> {
     Ok(json!({
         "label": key.label,
         "algorithm": key.algorithm.to_string(),
-        "sensitive_never_extractable": true,
+        "sensitive_never_extractable": key.origin == crate::hsm::KeyOrigin::Generated,
+        "origin": key.origin.name(),
+        "origin_detail": key.origin.describe(),
         "public_key_pem": pem,
     }))
+}
+
+/// Add to a `key show` answer whether the config marks the key imported.
+pub fn show_marked(answer: &mut Value, config: &signet_config::Config, label: &str) {
+    if let Some(k) = config.signing_keys.iter().find(|k| k.label == label) {
+        answer["marked_imported"] = Value::Bool(k.imported);
+    }
 }
 
 /// The clients the config at `path` declares.

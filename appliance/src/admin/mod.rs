@@ -19,6 +19,7 @@ pub mod audit_ops;
 pub mod client;
 pub mod client_edit;
 pub mod daemon_ops;
+pub mod duties;
 pub mod key_ops;
 pub mod ops;
 pub mod server;

@@ -8,9 +8,11 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use super::duties::{self, Grant, Role, Roles};
 use super::ops::{self, Target};
 use super::{parse_request, AdminError, Advance, Command, ProgressLine, Response, MAX_LINE};
 use crate::audit::{AuditLog, Event};
+use crate::infrastructure::Infrastructure;
 use crate::revocation::StatusAuthority;
 
 /// How long a peer may take to send a request line.
@@ -57,6 +59,9 @@ pub struct AdminContext {
     pub audit: AuditLog,
     /// Members of this group may administer, besides root and the daemon's user.
     pub group: Option<nix::unistd::Gid>,
+    /// Members of this group hold the CA officer role ([`super::duties`]), as root and
+    /// the daemon's user do.
+    pub officer: Option<(String, nix::unistd::Gid)>,
     /// Where the state lives.
     pub layout: crate::layout::StateLayout,
     /// What the daemon-wide commands (status, keys, CRLs, clients, reload) act on.
@@ -91,25 +96,47 @@ pub async fn serve(
     }
 }
 
-/// Who is on the other end, by SO_PEERCRED.
+/// Who is on the other end, by SO_PEERCRED, and the role it holds.
 struct Peer {
     uid: u32,
     user: Option<String>,
+    grant: Option<Grant>,
+}
+
+impl Peer {
+    fn who(&self) -> String {
+        self.user
+            .clone()
+            .unwrap_or_else(|| format!("uid {}", self.uid))
+    }
+}
+
+/// The roles of `context`'s groups.
+fn roles(context: &AdminContext) -> Roles {
+    let admin = context.group.map(|gid| {
+        let name = nix::unistd::Group::from_gid(gid)
+            .ok()
+            .flatten()
+            .map_or_else(|| gid.to_string(), |g| g.name);
+        (name, gid)
+    });
+    Roles {
+        admin,
+        officer: context.officer.clone(),
+    }
 }
 
 /// Whether the peer may administer: root, the user the daemon runs as, or a member of the
-/// admin group (primary or supplementary).
-fn authorised(
-    stream: &UnixStream,
-    group: Option<nix::unistd::Gid>,
-) -> Result<Peer, (Peer, AdminError)> {
-    use nix::unistd::{Gid, Uid, User};
+/// admin or officer group (primary or supplementary); and in which role.
+fn authorised(stream: &UnixStream, roles: &Roles) -> Result<Peer, (Peer, AdminError)> {
+    use nix::unistd::{Uid, User};
     let cred = match stream.peer_cred() {
         Ok(c) => c,
         Err(e) => {
             let peer = Peer {
                 uid: u32::MAX,
                 user: None,
+                grant: None,
             };
             return Err((
                 peer,
@@ -121,42 +148,51 @@ fn authorised(
         }
     };
     let user = User::from_uid(Uid::from_raw(cred.uid())).ok().flatten();
+    let me = nix::unistd::geteuid().as_raw();
     let peer = Peer {
         uid: cred.uid(),
         user: user.as_ref().map(|u| u.name.clone()),
+        grant: roles.grant(cred.uid(), cred.gid(), Some(me)),
     };
-    let me = nix::unistd::geteuid().as_raw();
-    if cred.uid() == 0 || cred.uid() == me {
+    if peer.grant.is_some() {
         return Ok(peer);
     }
-    if let Some(gid) = group {
-        let member = Gid::from_raw(cred.gid()) == gid
-            || user.as_ref().is_some_and(|u| {
-                std::ffi::CString::new(u.name.as_bytes())
-                    .ok()
-                    .and_then(|name| nix::unistd::getgrouplist(&name, u.gid).ok())
-                    .is_some_and(|groups| groups.contains(&gid))
-            });
-        if member {
-            return Ok(peer);
-        }
-    }
-    let who = peer
-        .user
-        .clone()
-        .unwrap_or_else(|| format!("uid {}", peer.uid));
-    let why = match group {
+    let why = match roles.admin {
         Some(_) => "is neither root nor in the admin group",
         None => "is not root",
     };
-    Err((
-        peer,
-        AdminError::new("forbidden", format!("permission denied: {who} {why}")),
-    ))
+    let message = format!("permission denied: {} {why}", peer.who());
+    Err((peer, AdminError::new("forbidden", message)))
+}
+
+/// Refuse `command` unless `peer`'s role allows it; returns what officer duty it is, if any.
+async fn check_duty(
+    context: &AdminContext,
+    roles: &Roles,
+    peer: &Peer,
+    command: &Command,
+) -> Result<Option<String>, AdminError> {
+    let d = &context.daemon;
+    let duty = duties::officer_duty(command, |label| {
+        let config = d.current_config()?;
+        Infrastructure::load(&config, &d.hsm)?.of_label(&d.hsm, label)
+    })?;
+    match (&duty, &peer.grant) {
+        (None, _)
+        | (
+            Some(_),
+            Some(Grant {
+                role: Role::Officer,
+                ..
+            }),
+        ) => Ok(duty),
+        (Some(what), _) => Err(roles.refusal(&peer.who(), what)),
+    }
 }
 
 async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::Result<()> {
-    let peer = authorised(&stream, context.group);
+    let roles = roles(&context);
+    let peer = authorised(&stream, &roles);
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(u64::MAX));
     let peer = match peer {
@@ -192,15 +228,22 @@ async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::
             let e = AdminError::new("bad-request", format!("request over {MAX_LINE} bytes"));
             return send(&mut write, &Response::from_result(Err(e))).await;
         }
+        let mut duty = None;
         let (command, outcome) = match parse_request(&line) {
             Ok(request) => {
                 let command = request.command;
                 tracing::info!(uid = peer.uid, ?command, "admin command");
                 let shown = serde_json::to_value(&command).unwrap_or_default();
-                let outcome = if request.progress {
-                    execute_reporting(&context, command, &mut write).await
-                } else {
-                    execute(&context, command, None).await
+                let outcome = match check_duty(&context, &roles, &peer, &command).await {
+                    Err(e) => Err(e),
+                    Ok(d) => {
+                        duty = d;
+                        if request.progress {
+                            execute_reporting(&context, command, &mut write).await
+                        } else {
+                            execute(&context, command, None).await
+                        }
+                    }
                 };
                 (shown, outcome)
             }
@@ -211,6 +254,12 @@ async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::
                 Err(e),
             ),
         };
+        if let (Err(e), None) = (&outcome, &duty) {
+            // A refusal for want of the officer role names the duty it was refused.
+            if e.code == "forbidden" {
+                duty = Some(e.message.clone());
+            }
+        }
         if let Err(e) = &outcome {
             tracing::info!(uid = peer.uid, error = %e, "admin command failed");
         }
@@ -220,6 +269,9 @@ async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::
             command,
             ok: outcome.is_ok(),
             error: outcome.as_ref().err().map(|e| e.code.clone()),
+            role: peer.grant.as_ref().map(|g| g.role.name().to_owned()),
+            role_via: peer.grant.as_ref().map(|g| g.via.clone()),
+            duty,
         };
         // The answer goes out only once the command is on record.
         let outcome = match context.audit.record(event).await {

@@ -84,6 +84,16 @@ pub enum Event {
         ok: bool,
         /// The error code when it did not.
         error: Option<String>,
+        /// The role it ran under, `admin` or `officer`: with `uid` and `user`, the second
+        /// identity on record.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        /// What granted that role: `root`, `daemon user`, `group NAME`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role_via: Option<String>,
+        /// What about the command needs the officer role, when something does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duty: Option<String>,
     },
     /// An admin connection refused by the peer credential check.
     AdminRefused {
@@ -183,6 +193,9 @@ mod tests {
                 command: serde_json::json!({"command": "cert-list"}),
                 ok: true,
                 error: None,
+                role: None,
+                role_via: None,
+                duty: None,
             },
         );
         let line = r.to_line();

@@ -153,10 +153,14 @@ fn detail(e: &audit::Event) -> String {
             user,
             command,
             ok,
+            role,
             ..
         } => format!(
-            "{} {} {}",
+            "{}{} {} {}",
             user.clone().unwrap_or_else(|| uid.to_string()),
+            role.as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
             command
                 .get("command")
                 .and_then(Value::as_str)

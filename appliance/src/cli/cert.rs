@@ -181,6 +181,7 @@ pub fn run_watched(
         Ok(v) => Ok(v),
         Err(ClientError::NotRunning(_)) => match command {
             Command::ClientAdd(_) | Command::ClientRemove { .. } => {
+                crate::admin::duties::check_offline(&config, &command, |_| Ok(None))?;
                 edit_offline(&common.config, command)
             }
             command => offline(&config, command, progress),
@@ -238,6 +239,7 @@ fn offline(
             crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
         let shown = match command {
             Command::KeyShow { label } => daemon_ops::key_show(&hsm, &label).map(|mut v| {
+                daemon_ops::show_marked(&mut v, config, &label);
                 if let Some(chain) = key_ops::stored_chain(config, &label) {
                     key_ops::show_chain(&mut v, &chain);
                 }
@@ -256,6 +258,7 @@ fn offline(
     if let Command::Csr { .. } | Command::CertImport { .. } = &command {
         let hsm =
             crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
+        runtime.block_on(async { officer_check(config, &hsm, &command) })?;
         let done = runtime.block_on(async {
             match command {
                 Command::Csr {
@@ -285,6 +288,7 @@ fn offline(
         Command::CertIssue(_) | Command::KeyGenerate { .. } => {
             let hsm =
                 crate::hsm::Hsm::open(&crate::settings::hsm(config)?).map_err(|e| e.to_string())?;
+            runtime.block_on(async { officer_check(config, &hsm, &command) })?;
             Some(runtime.block_on(async { Issuers::load(config, &hsm) })?)
         }
         _ => None,
@@ -292,6 +296,17 @@ fn offline(
     runtime
         .block_on(ops::execute(Target::Offline(&store, ca.as_ref()), command))
         .map_err(|e| e.to_string())
+}
+
+/// Offline, the same separation of duties as on the socket ([`crate::admin::duties`]).
+fn officer_check(
+    config: &signet_config::Config,
+    hsm: &crate::hsm::Hsm,
+    command: &Command,
+) -> Result<(), String> {
+    crate::admin::duties::check_offline(config, command, |label| {
+        crate::infrastructure::Infrastructure::load(config, hsm)?.of_label(hsm, label)
+    })
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> &'a str {

@@ -79,6 +79,13 @@ pub fn exec(args: Args) -> Result<(), String> {
                     println!("{key:<10} {v}");
                 }
             }
+            if let Some(v) = result.get("origin_detail").and_then(Value::as_str) {
+                let marked = match result.get("marked_imported").and_then(Value::as_bool) {
+                    Some(true) => ", marked imported in [[signing_keys]]",
+                    _ => "",
+                };
+                println!("{:<10} {v}{marked}", "origin");
+            }
             // Its certificate, when the appliance holds one for it.
             let cert = &result["certificate"];
             for key in ["subject", "issuer", "serial"] {

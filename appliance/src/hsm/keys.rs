@@ -30,10 +30,83 @@ pub struct KeyInfo {
     pub spki: SubjectPublicKeyInfoOwned,
     /// The key that verifies every signature before it leaves.
     pub public: PublicKey,
+    /// Whether the private key was generated in the token.
+    pub origin: KeyOrigin,
 }
 
-/// Find the private key labelled `label` and check that it can never leave the token.
-pub(super) fn find_private_key(session: &Session, label: &str) -> Result<ObjectHandle, HsmError> {
+/// Where a private key comes from, as its attributes tell. Every key Signet uses is
+/// sensitive and not extractable now ([`find_private_key`] refuses others); this says
+/// whether it always was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// CKA_NEVER_EXTRACTABLE and CKA_ALWAYS_SENSITIVE are true: the key was generated in
+    /// the token and never existed outside it.
+    Generated,
+    /// Either is false, or the token does not report it (read as false: what cannot be
+    /// shown is not assumed): the key was imported, or was extractable or readable once.
+    Imported {
+        /// CKA_NEVER_EXTRACTABLE, if the token reports it.
+        never_extractable: Option<bool>,
+        /// CKA_ALWAYS_SENSITIVE, if the token reports it.
+        always_sensitive: Option<bool>,
+    },
+}
+
+impl KeyOrigin {
+    /// The origin from the two attributes.
+    pub fn from_attributes(
+        never_extractable: Option<bool>,
+        always_sensitive: Option<bool>,
+    ) -> Self {
+        match (never_extractable, always_sensitive) {
+            (Some(true), Some(true)) => KeyOrigin::Generated,
+            _ => KeyOrigin::Imported {
+                never_extractable,
+                always_sensitive,
+            },
+        }
+    }
+
+    /// `generated` or `imported`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyOrigin::Generated => "generated",
+            KeyOrigin::Imported { .. } => "imported",
+        }
+    }
+
+    /// For people: `generated in the token`, `imported (CKA_NEVER_EXTRACTABLE false)`.
+    pub fn describe(&self) -> String {
+        match self {
+            KeyOrigin::Generated => "generated in the token".into(),
+            KeyOrigin::Imported {
+                never_extractable,
+                always_sensitive,
+            } => {
+                let shown = |name: &str, v: &Option<bool>| match v {
+                    Some(true) => None,
+                    Some(false) => Some(format!("{name} false")),
+                    None => Some(format!("{name} not reported")),
+                };
+                let why: Vec<String> = [
+                    shown("CKA_NEVER_EXTRACTABLE", never_extractable),
+                    shown("CKA_ALWAYS_SENSITIVE", always_sensitive),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                format!("imported ({})", why.join(", "))
+            }
+        }
+    }
+}
+
+/// Find the private key labelled `label`, check that it cannot leave the token now, and
+/// tell where it comes from.
+pub(super) fn find_private_key(
+    session: &Session,
+    label: &str,
+) -> Result<(ObjectHandle, KeyOrigin), HsmError> {
     let found = session.find_objects(&[
         Attribute::Class(ObjectClass::PRIVATE_KEY),
         Attribute::Label(label.as_bytes().to_vec()),
@@ -48,8 +121,8 @@ pub(super) fn find_private_key(session: &Session, label: &str) -> Result<ObjectH
             })
         }
     };
-    check_never_leaves(session, handle, label)?;
-    Ok(handle)
+    let origin = check_never_leaves(session, handle, label)?;
+    Ok((handle, origin))
 }
 
 /// The mechanisms the key allows (CKA_ALLOWED_MECHANISMS); empty when the token does not
@@ -68,16 +141,34 @@ pub(super) fn allowed_mechanisms(
         .unwrap_or_default())
 }
 
-/// Refuse a private key whose attributes say it is extractable or not sensitive.
-fn check_never_leaves(session: &Session, key: ObjectHandle, label: &str) -> Result<(), HsmError> {
-    let attrs =
-        session.get_attributes(key, &[AttributeType::Extractable, AttributeType::Sensitive])?;
+/// Refuse a private key whose attributes say it is extractable or not sensitive: marking
+/// such a key imported does not help, since the danger is present, not past (make it
+/// CKA_EXTRACTABLE false and CKA_SENSITIVE true, which PKCS#11 allows one way, and it is an
+/// imported key). Otherwise say whether it always was so ([`KeyOrigin`]).
+fn check_never_leaves(
+    session: &Session,
+    key: ObjectHandle,
+    label: &str,
+) -> Result<KeyOrigin, HsmError> {
+    let attrs = session.get_attributes(
+        key,
+        &[
+            AttributeType::Extractable,
+            AttributeType::Sensitive,
+            AttributeType::NeverExtractable,
+            AttributeType::AlwaysSensitive,
+        ],
+    )?;
     let mut extractable = None;
     let mut sensitive = None;
+    let mut never_extractable = None;
+    let mut always_sensitive = None;
     for a in attrs {
         match a {
             Attribute::Extractable(v) => extractable = Some(v),
             Attribute::Sensitive(v) => sensitive = Some(v),
+            Attribute::NeverExtractable(v) => never_extractable = Some(v),
+            Attribute::AlwaysSensitive(v) => always_sensitive = Some(v),
             _ => {}
         }
     }
@@ -86,7 +177,10 @@ fn check_never_leaves(session: &Session, key: ObjectHandle, label: &str) -> Resu
         reason,
     };
     match (extractable, sensitive) {
-        (Some(false), Some(true)) => Ok(()),
+        (Some(false), Some(true)) => Ok(KeyOrigin::from_attributes(
+            never_extractable,
+            always_sensitive,
+        )),
         (Some(true), _) => Err(unsafe_key(
             "CKA_EXTRACTABLE is true: the key could leave the HSM; generate a new key inside the token",
         )),
@@ -99,8 +193,12 @@ fn check_never_leaves(session: &Session, key: ObjectHandle, label: &str) -> Resu
     }
 }
 
-/// Read the public key labelled `label`.
-pub(super) fn read_public_key(session: &Session, label: &str) -> Result<KeyInfo, HsmError> {
+/// Read the public key labelled `label`, whose private key has `origin`.
+pub(super) fn read_public_key(
+    session: &Session,
+    label: &str,
+    origin: KeyOrigin,
+) -> Result<KeyInfo, HsmError> {
     let found = session.find_objects(&[
         Attribute::Class(ObjectClass::PUBLIC_KEY),
         Attribute::Label(label.as_bytes().to_vec()),
@@ -155,14 +253,15 @@ pub(super) fn read_public_key(session: &Session, label: &str) -> Result<KeyInfo,
         algorithm: public.algorithm(),
         spki,
         public,
+        origin,
     })
 }
 
 /// After a reconnect: the private key under `key`'s label is still fit to use, and the
 /// public key under it is the one read (and checked against its certificate) before.
 pub(super) fn check_same_key(session: &Session, key: &KeyInfo) -> Result<(), HsmError> {
-    find_private_key(session, &key.label)?;
-    let now = read_public_key(session, &key.label)?;
+    let (_, origin) = find_private_key(session, &key.label)?;
+    let now = read_public_key(session, &key.label, origin)?;
     if now.spki == key.spki {
         Ok(())
     } else {

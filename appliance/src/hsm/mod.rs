@@ -27,5 +27,5 @@ pub mod token;
 
 pub use error::HsmError;
 pub use health::Readiness;
-pub use keys::KeyInfo;
+pub use keys::{KeyInfo, KeyOrigin};
 pub use pool::{Hsm, HsmSettings};

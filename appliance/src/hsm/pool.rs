@@ -365,8 +365,8 @@ impl Hsm {
         let l = label.to_owned();
         let info = self.run_blocking(move |w| {
             w.with_retry(|w| {
-                w.private_key(&l)?;
-                keys::read_public_key(w.session()?, &l)
+                let origin = w.signing_key(&l)?.origin;
+                keys::read_public_key(w.session()?, &l, origin)
             })
         })?;
         Ok(self.cache_key(info))
@@ -492,7 +492,10 @@ impl Hsm {
             }
             w.with_retry(|w| keys::generate(w.session()?, &l, algorithm, &id, quirks))?;
             w.forget_handles();
-            w.with_retry(|w| keys::read_public_key(w.session()?, &l))
+            w.with_retry(|w| {
+                let origin = w.signing_key(&l)?.origin;
+                keys::read_public_key(w.session()?, &l, origin)
+            })
         })?;
         Ok(self.cache_key(info))
     }

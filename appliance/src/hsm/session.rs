@@ -40,6 +40,8 @@ pub struct PrivateKey {
     pub handle: ObjectHandle,
     /// Its CKA_ALLOWED_MECHANISMS (empty: not restricted).
     pub allowed: Arc<[MechanismType]>,
+    /// Whether it was generated in the token.
+    pub origin: keys::KeyOrigin,
 }
 
 impl WorkerSession {
@@ -148,11 +150,6 @@ impl WorkerSession {
         self.mechanisms = None;
     }
 
-    /// The private key handle for `label`, found and checked once per session.
-    pub fn private_key(&mut self, label: &str) -> Result<ObjectHandle, HsmError> {
-        Ok(self.signing_key(label)?.handle)
-    }
-
     /// The private key labelled `label` with the mechanisms it allows, found and checked
     /// once per session.
     pub fn signing_key(&mut self, label: &str) -> Result<PrivateKey, HsmError> {
@@ -160,9 +157,13 @@ impl WorkerSession {
             return Ok(k.clone());
         }
         let session = self.session()?;
-        let handle = keys::find_private_key(session, label)?;
+        let (handle, origin) = keys::find_private_key(session, label)?;
         let allowed = keys::allowed_mechanisms(session, handle)?.into();
-        let key = PrivateKey { handle, allowed };
+        let key = PrivateKey {
+            handle,
+            allowed,
+            origin,
+        };
         self.handles.insert(label.to_owned(), key.clone());
         Ok(key)
     }
