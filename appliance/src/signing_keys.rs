@@ -141,8 +141,15 @@ impl KeyRing {
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let chain = signet_pki::x509::certificates_from_pem(&text)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            let key = tokio::task::block_in_place(|| hsm.key_blocking(&declared.label))
-                .map_err(|e| format!("signing key {:?}: {e}", declared.label))?;
+            // A key marked imported may be extractable now: its mark says the operator knows.
+            let key = tokio::task::block_in_place(|| {
+                if declared.imported {
+                    hsm.key_even_if_exposed_blocking(&declared.label)
+                } else {
+                    hsm.key_blocking(&declared.label)
+                }
+            })
+            .map_err(|e| format!("signing key {:?}: {e}", declared.label))?;
             if let Some(name) = infrastructure.purpose_of(&key.spki) {
                 return Err(format!(
                     "signing key {:?} is the infrastructure key keys.{name} (the same public \
@@ -197,8 +204,8 @@ impl KeyRing {
 /// from: a key generated in the token may; an imported one (CKA_NEVER_EXTRACTABLE or
 /// CKA_ALWAYS_SENSITIVE false or not reported) only when the operator marks it
 /// `imported = true`, and in production only with `hsm.allow_imported_keys`. A key that is
-/// extractable now never reaches here: the token layer refuses it, marked or not. Returns
-/// a warning to log for a key accepted on its mark.
+/// extractable (or not sensitive) now reaches here only when marked, and is taken on the
+/// same terms. Returns a warning to log for a key accepted on its mark.
 pub fn check_origin(
     config: &Config,
     declared: &SigningKeyConfig,

@@ -187,7 +187,7 @@ pub fn key_list(hsm: &Hsm) -> Result<Value, AdminError> {
     let labels = tokio::task::block_in_place(|| hsm.key_labels_blocking()).map_err(internal)?;
     let mut keys = Vec::new();
     for label in labels {
-        let key = tokio::task::block_in_place(|| hsm.key_blocking(&label));
+        let key = tokio::task::block_in_place(|| hsm.key_even_if_exposed_blocking(&label));
         keys.push(match key {
             Ok(k) => json!({
                 "label": label,
@@ -204,10 +204,13 @@ pub fn key_list(hsm: &Hsm) -> Result<Value, AdminError> {
 /// One key's algorithm and public key.
 pub fn key_show(hsm: &Hsm, label: &str) -> Result<Value, AdminError> {
     use der::{pem::LineEnding, EncodePem};
-    let key = tokio::task::block_in_place(|| hsm.key_blocking(label)).map_err(|e| match e {
-        crate::hsm::HsmError::KeyNotFound(_) => AdminError::new("not-found", e.to_string()),
-        e => internal(e),
-    })?;
+    // Shown whatever its attributes: the origin says what is wrong with it.
+    let key = tokio::task::block_in_place(|| hsm.key_even_if_exposed_blocking(label)).map_err(
+        |e| match e {
+            crate::hsm::HsmError::KeyNotFound(_) => AdminError::new("not-found", e.to_string()),
+            e => internal(e),
+        },
+    )?;
     let pem = key.spki.to_pem(LineEnding::LF).map_err(internal)?;
     Ok(json!({
         "label": key.label,

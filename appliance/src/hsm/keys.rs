@@ -34,9 +34,8 @@ pub struct KeyInfo {
     pub origin: KeyOrigin,
 }
 
-/// Where a private key comes from, as its attributes tell. Every key Signet uses is
-/// sensitive and not extractable now ([`find_private_key`] refuses others); this says
-/// whether it always was.
+/// Where a private key comes from, as its attributes tell: generated in the token and never
+/// out of it, or not (imported, or extractable or readable once, or still now).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyOrigin {
     /// CKA_NEVER_EXTRACTABLE and CKA_ALWAYS_SENSITIVE are true: the key was generated in
@@ -49,6 +48,9 @@ pub enum KeyOrigin {
         never_extractable: Option<bool>,
         /// CKA_ALWAYS_SENSITIVE, if the token reports it.
         always_sensitive: Option<bool>,
+        /// Why the key could leave the token now (CKA_EXTRACTABLE true or CKA_SENSITIVE
+        /// false), if it could: only a signing key the operator marks imported is used so.
+        exposed: Option<&'static str>,
     },
 }
 
@@ -63,7 +65,16 @@ impl KeyOrigin {
             _ => KeyOrigin::Imported {
                 never_extractable,
                 always_sensitive,
+                exposed: None,
             },
+        }
+    }
+
+    /// Why the key could leave the token now, if it could.
+    pub fn exposed(&self) -> Option<&'static str> {
+        match self {
+            KeyOrigin::Generated => None,
+            KeyOrigin::Imported { exposed, .. } => *exposed,
         }
     }
 
@@ -82,6 +93,7 @@ impl KeyOrigin {
             KeyOrigin::Imported {
                 never_extractable,
                 always_sensitive,
+                exposed,
             } => {
                 let shown = |name: &str, v: &Option<bool>| match v {
                     Some(true) => None,
@@ -89,6 +101,7 @@ impl KeyOrigin {
                     None => Some(format!("{name} not reported")),
                 };
                 let why: Vec<String> = [
+                    exposed.map(|e| e.to_owned()),
                     shown("CKA_NEVER_EXTRACTABLE", never_extractable),
                     shown("CKA_ALWAYS_SENSITIVE", always_sensitive),
                 ]
@@ -141,10 +154,10 @@ pub(super) fn allowed_mechanisms(
         .unwrap_or_default())
 }
 
-/// Refuse a private key whose attributes say it is extractable or not sensitive: marking
-/// such a key imported does not help, since the danger is present, not past (make it
-/// CKA_EXTRACTABLE false and CKA_SENSITIVE true, which PKCS#11 allows one way, and it is an
-/// imported key). Otherwise say whether it always was so ([`KeyOrigin`]).
+/// Where the key comes from ([`KeyOrigin`]): a key extractable or not sensitive now is
+/// `Imported` with `exposed` saying so ([`super::Hsm::key_blocking`] refuses it; only a
+/// signing key the operator marks imported is taken that way). A token that does not
+/// report CKA_EXTRACTABLE and CKA_SENSITIVE is refused: nothing can be said of its keys.
 fn check_never_leaves(
     session: &Session,
     key: ObjectHandle,
@@ -176,21 +189,50 @@ fn check_never_leaves(
         label: label.to_owned(),
         reason,
     };
-    match (extractable, sensitive) {
-        (Some(false), Some(true)) => Ok(KeyOrigin::from_attributes(
-            never_extractable,
-            always_sensitive,
-        )),
-        (Some(true), _) => Err(unsafe_key(
-            "CKA_EXTRACTABLE is true: the key could leave the HSM; generate a new key inside the token",
-        )),
-        (_, Some(false)) => Err(unsafe_key(
-            "CKA_SENSITIVE is false: the key could be read out in clear; generate a new key inside the token",
-        )),
-        _ => Err(unsafe_key(
-            "the token does not report CKA_EXTRACTABLE and CKA_SENSITIVE",
-        )),
-    }
+    let exposed = match (extractable, sensitive) {
+        (Some(false), Some(true)) => {
+            return Ok(KeyOrigin::from_attributes(
+                never_extractable,
+                always_sensitive,
+            ))
+        }
+        (Some(true), _) => EXTRACTABLE,
+        (_, Some(false)) => NOT_SENSITIVE,
+        _ => {
+            return Err(unsafe_key(
+                "the token does not report CKA_EXTRACTABLE and CKA_SENSITIVE",
+            ))
+        }
+    };
+    Ok(KeyOrigin::Imported {
+        never_extractable,
+        always_sensitive,
+        exposed: Some(exposed),
+    })
+}
+
+/// Why an extractable key is refused (and how it is described).
+const EXTRACTABLE: &str = "CKA_EXTRACTABLE true";
+/// Why a key that is not sensitive is refused (and how it is described).
+const NOT_SENSITIVE: &str = "CKA_SENSITIVE false";
+
+/// The refusal of a key that could leave the token now.
+pub(super) fn refuse_exposed(label: &str, origin: KeyOrigin) -> Result<(), HsmError> {
+    let reason = match origin.exposed() {
+        None => return Ok(()),
+        Some(EXTRACTABLE) => {
+            "CKA_EXTRACTABLE is true: the key could leave the HSM; generate a new key inside \
+             the token (or, for a signing key, mark it `imported = true`)"
+        }
+        Some(_) => {
+            "CKA_SENSITIVE is false: the key could be read out in clear; generate a new key \
+             inside the token (or, for a signing key, mark it `imported = true`)"
+        }
+    };
+    Err(HsmError::UnsafeKey {
+        label: label.to_owned(),
+        reason,
+    })
 }
 
 /// Read the public key labelled `label`, whose private key has `origin`.

@@ -356,9 +356,17 @@ impl Hsm {
         result?
     }
 
-    /// The public side of the key labelled `label`, read once and cached.
-    /// The private key's attributes are checked on the way.
+    /// The public side of the key labelled `label`, read once and cached. A key that could
+    /// leave the token now (extractable, or not sensitive) is refused.
     pub fn key_blocking(&self, label: &str) -> Result<Arc<KeyInfo>, HsmError> {
+        let key = self.key_even_if_exposed_blocking(label)?;
+        keys::refuse_exposed(label, key.origin)?;
+        Ok(key)
+    }
+
+    /// Like [`Hsm::key_blocking`], but a key that could leave the token is returned too, its
+    /// origin saying so: for a signing key the operator marked imported, and to show keys.
+    pub fn key_even_if_exposed_blocking(&self, label: &str) -> Result<Arc<KeyInfo>, HsmError> {
         if let Some(k) = self.cached_key(label) {
             return Ok(k);
         }
