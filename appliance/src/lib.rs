@@ -22,6 +22,7 @@ pub mod hsm_watch;
 pub mod issuance;
 pub mod layout;
 pub mod ocsp;
+pub mod ocsp_renewal;
 pub mod pades;
 pub mod revocation;
 pub mod server;

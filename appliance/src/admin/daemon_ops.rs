@@ -177,8 +177,25 @@ async fn status(d: &Daemon) -> Result<Value, AdminError> {
         "clock": clock,
         "tsa_serial_reserved_up_to": tsa_next,
         "ocsp_oldest_response_age_secs": ocsp_age,
+        "ocsp_signer": ocsp_signer(&d.ocsp, now),
+        "tsa_refused_certificate_unusable": crate::tsa::refused_for_certificate(),
         "audit_head": d.audit.head(),
     }))
+}
+
+/// The root's delegated OCSP signer: its serial, key, end of validity, and why the root
+/// signs instead when it does.
+fn ocsp_signer(ocsp: &crate::ocsp::OcspService, now: SystemTime) -> Value {
+    let Some(ca) = ocsp.ca(crate::daemon::ROOT_CA) else {
+        return Value::Null;
+    };
+    let signer = ca.delegated();
+    json!({
+        "serial": signer.serial(),
+        "key": signer.key().label,
+        "not_after": certs::unix_secs(signer.not_after()),
+        "unusable": ocsp.signer_unusable(crate::daemon::ROOT_CA, now),
+    })
 }
 
 /// The labels of the private keys in the token.
