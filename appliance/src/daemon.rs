@@ -209,16 +209,14 @@ pub async fn run(
 
     let status_lock = Arc::new(tokio::sync::Mutex::new(()));
     let ocsp = Arc::new(OcspService::new(
-        vec![
-            CaResponder::new(
-                ROOT_CA,
-                root[0].clone(),
-                Arc::clone(&root_key),
-                ocsp_cert[0].clone(),
-                ocsp_key,
-            )
-            .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?,
-        ],
+        vec![CaResponder::new(
+            ROOT_CA,
+            root[0].clone(),
+            Arc::clone(&root_key),
+            ocsp_cert[0].clone(),
+            ocsp_key,
+        )
+        .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?],
         store.clone(),
         hsm.clone(),
         ocsp_settings(&config),

@@ -302,7 +302,11 @@ impl OcspService {
                 resigned += 1;
             }
         }
-        tracing::info!(ca = name, resigned, "cached OCSP answers re-signed by the new signer");
+        tracing::info!(
+            ca = name,
+            resigned,
+            "cached OCSP answers re-signed by the new signer"
+        );
         Some(old)
     }
 

@@ -82,7 +82,10 @@ pub fn load_signer_key(
         };
     };
     for label in strays {
-        tracing::warn!(label, "destroying an OCSP signer key left by an unfinished renewal");
+        tracing::warn!(
+            label,
+            "destroying an OCSP signer key left by an unfinished renewal"
+        );
         if let Err(e) = hsm.destroy_blocking(&label) {
             tracing::warn!(label, error = %e, "stray OCSP signer key not destroyed");
         }
