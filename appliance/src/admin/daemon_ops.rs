@@ -140,9 +140,18 @@ async fn status(d: &Daemon) -> Result<Value, AdminError> {
         .with(|c| certs::list(c))
         .await
         .map_err(internal)?;
+    let renewing = d.ocsp.ca(crate::daemon::ROOT_CA).map(|ca| {
+        ca.delegated()
+            .certificate()
+            .tbs_certificate
+            .subject
+            .to_string()
+    });
     let expiring: Vec<Value> = all
         .iter()
         .filter(|c| matches!(c.status, CertStatus::Good) && c.not_after <= soon)
+        // The delegated OCSP signer renews itself: nothing for an operator to do.
+        .filter(|c| !(c.profile == "ocsp-signer" && Some(&c.subject) == renewing.as_ref()))
         .map(|c| json!({ "serial": c.serial, "subject": c.subject, "not_after": c.not_after }))
         .collect();
     let tsa_next = d
