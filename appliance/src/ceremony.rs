@@ -118,6 +118,10 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
         {
             hsm.destroy_blocking(label)?;
         }
+        // The OCSP signer's key after a renewal (renewals alternate between two labels).
+        hsm.destroy_blocking(&crate::ocsp_renewal::alternate_label(
+            &keys.ocsp_signer.label,
+        ))?;
     }
     let root_key = fresh_key(&hsm, &keys.root_ca, force)?;
     let tsa_key = fresh_key(&hsm, &keys.tsa, force)?;
@@ -182,15 +186,20 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
         )?,
         Some(&issuer),
     )?;
+    // Short-lived: signetd renews it at half its life (`ocsp.signer_lifetime_secs`).
+    let signer_lifetime = Duration::from_secs(config.ocsp.signer_lifetime_secs);
     let ocsp_signer = sign_certificate(
         &hsm,
         &root_key,
-        params(
-            Profile::OcspSigning,
-            &pki.ocsp_signer_subject,
-            ocsp_key.spki.clone(),
-            days(pki.leaf_days),
-        )?,
+        CertificateParams {
+            not_before: crate::ocsp_renewal::not_before(signer_lifetime),
+            ..params(
+                Profile::OcspSigning,
+                &pki.ocsp_signer_subject,
+                ocsp_key.spki.clone(),
+                signer_lifetime,
+            )?
+        },
         Some(&issuer),
     )?;
     // The audit key signs checkpoints, not documents; its certificate only names it.

@@ -136,7 +136,6 @@ pub async fn run(
     let tls_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.tls_server.label))?;
     let tsa_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.tsa.label))?;
     let root_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.root_ca.label))?;
-    let ocsp_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.ocsp_signer.label))?;
     let ocsp_cert = read_certs(&layout.ocsp_signer_cert())?;
     let client_ca_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.client_ca.label))?;
     expect_certifies(
@@ -146,12 +145,15 @@ pub async fn run(
         &layout.client_ca(),
     )?;
     expect_certifies(&root[0], &keys.root_ca.label, &root_key, &layout.root_ca())?;
-    expect_certifies(
-        &ocsp_cert[0],
-        &keys.ocsp_signer.label,
-        &ocsp_key,
-        &layout.ocsp_signer_cert(),
-    )?;
+    // The signer's key carries one of two labels (renewals alternate): take the one the
+    // certificate on disk certifies.
+    let ocsp_key = tokio::task::block_in_place(|| {
+        crate::ocsp_renewal::load_signer_key(&hsm, &keys.ocsp_signer.label, &ocsp_cert[0])
+    })?
+    .ok_or_else(|| StartError::KeyMismatch {
+        label: keys.ocsp_signer.label.clone(),
+        cert: layout.ocsp_signer_cert(),
+    })?;
     expect_certifies(
         &tls_chain[0],
         &keys.tls_server.label,
@@ -206,12 +208,19 @@ pub async fn run(
     let status_lock = Arc::new(tokio::sync::Mutex::new(()));
     let ocsp = Arc::new(OcspService::new(
         vec![
-            CaResponder::new(ROOT_CA, root[0].clone(), ocsp_cert[0].clone(), ocsp_key)
-                .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?,
+            CaResponder::new(
+                ROOT_CA,
+                root[0].clone(),
+                Arc::clone(&root_key),
+                ocsp_cert[0].clone(),
+                ocsp_key,
+            )
+            .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?,
             // The client CA answers for its own certificates (RFC 6960 2.2: the CA itself).
             CaResponder::new(
                 CLIENT_CA,
                 client_ca[0].clone(),
+                Arc::clone(&client_ca_key),
                 client_ca[0].clone(),
                 Arc::clone(&client_ca_key),
             )
@@ -258,7 +267,7 @@ pub async fn run(
     let admin_ocsp = Arc::clone(&ocsp);
     let spool_dir = spool_dir(&config)?;
     let app = Arc::new(App {
-        tsa,
+        tsa: tsa.with_status_index(Arc::clone(&ocsp)),
         ocsp,
         crls,
         authz: Arc::clone(&authz),
@@ -346,6 +355,19 @@ pub async fn run(
     ));
     let refresh_every = Duration::from_secs((config.ocsp.validity_secs / 10).clamp(1, 300));
     tasks.spawn(Arc::clone(&status).refresh(refresh_every, stopped()));
+    tasks.spawn(
+        crate::ocsp_renewal::Renewal {
+            authority: Arc::clone(&status),
+            ocsp: Arc::clone(&admin_ocsp),
+            hsm: hsm.clone(),
+            cert_path: layout.ocsp_signer_cert(),
+            base_label: config.keys.ocsp_signer.label.clone(),
+            algorithm: crate::settings::key_algorithm(config.keys.ocsp_signer.algorithm),
+            lifetime: Duration::from_secs(config.ocsp.signer_lifetime_secs),
+            new_key: config.ocsp.signer_new_key,
+        }
+        .run(stopped()),
+    );
     if let Some(public) = public_listener {
         tasks.spawn(server::serve(
             public,

@@ -194,6 +194,26 @@ impl CertificateAuthority {
         if days == 0 || days > 3650 {
             return Err(bad("days must be between 1 and 3650".into()));
         }
+        // A little backdating absorbs clock skew between the appliance and relying parties.
+        let not_before = SystemTime::now() - Duration::from_secs(300);
+        let lifetime = Duration::from_secs(u64::from(days) * 86_400);
+        let cert = self
+            .sign_certificate(profile, subject, public_key, not_before, lifetime)
+            .await?;
+        Ok((req.profile.clone(), cert))
+    }
+
+    /// Sign a certificate of `profile` for `public_key`, valid from `not_before` for
+    /// `lifetime`, with a fresh random serial. The caller records it.
+    pub async fn sign_certificate(
+        &self,
+        profile: Profile,
+        subject: x509_cert::name::Name,
+        public_key: spki::SubjectPublicKeyInfoOwned,
+        not_before: SystemTime,
+        lifetime: Duration,
+    ) -> Result<Certificate, AdminError> {
+        let bad = |m: String| AdminError::new("bad-request", m);
         let serial = self
             .hsm
             .random(16)
@@ -204,9 +224,8 @@ impl CertificateAuthority {
             subject,
             public_key,
             serial,
-            // A little backdating absorbs clock skew between the appliance and relying parties.
-            not_before: SystemTime::now() - Duration::from_secs(300),
-            lifetime: Duration::from_secs(u64::from(days) * 86_400),
+            not_before,
+            lifetime,
             revocation: self.revocation.clone(),
         };
         let scheme = self.key.algorithm.default_scheme();
@@ -218,9 +237,8 @@ impl CertificateAuthority {
             .sign(&self.key, prepared.scheme(), prepared.tbs_der())
             .await
             .map_err(|e| AdminError::new("internal", e.to_string()))?;
-        let cert = prepared
+        prepared
             .finish(&signature)
-            .map_err(|e| AdminError::new("internal", e.to_string()))?;
-        Ok((req.profile.clone(), cert))
+            .map_err(|e| AdminError::new("internal", e.to_string()))
     }
 }

@@ -24,6 +24,7 @@ pub mod infrastructure;
 pub mod issuance;
 pub mod layout;
 pub mod ocsp;
+pub mod ocsp_renewal;
 pub mod pades;
 pub mod revocation;
 pub mod server;

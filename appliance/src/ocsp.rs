@@ -13,13 +13,14 @@
 //! every status change after it is durable), so that no answer waits for SQLite.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use der::Encode;
 use sha2::Digest;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, Notify};
 use x509_cert::Certificate;
 
 use signet_pki::ocsp::{
@@ -54,32 +55,105 @@ pub struct OcspSettings {
     pub nonce: NoncePolicy,
 }
 
-/// One CA this responder answers for, and its delegated signer.
+/// A key and the certificate that makes it an OCSP responder: the CA's delegated signer,
+/// or the CA itself.
+pub struct Signer {
+    responder: Responder,
+    key: Arc<KeyInfo>,
+    serial: String,
+    not_before: SystemTime,
+    not_after: SystemTime,
+}
+
+impl Signer {
+    /// `cert` (delegated signer or CA certificate) with its key in the token.
+    pub fn new(cert: Certificate, key: Arc<KeyInfo>) -> Self {
+        let tbs = &cert.tbs_certificate;
+        let serial = serial_from_bytes(tbs.serial_number.as_bytes());
+        let not_before = tbs.validity.not_before.to_system_time();
+        let not_after = tbs.validity.not_after.to_system_time();
+        Signer {
+            responder: Responder::new(cert, key.algorithm.default_scheme()),
+            key,
+            serial,
+            not_before,
+            not_after,
+        }
+    }
+
+    /// Its certificate.
+    pub fn certificate(&self) -> &Certificate {
+        self.responder.certificate()
+    }
+
+    /// Its key.
+    pub fn key(&self) -> &Arc<KeyInfo> {
+        &self.key
+    }
+
+    /// Its serial, as the store writes it.
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    /// Start of its certificate's validity.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
+    }
+
+    /// End of its certificate's validity.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// Whether an answer produced at `now` (written in whole seconds) lies inside the
+    /// certificate's validity, with a second to spare at the end.
+    fn valid_at(&self, now: SystemTime) -> bool {
+        self.not_before <= now && now + Duration::from_secs(1) < self.not_after
+    }
+}
+
+/// One CA this responder answers for: its delegated signer, which signetd renews, and the
+/// CA's own key, which signs when the delegated signer is unusable (RFC 6960 4.2.2.2: the
+/// CA that issued the certificate may sign the answer itself).
 pub struct CaResponder {
     /// The CA's name in this appliance (`root`).
     pub name: String,
     /// The CA certificate.
     pub ca_cert: Certificate,
     matcher: IssuerMatcher,
-    responder: Responder,
-    key: Arc<KeyInfo>,
+    delegated: RwLock<Arc<Signer>>,
+    own: Arc<Signer>,
+    /// Whether the CA signs its answers itself now because its delegated signer cannot.
+    on_fallback: AtomicBool,
 }
 
 impl CaResponder {
-    /// CA `name` with certificate `ca_cert`, answered for by `signer_cert` whose key is `key`.
+    /// CA `name` with certificate `ca_cert` and key `ca_key`, answered for by `signer_cert`
+    /// whose key is `key`.
     pub fn new(
         name: &str,
         ca_cert: Certificate,
+        ca_key: Arc<KeyInfo>,
         signer_cert: Certificate,
         key: Arc<KeyInfo>,
     ) -> Result<Self, signet_pki::Error> {
         Ok(CaResponder {
             name: name.to_owned(),
             matcher: IssuerMatcher::new(&ca_cert)?,
+            own: Arc::new(Signer::new(ca_cert.clone(), ca_key)),
             ca_cert,
-            responder: Responder::new(signer_cert, key.algorithm.default_scheme()),
-            key,
+            delegated: RwLock::new(Arc::new(Signer::new(signer_cert, key))),
+            on_fallback: AtomicBool::new(false),
         })
+    }
+
+    /// The delegated signer in place now.
+    pub fn delegated(&self) -> Arc<Signer> {
+        match self.delegated.read() {
+            Ok(d) => Arc::clone(&d),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 }
 
@@ -94,6 +168,8 @@ pub struct Presigned {
     pub next_update: SystemTime,
     /// A strong ETag (quoted).
     pub etag: String,
+    /// The end of the signing certificate's validity: the entry is not served after it.
+    signer_not_after: SystemTime,
     ca: usize,
     serial: String,
 }
@@ -123,6 +199,8 @@ pub struct OcspService {
     /// (CA index, serial) -> status, for every certificate issued.
     statuses: RwLock<HashMap<(usize, String), CertStatus>>,
     status_lock: Arc<Mutex<()>>,
+    /// Woken when a delegated signer becomes unusable (revoked, held): renew now.
+    renewal: Notify,
 }
 
 impl OcspService {
@@ -142,7 +220,133 @@ impl OcspService {
             cache: RwLock::new(HashMap::new()),
             statuses: RwLock::new(HashMap::new()),
             status_lock,
+            renewal: Notify::new(),
         }
+    }
+
+    /// The CA named `name`'s responder.
+    pub fn ca(&self, name: &str) -> Option<&CaResponder> {
+        self.cas.iter().find(|c| c.name == name)
+    }
+
+    /// Why the delegated signer of CA `name` must not sign now (revoked, on hold, expired,
+    /// not yet valid), or `None` when it may.
+    pub fn signer_unusable(&self, name: &str, now: SystemTime) -> Option<&'static str> {
+        let ca = self.cas.iter().position(|c| c.name == name)?;
+        self.unusable(ca, &self.cas[ca].delegated(), now)
+    }
+
+    fn unusable(&self, ca: usize, signer: &Signer, now: SystemTime) -> Option<&'static str> {
+        match self.status_of(ca, &signer.serial) {
+            Some(CertStatus::Revoked { .. }) => return Some("revoked"),
+            Some(CertStatus::Hold { .. }) => return Some("on hold"),
+            Some(CertStatus::Good) | None => {}
+        }
+        if now < signer.not_before {
+            Some("not yet valid")
+        } else if !signer.valid_at(now) {
+            Some("expired")
+        } else {
+            None
+        }
+    }
+
+    /// Who signs CA `ca`'s answers at `now`: its delegated signer when usable, else the CA.
+    fn signer(&self, ca: usize, now: SystemTime) -> Arc<Signer> {
+        let responder = &self.cas[ca];
+        let delegated = responder.delegated();
+        match self.unusable(ca, &delegated, now) {
+            None => {
+                if responder.on_fallback.swap(false, Ordering::Relaxed) {
+                    tracing::info!(serial = %delegated.serial, "the delegated OCSP signer signs again");
+                }
+                delegated
+            }
+            Some(why) => {
+                if !responder.on_fallback.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        serial = %delegated.serial,
+                        why,
+                        ca = %responder.name,
+                        "delegated OCSP signer unusable: the CA signs OCSP answers itself"
+                    );
+                }
+                Arc::clone(&responder.own)
+            }
+        }
+    }
+
+    /// Resolves when a delegated signer was found revoked or held: renew it at once.
+    pub async fn renewal_requested(&self) {
+        self.renewal.notified().await
+    }
+
+    /// Put `signer` in place as CA `name`'s delegated signer, then re-sign every cached
+    /// answer of that CA with it (each under the status lock, so no stale answer overtakes
+    /// a status change). Returns the signer it replaced. Answers that fail to re-sign are
+    /// dropped from the cache (they are signed afresh when asked for).
+    pub async fn install_signer(&self, name: &str, signer: Signer) -> Option<Arc<Signer>> {
+        let ca = self.cas.iter().position(|c| c.name == name)?;
+        let old = {
+            let _guard = self.status_lock.lock().await;
+            let mut slot = match self.cas[ca].delegated.write() {
+                Ok(s) => s,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            std::mem::replace(&mut *slot, Arc::new(signer))
+        };
+        let mut resigned = 0;
+        for (key, entry) in self.entries(|e| e.ca == ca) {
+            let guard = self.status_lock.lock().await;
+            if self.resign_entry(&guard, &key, &entry).await {
+                resigned += 1;
+            }
+        }
+        tracing::info!(
+            ca = name,
+            resigned,
+            "cached OCSP answers re-signed by the new signer"
+        );
+        Some(old)
+    }
+
+    /// Re-sign one cached entry from the status index; on failure drop it. Needs the
+    /// status lock.
+    async fn resign_entry(
+        &self,
+        lock: &MutexGuard<'_, ()>,
+        key: &[u8],
+        entry: &Arc<Presigned>,
+    ) -> bool {
+        let (Some(status), Some(id)) = (
+            self.status_of(entry.ca, &entry.serial),
+            cert_id_from_key(key),
+        ) else {
+            self.evict(|e| Arc::ptr_eq(e, entry));
+            return false;
+        };
+        match self
+            .presign(lock, entry.ca, &id, &entry.serial, &status)
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, serial = %entry.serial, "OCSP answer not re-signed; dropped from the cache");
+                self.evict(|e| Arc::ptr_eq(e, entry));
+                false
+            }
+        }
+    }
+
+    /// The status of `cert`, if one of the CAs here issued it.
+    pub fn status_of_certificate(&self, cert: &Certificate) -> Option<CertStatus> {
+        let tbs = &cert.tbs_certificate;
+        let serial = serial_from_bytes(tbs.serial_number.as_bytes());
+        self.cas
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.ca_cert.tbs_certificate.subject == tbs.issuer)
+            .find_map(|(ca, _)| self.status_of(ca, &serial))
     }
 
     /// A DER OCSPResponse on `cert`, issued by `issuer`, for a DSS: the pre-signed answer
@@ -170,9 +374,9 @@ impl OcspService {
 
     /// The certificates that sign OCSP answers.
     pub fn responder_certificates(&self) -> Vec<Certificate> {
-        self.cas
-            .iter()
-            .map(|ca| ca.responder.certificate().clone())
+        let now = SystemTime::now();
+        (0..self.cas.len())
+            .map(|ca| self.signer(ca, now).certificate().clone())
             .collect()
     }
 
@@ -224,7 +428,8 @@ impl OcspService {
     fn cached(&self, id: &RequestedCert) -> Option<Arc<Presigned>> {
         let key = id.cert_id.to_der().ok()?;
         let hit = self.cache.read().ok()?.get(&key).cloned()?;
-        (SystemTime::now() < hit.next_update).then_some(hit)
+        let now = SystemTime::now();
+        (now < hit.next_update && now < hit.signer_not_after).then_some(hit)
     }
 
     /// Sign and cache the response for `id` if CA `ca` issued it; `None` for a serial it
@@ -272,7 +477,7 @@ impl OcspService {
             cert: id.clone(),
             status: wire_status(Some(status)),
         };
-        let der = self
+        let (der, signer_not_after) = self
             .sign(ca, &[answer], now, Some(next_update), None)
             .await?;
         let key = id
@@ -285,6 +490,7 @@ impl OcspService {
             this_update: truncate(now),
             next_update: truncate(next_update),
             etag,
+            signer_not_after,
             ca,
             serial: serial.to_owned(),
         });
@@ -323,8 +529,11 @@ impl OcspService {
             nonce,
         )
         .await
+        .map(|(der, _)| der)
     }
 
+    /// Sign with whoever may sign CA `ca`'s answers at `now` (checked for every answer:
+    /// never a revoked, held or expired signer); the DER and the signer's notAfter.
     async fn sign(
         &self,
         ca: usize,
@@ -332,24 +541,37 @@ impl OcspService {
         now: SystemTime,
         next_update: Option<SystemTime>,
         nonce: Option<&Nonce>,
-    ) -> Result<Vec<u8>, OcspError> {
-        let ca = &self.cas[ca];
-        let prepared = ca
-            .responder
-            .prepare(answers, now, now, next_update, nonce)?;
-        let signature = self
-            .hsm
-            .sign(&ca.key, prepared.scheme(), prepared.signed_bytes())
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "OCSP signing failed");
-                if e.is_unavailable() {
-                    OcspError::TryLater
-                } else {
-                    OcspError::InternalError("signing failed".into())
+    ) -> Result<(Vec<u8>, SystemTime), OcspError> {
+        let mut signer = self.signer(ca, now);
+        let mut retried = false;
+        loop {
+            let prepared = signer
+                .responder
+                .prepare(answers, now, now, next_update, nonce)?;
+            match self
+                .hsm
+                .sign(&signer.key, prepared.scheme(), prepared.signed_bytes())
+                .await
+            {
+                Ok(signature) => return Ok((prepared.finish(&signature)?, signer.not_after)),
+                Err(e) => {
+                    // The signer was replaced (and its key destroyed) while this answer
+                    // was prepared: sign once more with the new one.
+                    let current = self.signer(ca, SystemTime::now());
+                    if !retried && !Arc::ptr_eq(&current, &signer) {
+                        retried = true;
+                        signer = current;
+                        continue;
+                    }
+                    tracing::error!(error = %e, "OCSP signing failed");
+                    return Err(if e.is_unavailable() {
+                        OcspError::TryLater
+                    } else {
+                        OcspError::InternalError("signing failed".into())
+                    });
                 }
-            })?;
-        prepared.finish(&signature)
+            }
+        }
     }
 
     /// Load the statuses of every certificate each CA issued, and sign the SHA-1 and SHA-256
@@ -405,6 +627,16 @@ impl OcspService {
         };
         if let Ok(mut statuses) = self.statuses.write() {
             statuses.insert((ca, record.serial.clone()), record.status.clone());
+        }
+        if record.status != CertStatus::Good && self.cas[ca].delegated().serial == record.serial {
+            // The delegated signer itself: nothing it signed may be served any more. The CA
+            // re-signs every cached answer now, and the renewal makes a new signer.
+            tracing::warn!(serial = %record.serial, status = ?record.status, "the delegated OCSP signer's certificate is no longer good: renewing it");
+            self.renewal.notify_one();
+            for (key, entry) in self.entries(|e| e.ca == ca) {
+                self.resign_entry(lock, &key, &entry).await;
+            }
+            return Ok(());
         }
         let stale = self.entries(|e| e.ca == ca && e.serial == record.serial);
         for (key, _) in &stale {

@@ -9,7 +9,17 @@ use signet_pki::tsp::{self, TimeStampAuthority, TspError};
 
 use crate::clock::{self, ClockSync};
 use crate::hsm::{Hsm, KeyInfo};
-use crate::store::SerialAllocator;
+use crate::ocsp::OcspService;
+use crate::store::{CertStatus, SerialAllocator};
+
+/// Stamps refused because the TSA certificate was revoked, on hold, expired or not yet
+/// valid, since start (shown by `signetctl status`).
+static REFUSED_UNUSABLE_CERT: AtomicU64 = AtomicU64::new(0);
+
+/// How many stamps were refused because the TSA certificate was unusable, since start.
+pub fn refused_for_certificate() -> u64 {
+    REFUSED_UNUSABLE_CERT.load(Ordering::Relaxed)
+}
 
 /// What the TSA does about an unsynchronised clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +38,9 @@ pub struct TsaService {
     serials: SerialAllocator,
     clock: ClockPolicy,
     last_clock_warning: AtomicU64,
+    /// Where the TSA certificate's status is read (revoked or on hold: no stamps).
+    statuses: Option<Arc<OcspService>>,
+    last_certificate_error: AtomicU64,
 }
 
 impl TsaService {
@@ -46,7 +59,67 @@ impl TsaService {
             serials,
             clock,
             last_clock_warning: AtomicU64::new(0),
+            statuses: None,
+            last_certificate_error: AtomicU64::new(0),
         }
+    }
+
+    /// Read the TSA certificate's status from `index` before every stamp: a revoked or
+    /// held TSA certificate stamps nothing (`systemFailure`).
+    pub fn with_status_index(mut self, index: Arc<OcspService>) -> Self {
+        self.statuses = Some(index);
+        self
+    }
+
+    /// Why the TSA certificate must not sign at `now`, if it must not.
+    fn certificate_unusable(&self, now: SystemTime) -> Option<&'static str> {
+        let cert = self.authority.signer().certificate();
+        let validity = &cert.tbs_certificate.validity;
+        match self
+            .statuses
+            .as_ref()
+            .and_then(|s| s.status_of_certificate(cert))
+        {
+            Some(CertStatus::Revoked { .. }) => return Some("revoked"),
+            Some(CertStatus::Hold { .. }) => return Some("on hold"),
+            Some(CertStatus::Good) | None => {}
+        }
+        if now < validity.not_before.to_system_time() {
+            Some("not yet valid")
+        } else if now >= validity.not_after.to_system_time() {
+            Some("expired")
+        } else {
+            None
+        }
+    }
+
+    /// Refuse (`systemFailure`) when the TSA certificate is unusable: counted, and logged
+    /// at most once a minute.
+    fn check_certificate(&self) -> Result<(), TspError> {
+        let now = SystemTime::now();
+        let Some(why) = self.certificate_unusable(now) else {
+            return Ok(());
+        };
+        let refused = REFUSED_UNUSABLE_CERT.fetch_add(1, Ordering::Relaxed) + 1;
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let last = self.last_certificate_error.load(Ordering::Relaxed);
+        if secs >= last + 60
+            && self
+                .last_certificate_error
+                .compare_exchange(last, secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let cert = self.authority.signer().certificate();
+            tracing::error!(
+                serial = %crate::store::certs::serial_from_bytes(
+                    cert.tbs_certificate.serial_number.as_bytes()
+                ),
+                why,
+                refused,
+                "TSA certificate unusable: refusing every time-stamp (systemFailure) until a new one is installed"
+            );
+        }
+        Err(TspError::SystemFailure)
     }
 
     /// The TSA's certificate, then its issuers.
@@ -84,6 +157,7 @@ impl TsaService {
         &self,
         accepted: &tsp::AcceptedRequest,
     ) -> Result<(tsp::PreparedToken, Vec<u8>), TspError> {
+        self.check_certificate()?;
         self.check_clock()?;
         let serial = self.serials.next().await.map_err(|e| {
             tracing::error!(error = %e, "TSA serial allocation failed");

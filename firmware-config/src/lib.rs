@@ -378,6 +378,12 @@ pub struct OcspConfig {
     pub refresh_before_secs: Option<u64>,
     /// `sign`, `ignore` or `reject`.
     pub nonce: NonceMode,
+    /// Lifetime of the delegated OCSP signer's certificate, in seconds; signetd renews it
+    /// at half its life.
+    pub signer_lifetime_secs: u64,
+    /// Whether each renewal makes a new key in the token (else the certificate alone is
+    /// renewed; a revoked signer always gets a new key).
+    pub signer_new_key: bool,
 }
 
 impl Default for OcspConfig {
@@ -386,6 +392,8 @@ impl Default for OcspConfig {
             validity_secs: 86_400,
             refresh_before_secs: None,
             nonce: NonceMode::Sign,
+            signer_lifetime_secs: 604_800,
+            signer_new_key: true,
         }
     }
 }

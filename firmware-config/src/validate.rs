@@ -256,6 +256,12 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             "must be between 1 and ocsp.validity_secs - 1".into(),
         );
     }
+    if !(60..=3650 * 86_400).contains(&config.ocsp.signer_lifetime_secs) {
+        bad(
+            "ocsp.signer_lifetime_secs",
+            "must be between 60 and 315360000 (ten years)".into(),
+        );
+    }
     if config.crl.validity_secs < 60 {
         bad("crl.validity_secs", "must be at least 60".into());
     }

@@ -141,9 +141,18 @@ async fn status(d: &Daemon) -> Result<Value, AdminError> {
         .with(|c| certs::list(c))
         .await
         .map_err(internal)?;
+    let renewing = d.ocsp.ca(crate::issuance::ROOT_CA).map(|ca| {
+        ca.delegated()
+            .certificate()
+            .tbs_certificate
+            .subject
+            .to_string()
+    });
     let expiring: Vec<Value> = all
         .iter()
         .filter(|c| matches!(c.status, CertStatus::Good) && c.not_after <= soon)
+        // The delegated OCSP signer renews itself: nothing for an operator to do.
+        .filter(|c| !(c.profile == "ocsp-signer" && Some(&c.subject) == renewing.as_ref()))
         .map(|c| json!({ "serial": c.serial, "subject": c.subject, "not_after": c.not_after }))
         .collect();
     let tsa_next = d
@@ -178,8 +187,25 @@ async fn status(d: &Daemon) -> Result<Value, AdminError> {
         "clock": clock,
         "tsa_serial_reserved_up_to": tsa_next,
         "ocsp_oldest_response_age_secs": ocsp_age,
+        "ocsp_signer": ocsp_signer(&d.ocsp, now),
+        "tsa_refused_certificate_unusable": crate::tsa::refused_for_certificate(),
         "audit_head": d.audit.head(),
     }))
+}
+
+/// The root's delegated OCSP signer: its serial, key, end of validity, and why the root
+/// signs instead when it does.
+fn ocsp_signer(ocsp: &crate::ocsp::OcspService, now: SystemTime) -> Value {
+    let Some(ca) = ocsp.ca(crate::issuance::ROOT_CA) else {
+        return Value::Null;
+    };
+    let signer = ca.delegated();
+    json!({
+        "serial": signer.serial(),
+        "key": signer.key().label,
+        "not_after": certs::unix_secs(signer.not_after()),
+        "unusable": ocsp.signer_unusable(crate::issuance::ROOT_CA, now),
+    })
 }
 
 /// The labels of the private keys in the token.
