@@ -22,8 +22,8 @@ use signet_pki::x509::{self, Profile};
 use signet_pki::KeyAlgorithm;
 
 use crate::ceremony::certifies;
-use crate::issuance::ROOT_CA;
 use crate::hsm::{Hsm, HsmError, KeyInfo};
+use crate::issuance::ROOT_CA;
 use crate::ocsp::{OcspService, Signer};
 use crate::revocation::StatusAuthority;
 use crate::store::certs;

@@ -253,6 +253,87 @@ impl Appliance {
         self.path("softhsm/softhsm2.conf")
     }
 
+    /// A P-256 key made by openssl and written into the token under `label` with `flags`
+    /// (`--sensitive`, `--extractable`): a key that existed outside the token. Returns the
+    /// software copy's PEM file, in `dir`.
+    pub fn write_software_key(&self, dir: &Path, label: &str, id: &str, flags: &[&str]) -> PathBuf {
+        let (pem, der, pub_der) = (
+            dir.join(format!("{label}.pem")),
+            dir.join(format!("{label}.der")),
+            dir.join(format!("{label}.pub.der")),
+        );
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "ecparam",
+                    "-genkey",
+                    "-name",
+                    "prime256v1",
+                    "-noout",
+                    "-out",
+                ])
+                .arg(&pem),
+        );
+        run_ok(
+            Command::new("openssl")
+                .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
+                .arg(&pem)
+                .arg("-out")
+                .arg(&der),
+        );
+        run_ok(
+            Command::new("openssl")
+                .args(["ec", "-pubout", "-outform", "DER", "-in"])
+                .arg(&pem)
+                .arg("-out")
+                .arg(&pub_der),
+        );
+        for (file, kind) in [(&der, "privkey"), (&pub_der, "pubkey")] {
+            run_ok(
+                self.pkcs11_tool()
+                    .arg("--write-object")
+                    .arg(file)
+                    .args(["--type", kind, "--label", label, "--id", id])
+                    .args(["--usage-sign", "--private"])
+                    .args(flags),
+            );
+        }
+        pem
+    }
+
+    /// A document-signing certificate from the root for the software key `key_pem` (its
+    /// request made by openssl), written with the root as `pki/{label}-chain.pem`, the path
+    /// a `[[signing_keys]]` entry names (returned).
+    pub fn document_chain_for(&self, dir: &Path, label: &str, key_pem: &Path) -> String {
+        let (csr, leaf) = (
+            dir.join(format!("{label}.csr")),
+            dir.join(format!("{label}.leaf.pem")),
+        );
+        run_ok(
+            Command::new("openssl")
+                .args(["req", "-new", "-subj"])
+                .arg(format!("/O=Signet/CN={label}"))
+                .arg("-key")
+                .arg(key_pem)
+                .arg("-out")
+                .arg(&csr),
+        );
+        run_ok(
+            self.signetctl()
+                .args(["cert", "issue", "--profile", "document-signing", "--csr"])
+                .arg(&csr)
+                .arg("--out")
+                .arg(&leaf)
+                .arg("--config")
+                .arg(&self.config),
+        );
+        let mut text = std::fs::read_to_string(&leaf).expect("leaf");
+        text.push_str(&std::fs::read_to_string(self.path("pki/root-ca.pem")).expect("root"));
+        let rel = format!("pki/{label}-chain.pem");
+        std::fs::write(self.path(&rel), text).expect("chain");
+        rel
+    }
+
     /// Start signetd on 127.0.0.1:0 and wait until it says where it listens.
     pub fn start(&mut self) -> SocketAddr {
         match self.try_start() {

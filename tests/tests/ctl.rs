@@ -83,7 +83,10 @@ fn operator_subcommands_work_against_a_live_daemon() {
     let fetch = || run(Command::new("curl").args(["-sS", &a.public_url("/crl/root.crl")])).stdout;
     let before = fetch();
     let published = json(&a, &["crl", "publish"]);
-    assert_eq!(published["published"], serde_json::json!(["root"]));
+    assert_eq!(
+        published["published"],
+        serde_json::json!(["root", "client-ca"])
+    );
     let after = fetch();
     assert!(!after.is_empty());
     assert_ne!(before, after, "the CRL was signed afresh");
@@ -142,7 +145,7 @@ fn operator_subcommands_work_against_a_live_daemon() {
 
     // Without the daemon: the token and config are read directly; daemon-only commands say so.
     let listed = json(&a, &["key", "list"]);
-    assert_eq!(listed.as_array().unwrap().len(), 7);
+    assert_eq!(listed.as_array().unwrap().len(), 8);
     assert_eq!(json(&a, &["client", "list"]).as_array().unwrap().len(), 2);
     let s = a.ctl(&["status"]);
     assert!(!s.status.success());

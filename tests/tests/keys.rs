@@ -1,8 +1,6 @@
 //! Keys never leave the token: every private key the ceremony made is sensitive and never
 //! extractable, and signetd refuses to use one that is not.
 
-use std::process::Command;
-
 use signet_e2e::token::Backend;
 use signet_e2e::{run_ok, Appliance};
 
@@ -192,46 +190,7 @@ fn an_imported_key_is_refused_for_signing_unless_marked_and_shown_as_such() {
     // A software key written into the token: sensitive and not extractable now, but it
     // existed outside (CKA_NEVER_EXTRACTABLE and CKA_ALWAYS_SENSITIVE false).
     let work = tempfile::tempdir().expect("tempdir");
-    let (pem, der, pub_der) = (
-        work.path().join("k.pem"),
-        work.path().join("k.der"),
-        work.path().join("pub.der"),
-    );
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "ecparam",
-                "-genkey",
-                "-name",
-                "prime256v1",
-                "-noout",
-                "-out",
-            ])
-            .arg(&pem),
-    );
-    run_ok(
-        Command::new("openssl")
-            .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
-            .arg(&pem)
-            .arg("-out")
-            .arg(&der),
-    );
-    run_ok(
-        Command::new("openssl")
-            .args(["ec", "-pubout", "-outform", "DER", "-in"])
-            .arg(&pem)
-            .arg("-out")
-            .arg(&pub_der),
-    );
-    for (file, kind) in [(&der, "privkey"), (&pub_der, "pubkey")] {
-        run_ok(
-            a.pkcs11_tool()
-                .arg("--write-object")
-                .arg(file)
-                .args(["--type", kind, "--label", "imported-ec", "--id", "494d50"])
-                .args(["--usage-sign", "--sensitive", "--private"]),
-        );
-    }
+    a.write_software_key(work.path(), "imported-ec", "494d50", &["--sensitive"]);
     let shown = key_show(&a, "imported-ec");
     assert_eq!(shown["origin"], "imported", "{shown}");
     assert!(
@@ -340,22 +299,24 @@ fn an_imported_key_is_refused_for_signing_unless_marked_and_shown_as_such() {
     );
     a.stop();
 
-    // An extractable key is refused even when marked: its danger is present, not past.
-    run_ok(a.pkcs11_tool().args([
-        "--keypairgen",
-        "--key-type",
-        "EC:prime256v1",
-        "--label",
-        "leaky-ec",
-        "--id",
-        "4c45",
-        "--usage-sign",
-        "--extractable",
-    ]));
+    // An extractable key: refused unmarked (as the infrastructure keys always are), taken
+    // when marked imported, and shown for what it is. Its software copy makes its request.
+    let leaky = a.write_software_key(work.path(), "leaky-ec", "4c45", &["--extractable"]);
+    a.document_chain_for(work.path(), "leaky-ec", &leaky);
+    let shown = key_show(&a, "leaky-ec");
+    assert!(
+        shown["origin_detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("imported (CKA_EXTRACTABLE true"),
+        "{shown}"
+    );
     a.edit_config(|t| {
         for k in t["signing_keys"].as_array_mut().expect("signing_keys") {
             if k["label"].as_str() == Some("imported-ec") {
                 k["label"] = "leaky-ec".into();
+                k["certificate_chain"] = "pki/leaky-ec-chain.pem".into();
+                k.as_table_mut().expect("table").remove("imported");
             }
         }
         let keys = t["clients"][0]["keys"].as_array_mut().expect("keys");
@@ -363,6 +324,21 @@ fn an_imported_key_is_refused_for_signing_unless_marked_and_shown_as_such() {
     });
     let log = a
         .try_start()
-        .expect_err("signetd offered an extractable key");
+        .expect_err("signetd offered an unmarked extractable key");
     assert!(log.contains("CKA_EXTRACTABLE is true"), "{log}");
+    a.edit_config(|t| {
+        for k in t["signing_keys"].as_array_mut().expect("signing_keys") {
+            if k["label"].as_str() == Some("leaky-ec") {
+                k["imported"] = true.into();
+            }
+        }
+    });
+    a.start();
+    assert!(
+        a.log()
+            .contains("signing key \"leaky-ec\" is imported (CKA_EXTRACTABLE true"),
+        "{}",
+        a.log()
+    );
+    a.stop();
 }

@@ -457,3 +457,99 @@ fn config_check_passes_a_sealed_config_and_the_production_example_to_be_sealed()
         "{t}"
     );
 }
+
+/// The production profile, from a sealed config, with a signing key that was not generated
+/// in the token (a software key written into it, extractable): refused unmarked, refused
+/// marked without `hsm.allow_imported_keys`, taken with both, and shown for what it is.
+#[test]
+fn production_takes_an_imported_extractable_signing_key_only_marked_and_allowed() {
+    let tpm = Swtpm::start();
+    let mut a = Appliance::init_with(|t| {
+        t["hsm"]
+            .as_table_mut()
+            .unwrap()
+            .insert("user_pin".into(), PIN.into());
+    });
+    let work = tempfile::tempdir().unwrap();
+    let leaky = a.write_software_key(work.path(), "leaky-ec", "4c45", &["--extractable"]);
+    let chain = a.document_chain_for(work.path(), "leaky-ec", &leaky);
+    let production = |imported: bool, allowed: bool| {
+        let chain = chain.clone();
+        move |t: &mut toml::Table| {
+            t.insert("profile".into(), "production".into());
+            let hsm = t["hsm"].as_table_mut().unwrap();
+            // Production points at the token through the environment, not a dev directory.
+            hsm.remove("softhsm_dir");
+            hsm.remove("so_pin");
+            hsm.insert("allow_imported_keys".into(), allowed.into());
+            let keys = t["signing_keys"].as_array_mut().unwrap();
+            keys.retain(|k| k["label"].as_str() != Some("leaky-ec"));
+            let mut k = toml::Table::new();
+            k.insert("label".into(), "leaky-ec".into());
+            k.insert("algorithm".into(), "ec-p256".into());
+            k.insert("certificate_chain".into(), chain.clone().into());
+            k.insert("imported".into(), imported.into());
+            keys.push(toml::Value::Table(k));
+            let granted = t["clients"][0]["keys"].as_array_mut().unwrap();
+            if !granted.iter().any(|g| g.as_str() == Some("leaky-ec")) {
+                granted.push("leaky-ec".into());
+            }
+        }
+    };
+    let sealed = a.path("appliance.sealed");
+    let conf = a.softhsm_conf();
+    let env = [
+        ("SIGNET_TCTI", tpm.tcti()),
+        ("SOFTHSM2_CONF", conf.to_string_lossy().into_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config_arg = format!("sealed:{}", sealed.display());
+    let start = |a: &mut Appliance, imported: bool, allowed: bool| {
+        a.edit_config(production(imported, allowed));
+        seal(&tpm, &a.config, &sealed, "sha256:7");
+        a.try_start_from(config_arg.as_ref(), &env)
+    };
+
+    let log = start(&mut a, false, false).expect_err("an unmarked extractable key was taken");
+    assert!(
+        log.contains("refusing key \"leaky-ec\": CKA_EXTRACTABLE is true"),
+        "{log}"
+    );
+    let log = start(&mut a, true, false).expect_err("production took an imported key");
+    assert!(log.contains("allow_imported_keys"), "{log}");
+    start(&mut a, true, true).unwrap_or_else(|log| panic!("marked and allowed: {log}"));
+    assert!(
+        a.log()
+            .contains("signing key \"leaky-ec\" is imported (CKA_EXTRACTABLE true"),
+        "{}",
+        a.log()
+    );
+    let body = r#"{"digest":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=","digest_algorithm":"sha256","scheme":"ecdsa"}"#;
+    let out = run_ok(
+        a.curl()
+            .args([
+                "-f",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+            ])
+            .arg(body)
+            .arg(a.url("/v1/sign/leaky-ec")),
+    );
+    assert!(out.contains("signature"), "{out}");
+    let shown = run(a.signetctl().env("SIGNET_TCTI", tpm.tcti()).args([
+        "key",
+        "show",
+        "leaky-ec",
+        "--json",
+        "--config",
+        &config_arg,
+    ]));
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("imported (CKA_EXTRACTABLE true")
+            && shown.contains("\"marked_imported\":true"),
+        "{shown}"
+    );
+    a.stop();
+}

@@ -24,6 +24,9 @@ use crate::config_source::ConfigSource;
 pub struct NewClient {
     /// Its name (unique).
     pub name: String,
+    /// The client CA that must have issued its certificate (default: the appliance's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     /// The subject DN its certificate must have (RFC 4514).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
@@ -90,6 +93,7 @@ pub fn add_client(text: &str, client: &NewClient) -> Result<String, EditError> {
     }
     let mut matches = InlineTable::new();
     for (key, value) in [
+        ("issuer", &client.issuer),
         ("subject", &client.subject),
         ("san_uri", &client.san_uri),
         ("san_dns", &client.san_dns),
@@ -211,6 +215,7 @@ json = false
     fn stamper() -> NewClient {
         NewClient {
             name: "stamper".into(),
+            issuer: None,
             subject: Some("CN=stamper,O=Signet".into()),
             san_uri: None,
             san_dns: None,

@@ -264,6 +264,7 @@ pub fn client_list(config: &signet_config::Config) -> Result<Value, AdminError> 
             .map(|c| {
                 json!({
                     "name": c.name,
+                    "issuer": c.matches.issuer.as_deref().unwrap_or(signet_config::OWN_CLIENT_CA),
                     "subject": c.matches.subject,
                     "san_uri": c.matches.san_uri,
                     "san_dns": c.matches.san_dns,

@@ -5,9 +5,10 @@
 //!   CRLs, audit, reload.
 //! - **CA officer** (`[admin] officer_group`): besides that, what creates trust or widens
 //!   grants: `cert issue` of every other profile (`tsa`, `ocsp-signer`, and any CA-grade
-//!   profile added later: the plain list is an allow list), `client add` (a new client is
-//!   a new grant), and `csr`, `cert import` or `key generate` for an infrastructure key
-//!   (recognised by public key, [`crate::infrastructure`]).
+//!   profile added later: the plain list is an allow list), a `tls-client` certificate that
+//!   a `[[clients]]` entry would accept (a new credential for existing grants), `client add`
+//!   (a new client is a new grant), and `csr`, `cert import` or `key generate` for an
+//!   infrastructure key (recognised by public key, [`crate::infrastructure`]).
 //!
 //! Root and the user signetd runs as hold both roles: they reach the keys without the
 //! socket anyway (root by any means, the daemon's user through the PIN it unseals), so
@@ -145,9 +146,11 @@ fn groups_of(uid: u32, gid: u32) -> Vec<Gid> {
 }
 
 /// What about `command` needs the officer role, if anything. `infrastructure` tells the
-/// `[keys]` name of an infrastructure key by its label (by public key), or `None`.
+/// `[keys]` name of an infrastructure key by its label (by public key), or `None`;
+/// `clients` are the configured clients, whose grants a new client certificate may carry.
 pub fn officer_duty(
     command: &Command,
+    clients: &[signet_config::ClientConfig],
     infrastructure: impl FnOnce(&str) -> Result<Option<String>, String>,
 ) -> Result<Option<String>, AdminError> {
     let infra = |label: &str, what: &str| {
@@ -159,12 +162,46 @@ pub fn officer_duty(
         Command::CertIssue(req) if !PLAIN_PROFILES.contains(&req.profile.as_str()) => {
             Ok(Some(format!("issuing a {:?} certificate", req.profile)))
         }
+        Command::CertIssue(req) if req.profile == "tls-client" => {
+            Ok(client_accepting(req, clients).map(|name| {
+                format!("issuing a client certificate that client {name:?} would accept")
+            }))
+        }
         Command::ClientAdd(c) => Ok(Some(format!("adding client {:?} (a new grant)", c.name))),
         Command::Csr { label, .. } => infra(label, "a CSR for"),
         Command::CertImport { label, .. } => infra(label, "a certificate for"),
         Command::KeyGenerate { label, .. } => infra(label, "generating"),
         _ => Ok(None),
     }
+}
+
+/// The configured client that a `tls-client` certificate issued for `req` would be: one
+/// bound to the appliance's client CA whose every criterion the request meets (a client
+/// matched by fingerprint never is: a new certificate has a new fingerprint).
+fn client_accepting<'a>(
+    req: &crate::issuance::IssueRequest,
+    clients: &'a [signet_config::ClientConfig],
+) -> Option<&'a str> {
+    // A request that does not verify is refused by issuance itself, with its reason.
+    let subject = signet_pki::x509::csr::verify_csr_pem(&req.csr_pem)
+        .ok()?
+        .subject
+        .to_string();
+    clients
+        .iter()
+        .find(|c| {
+            let m = &c.matches;
+            m.issuer
+                .as_deref()
+                .is_none_or(|i| i == signet_config::OWN_CLIENT_CA)
+                && m.fingerprint_sha256.is_none()
+                && m.subject.as_ref().is_none_or(|s| *s == subject)
+                && m.san_uri.as_ref().is_none_or(|u| req.san_uri.contains(u))
+                && m.san_dns
+                    .as_ref()
+                    .is_none_or(|d| req.san_dns.iter().any(|r| r.eq_ignore_ascii_case(d)))
+        })
+        .map(|c| c.name.as_str())
 }
 
 /// Whether `command` needs the officer role, resolved for signetctl on the database
@@ -177,7 +214,9 @@ pub fn check_offline(
     infrastructure: impl FnOnce(&str) -> Result<Option<String>, String>,
 ) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
-    let Some(duty) = officer_duty(command, infrastructure).map_err(|e| e.to_string())? else {
+    let Some(duty) =
+        officer_duty(command, &config.clients, infrastructure).map_err(|e| e.to_string())?
+    else {
         return Ok(());
     };
     let roles = Roles::from_config(&config.admin)?;
@@ -219,10 +258,10 @@ mod tests {
         let none = |_: &str| Ok(None);
         let root = |l: &str| Ok((l == "second-label").then(|| "root_ca".to_owned()));
         for p in ["tsa", "ocsp-signer", "root", "sub-ca", ""] {
-            assert!(officer_duty(&issue(p), none).unwrap().is_some(), "{p}");
+            assert!(officer_duty(&issue(p), &[], none).unwrap().is_some(), "{p}");
         }
         for p in PLAIN_PROFILES {
-            assert_eq!(officer_duty(&issue(p), none).unwrap(), None, "{p}");
+            assert_eq!(officer_duty(&issue(p), &[], none).unwrap(), None, "{p}");
         }
         let csr = |label: &str| Command::Csr {
             label: label.into(),
@@ -230,21 +269,95 @@ mod tests {
             san_dns: vec![],
         };
         assert_eq!(
-            officer_duty(&csr("second-label"), root).unwrap().as_deref(),
+            officer_duty(&csr("second-label"), &[], root)
+                .unwrap()
+                .as_deref(),
             Some("a CSR for the infrastructure key keys.root_ca")
         );
-        assert_eq!(officer_duty(&csr("doc-ec"), root).unwrap(), None);
+        assert_eq!(officer_duty(&csr("doc-ec"), &[], root).unwrap(), None);
         assert_eq!(
-            officer_duty(&csr("x"), |_| Err("token gone".into()))
+            officer_duty(&csr("x"), &[], |_| Err("token gone".into()))
                 .unwrap_err()
                 .code,
             "internal"
         );
         assert_eq!(
-            officer_duty(&Command::ClientRemove { name: "a".into() }, none).unwrap(),
+            officer_duty(&Command::ClientRemove { name: "a".into() }, &[], none).unwrap(),
             None
         );
-        assert_eq!(officer_duty(&Command::CertList, none).unwrap(), None);
+        assert_eq!(officer_duty(&Command::CertList, &[], none).unwrap(), None);
+    }
+
+    /// A PEM CSR for `subject`, signed by a software P-256 key.
+    fn csr_pem(subject: &str) -> String {
+        use der::Decode;
+        use p256::ecdsa::signature::Signer;
+        use p256::pkcs8::EncodePublicKey;
+        let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).expect("key");
+        let spki_der = key.verifying_key().to_public_key_der().expect("spki");
+        let spki = spki::SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).expect("spki");
+        let scheme = signet_pki::SignatureScheme::Ecdsa(signet_pki::HashAlg::Sha256);
+        let prepared = signet_pki::x509::csr::prepare_csr(
+            signet_pki::x509::parse_name(subject).expect("dn"),
+            spki,
+            &[],
+            scheme,
+        )
+        .expect("csr");
+        let sig: p256::ecdsa::Signature = key.sign(prepared.tbs_der());
+        let req = prepared.finish(sig.to_der().as_bytes()).expect("csr");
+        signet_pki::x509::csr::csr_to_pem(&req).expect("pem")
+    }
+
+    #[test]
+    fn a_client_certificate_for_a_configured_client_needs_the_officer() {
+        let config: signet_config::Config =
+            signet_config::Config::parse(std::path::Path::new("dev.toml"), signet_config::DEV_TOML)
+                .expect("dev config");
+        let issue_for = |subject: &str, dns: &[&str]| {
+            Command::CertIssue(IssueRequest {
+                csr_pem: csr_pem(subject),
+                profile: "tls-client".into(),
+                days: None,
+                san_dns: dns.iter().map(|d| d.to_string()).collect(),
+                san_uri: vec![],
+            })
+        };
+        let none = |_: &str| Ok(None);
+        // The demo client's subject: a new credential for its grants.
+        let duty = officer_duty(
+            &issue_for("CN=demo-app,O=Signet", &[]),
+            &config.clients,
+            none,
+        )
+        .expect("checked");
+        assert!(
+            duty.as_deref().is_some_and(|d| d.contains("\"demo-app\"")),
+            "{duty:?}"
+        );
+        // A subject no client has: a plain admin's job.
+        assert_eq!(
+            officer_duty(
+                &issue_for("CN=new-app,O=Signet", &[]),
+                &config.clients,
+                none
+            )
+            .expect("checked"),
+            None
+        );
+        // A client bound to another CA, or matched by fingerprint, is not at stake.
+        let mut bound = config.clients.clone();
+        bound[0].matches.issuer = Some("partner".into());
+        assert_eq!(
+            officer_duty(&issue_for("CN=demo-app,O=Signet", &[]), &bound, none).expect("ok"),
+            None
+        );
+        bound[0].matches.issuer = None;
+        bound[0].matches.fingerprint_sha256 = Some("00".repeat(32));
+        assert_eq!(
+            officer_duty(&issue_for("CN=demo-app,O=Signet", &[]), &bound, none).expect("ok"),
+            None
+        );
     }
 
     #[test]

@@ -173,8 +173,10 @@ async fn check_duty(
     command: &Command,
 ) -> Result<Option<String>, AdminError> {
     let d = &context.daemon;
-    let duty = duties::officer_duty(command, |label| {
-        let config = d.current_config()?;
+    let config = d
+        .current_config()
+        .map_err(|e| AdminError::new("internal", e))?;
+    let duty = duties::officer_duty(command, &config.clients, |label| {
         Infrastructure::load(&config, &d.hsm)?.of_label(&d.hsm, label)
     })?;
     match (&duty, &peer.grant) {

@@ -28,6 +28,10 @@ enum Action {
     Add {
         /// Its name (unique).
         name: String,
+        /// The client CA that must have issued its certificate: `client-ca` (the appliance's
+        /// own, the default) or a `[[client_cas]]` name.
+        #[arg(long)]
+        issuer: Option<String>,
         /// The subject DN its certificate must have, RFC 4514 (`CN=app,O=Example`).
         #[arg(long, group = "matches")]
         subject: Option<String>,
@@ -60,6 +64,7 @@ pub fn exec(args: Args) -> Result<(), String> {
         Action::List => Command::ClientList,
         Action::Add {
             name,
+            issuer,
             subject,
             san_uri,
             san_dns,
@@ -68,6 +73,7 @@ pub fn exec(args: Args) -> Result<(), String> {
             keys,
         } => Command::ClientAdd(NewClient {
             name,
+            issuer,
             subject,
             san_uri,
             san_dns,
@@ -110,15 +116,21 @@ pub fn exec(args: Args) -> Result<(), String> {
             .join(",")
     };
     for c in v.as_array().into_iter().flatten() {
-        let matches = ["subject", "san_uri", "san_dns", "fingerprint_sha256"]
-            .iter()
-            .filter_map(|k| {
-                c.get(*k)
-                    .and_then(Value::as_str)
-                    .map(|v| format!("{k}={v}"))
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        let matches = [
+            "issuer",
+            "subject",
+            "san_uri",
+            "san_dns",
+            "fingerprint_sha256",
+        ]
+        .iter()
+        .filter_map(|k| {
+            c.get(*k)
+                .and_then(Value::as_str)
+                .map(|v| format!("{k}={v}"))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
         println!(
             "{:<16} {:<24} {:<20} {matches}",
             c.get("name").and_then(Value::as_str).unwrap_or(""),
