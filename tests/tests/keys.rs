@@ -329,7 +329,9 @@ fn an_imported_key_is_refused_for_signing_unless_marked_and_shown_as_such() {
     a.edit_config(|t| {
         for k in t["signing_keys"].as_array_mut().expect("signing_keys") {
             if k["label"].as_str() == Some("leaky-ec") {
-                k["imported"] = true.into();
+                k.as_table_mut()
+                    .expect("table")
+                    .insert("imported".into(), true.into());
             }
         }
     });

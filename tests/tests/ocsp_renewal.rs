@@ -60,7 +60,8 @@ fn ask(app: &Appliance, nonce: bool) -> Judged {
         .arg("-issuer")
         .arg(&root)
         .arg("-cert")
-        .arg(app.path("demo/client.pem"))
+        // A certificate the root issued (the client CA's), so the delegated signer answers.
+        .arg(app.path("pki/client-ca.pem"))
         .arg("-url")
         .arg(app.public_url("/ocsp"))
         .arg("-CAfile")
@@ -77,7 +78,7 @@ fn ask(app: &Appliance, nonce: bool) -> Judged {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("Response verify OK") && text.contains("client.pem: good"),
+        text.contains("Response verify OK") && text.contains("client-ca.pem: good"),
         "openssl ocsp: {text}\n{}",
         app.log()
     );

@@ -464,12 +464,8 @@ fn config_check_passes_a_sealed_config_and_the_production_example_to_be_sealed()
 #[test]
 fn production_takes_an_imported_extractable_signing_key_only_marked_and_allowed() {
     let tpm = Swtpm::start();
-    let mut a = Appliance::init_with(|t| {
-        t["hsm"]
-            .as_table_mut()
-            .unwrap()
-            .insert("user_pin".into(), PIN.into());
-    });
+    // The dev PIN, sealed with the rest: pkcs11-tool writes the key with it.
+    let mut a = Appliance::init();
     let work = tempfile::tempdir().unwrap();
     let leaky = a.write_software_key(work.path(), "leaky-ec", "4c45", &["--extractable"]);
     let chain = a.document_chain_for(work.path(), "leaky-ec", &leaky);
@@ -506,6 +502,7 @@ fn production_takes_an_imported_extractable_signing_key_only_marked_and_allowed(
     let config_arg = format!("sealed:{}", sealed.display());
     let start = |a: &mut Appliance, imported: bool, allowed: bool| {
         a.edit_config(production(imported, allowed));
+        let _ = std::fs::remove_file(&sealed);
         seal(&tpm, &a.config, &sealed, "sha256:7");
         a.try_start_from(config_arg.as_ref(), &env)
     };
@@ -515,8 +512,29 @@ fn production_takes_an_imported_extractable_signing_key_only_marked_and_allowed(
         log.contains("refusing key \"leaky-ec\": CKA_EXTRACTABLE is true"),
         "{log}"
     );
-    let log = start(&mut a, true, false).expect_err("production took an imported key");
-    assert!(log.contains("allow_imported_keys"), "{log}");
+    // Marked, without the allowance: the config itself is refused, so it is never sealed.
+    a.edit_config(production(true, false));
+    let out = signetctl(
+        &tpm,
+        &[
+            "seal",
+            "--in",
+            a.config.to_str().unwrap(),
+            "--out",
+            a.path("refused.sealed").to_str().unwrap(),
+            "--pcrs",
+            "sha256:7",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "sealed a production config with an imported key"
+    );
+    assert!(
+        text(&out).contains("refuses unless hsm.allow_imported_keys = true"),
+        "{}",
+        text(&out)
+    );
     start(&mut a, true, true).unwrap_or_else(|log| panic!("marked and allowed: {log}"));
     assert!(
         a.log()
@@ -545,10 +563,13 @@ fn production_takes_an_imported_extractable_signing_key_only_marked_and_allowed(
         "--config",
         &config_arg,
     ]));
-    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("key show");
     assert!(
-        shown.contains("imported (CKA_EXTRACTABLE true")
-            && shown.contains("\"marked_imported\":true"),
+        shown["origin_detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("imported (CKA_EXTRACTABLE true")
+            && shown["marked_imported"] == true,
         "{shown}"
     );
     a.stop();
