@@ -69,6 +69,30 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A fresh P-256 key and a PKCS#10 request for `subject` (openssl's `/O=Signet/CN=x` form),
+/// made by openssl in `dir` as `{stem}.key` and `{stem}.csr`: (key, request).
+pub fn p256_csr(dir: &Path, stem: &str, subject: &str) -> (PathBuf, PathBuf) {
+    let (key, csr) = (
+        dir.join(format!("{stem}.key")),
+        dir.join(format!("{stem}.csr")),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
+            .args([
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                subject,
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+    );
+    (key, csr)
+}
+
 /// SoftHSM's PKCS#11 module as Debian installs it.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
@@ -512,31 +536,13 @@ impl Appliance {
             .arg(&self.config))
     }
 
-    /// A client certificate `CN=<cn>,O=Signet` issued by the appliance's root through
+    /// A client certificate `CN=<cn>,O=Signet` issued by the appliance's client CA through
     /// `signetctl cert issue` (from a CSR made with openssl); returns (cert, key) paths.
     pub fn issue_client(&self, cn: &str) -> (PathBuf, PathBuf) {
         let dir = self.path("clients");
         std::fs::create_dir_all(&dir).expect("dir");
-        let (key, csr, cert) = (
-            dir.join(format!("{cn}.key")),
-            dir.join(format!("{cn}.csr")),
-            dir.join(format!("{cn}.pem")),
-        );
-        run_ok(
-            Command::new("openssl")
-                .args([
-                    "req",
-                    "-new",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                ])
-                .args(["-nodes", "-subj", &format!("/O=Signet/CN={cn}"), "-keyout"])
-                .arg(&key)
-                .arg("-out")
-                .arg(&csr),
-        );
+        let (key, csr) = p256_csr(&dir, cn, &format!("/O=Signet/CN={cn}"));
+        let cert = dir.join(format!("{cn}.pem"));
         let out = self.ctl(&[
             "cert",
             "issue",

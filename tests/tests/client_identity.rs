@@ -239,12 +239,7 @@ impl OutsideCa {
     fn issue(&self, cn: &str, serial: &str, extensions: &str) -> (PathBuf, PathBuf) {
         let d = &self.dir;
         let stem = format!("{cn}-{serial}");
-        let (key, csr, cert, ext) = (
-            d.join(format!("{stem}.key")),
-            d.join(format!("{stem}.csr")),
-            d.join(format!("{stem}.pem")),
-            d.join(format!("{stem}.ext")),
-        );
+        let (cert, ext) = (d.join(format!("{stem}.pem")), d.join(format!("{stem}.ext")));
         std::fs::write(
             &ext,
             format!(
@@ -253,16 +248,7 @@ impl OutsideCa {
             ),
         )
         .unwrap();
-        run_ok(
-            Command::new("openssl")
-                .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
-                .args(["ec_paramgen_curve:P-256", "-nodes", "-subj"])
-                .arg(format!("/O=Signet/CN={cn}"))
-                .arg("-keyout")
-                .arg(&key)
-                .arg("-out")
-                .arg(&csr),
-        );
+        let (key, csr) = signet_e2e::p256_csr(d, &stem, &format!("/O=Signet/CN={cn}"));
         run_ok(
             Command::new("openssl")
                 .args(["x509", "-req", "-days", "1", "-set_serial", serial, "-in"])
@@ -345,25 +331,8 @@ fn only_client_certificates_from_the_clients_own_ca_authenticate() {
     let dir = tempfile::tempdir().unwrap();
     let mut issued = Vec::new();
     for profile in ["document-signing", "tsa"] {
-        let (key, csr, cert) = (
-            dir.path().join(format!("{profile}.key")),
-            dir.path().join(format!("{profile}.csr")),
-            dir.path().join(format!("{profile}.pem")),
-        );
-        run_ok(
-            Command::new("openssl")
-                .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
-                .args([
-                    "ec_paramgen_curve:P-256",
-                    "-nodes",
-                    "-subj",
-                    "/O=Signet/CN=demo-app",
-                ])
-                .arg("-keyout")
-                .arg(&key)
-                .arg("-out")
-                .arg(&csr),
-        );
+        let (key, csr) = signet_e2e::p256_csr(dir.path(), profile, "/O=Signet/CN=demo-app");
+        let cert = dir.path().join(format!("{profile}.pem"));
         ctl_ok(
             &app,
             &[

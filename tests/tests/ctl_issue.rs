@@ -12,18 +12,7 @@ use signet_e2e::{run, run_ok, Appliance};
 
 /// A P-256 key and a CSR for `CN=<cn>,O=Signet` in `dir`; returns the CSR's path.
 fn csr(dir: &Path, cn: &str) -> PathBuf {
-    let (key, csr) = (dir.join(format!("{cn}.key")), dir.join(format!("{cn}.csr")));
-    run_ok(
-        Command::new("openssl")
-            .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:P-256", "-nodes", "-subj"])
-            .arg(format!("/O=Signet/CN={cn}"))
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&csr),
-    );
-    csr
+    signet_e2e::p256_csr(dir, cn, &format!("/O=Signet/CN={cn}")).1
 }
 
 /// `openssl verify -purpose P` of `cert` against the appliance's root (client certificates

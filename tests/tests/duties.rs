@@ -104,21 +104,7 @@ fn a_plain_admin_cannot_create_trust_or_widen_grants_and_an_officer_can() {
     std::fs::copy(bin("signetctl"), &ctl).unwrap();
     std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = shared.path().join("admin.sock");
-    let csr = shared.path().join("req.csr");
-    run_ok(
-        Command::new("openssl")
-            .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
-            .args([
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/O=Signet/CN=duty",
-            ])
-            .arg("-keyout")
-            .arg(shared.path().join("req.key"))
-            .arg("-out")
-            .arg(&csr),
-    );
+    let (_, csr) = signet_e2e::p256_csr(shared.path(), "req", "/O=Signet/CN=duty");
     std::fs::set_permissions(&csr, std::fs::Permissions::from_mode(0o644)).unwrap();
     let csr = csr.to_string_lossy().into_owned();
 

@@ -21,21 +21,8 @@ impl SoftSigner {
     pub fn issue(app: &Appliance, cn: &str) -> SoftSigner {
         let dir = app.path("soft-signers");
         std::fs::create_dir_all(&dir).expect("dir");
-        let (key, csr, cert) = (
-            dir.join(format!("{cn}.key")),
-            dir.join(format!("{cn}.csr")),
-            dir.join(format!("{cn}.pem")),
-        );
-        run_ok(
-            Command::new("openssl")
-                .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
-                .args(["ec_paramgen_curve:P-256", "-nodes", "-subj"])
-                .arg(format!("/O=Signet/CN={cn}"))
-                .arg("-keyout")
-                .arg(&key)
-                .arg("-out")
-                .arg(&csr),
-        );
+        let (key, csr) = crate::p256_csr(&dir, cn, &format!("/O=Signet/CN={cn}"));
+        let cert = dir.join(format!("{cn}.pem"));
         let out = app.ctl(&[
             "cert",
             "issue",
