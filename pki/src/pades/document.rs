@@ -25,7 +25,7 @@ const OBJECT_STREAM_CACHE_BYTES: usize = 32 << 20;
 const MAX_DECODED_TOTAL: u64 = 512 << 20;
 /// Objects read from the file over the life of a document: a wide object graph is refused
 /// rather than walked for minutes.
-const MAX_OBJECT_READS: u32 = 200_000;
+const MAX_OBJECT_READS: u32 = 100_000;
 
 /// A PDF document being extended.
 pub struct Document<S> {

@@ -13,6 +13,8 @@ use crate::alg::Hasher;
 
 /// Deepest field or page tree followed.
 const MAX_TREE_DEPTH: usize = 32;
+/// Most form fields walked: a form wider than this is an attack on memory, not a form.
+const MAX_FIELDS: usize = 20_000;
 /// Widest `/ByteRange` array written: four numbers of up to 20 digits.
 const BYTE_RANGE_WIDTH: usize = 4 * 21 + 2;
 
@@ -334,6 +336,9 @@ fn walk<S: Source>(
 ) -> Result<()> {
     if depth > MAX_TREE_DEPTH {
         return Err(PdfError::malformed("the form's field tree is too deep"));
+    }
+    if seen.len() > MAX_FIELDS || out.len() > MAX_FIELDS {
+        return Err(PdfError::too_large("a form with too many fields"));
     }
     let reference = match node {
         Object::Ref(r) => {
