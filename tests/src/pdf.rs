@@ -20,8 +20,8 @@ pub mod tsa_bridge;
 pub use bytes::{
     byte_ranges, is_prefix, last_xref_kind, pdfa_declared, tamper_signed_byte, XrefKind,
 };
-pub use hostile::hostile_pdfs;
 pub use corpus::{Corpus, CorpusFile, Kind, Refusal};
+pub use hostile::hostile_pdfs;
 pub use level::{pades_levels, Level, LevelReport};
 pub use pdfsig::{pdfsig, PdfsigReport, PdfsigSignature};
 pub use pyhanko::{

@@ -82,7 +82,7 @@ fn hostile_signature_text_never_breaks_the_pdf() {
         ")>>endobj 9 0 obj <</ByteRange [0 0 0 0]/Contents <00>>>",
         "Zürich 東京 \u{1F600}",
         "line\nbreak",
-        &"x".repeat(5000),
+        &"x".repeat(300),
     ];
     let mut signed = 0;
     for (i, value) in values.iter().enumerate() {
@@ -105,8 +105,7 @@ fn hostile_signature_text_never_breaks_the_pdf() {
         assert!(report.all_trusted(), "{what}: pyHanko: {}", report.text);
         let poppler = pdfsig(&w.trust, &out);
         assert!(
-            !poppler.signatures.is_empty()
-                && poppler.signatures.iter().all(|s| s.valid_trusted()),
+            !poppler.signatures.is_empty() && poppler.signatures.iter().all(|s| s.valid_trusted()),
             "{what}: pdfsig: {}",
             poppler.text
         );
