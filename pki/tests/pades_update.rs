@@ -186,3 +186,75 @@ fn bad_inputs_get_their_own_errors() {
         let _ = Document::open(good[..cut].to_vec());
     }
 }
+
+/// Caller text that looks like the signature dictionary's own syntax is only a string:
+/// the `/ByteRange` and the `/Contents` hole land where they belong, and the text reads back.
+#[test]
+fn hostile_signature_text_is_just_a_string() {
+    const HOSTILE: [&str; 9] = [
+        "/ByteRange [",
+        "/Contents <>",
+        "/Contents <",
+        ")",
+        "(",
+        "\\",
+        ">>endobj",
+        "x)>>endobj\n1 0 obj<</ByteRange [0 0 0 0]/Contents <00>>>",
+        "Zürich 東京 😀",
+    ];
+    for (name, _) in VECTORS {
+        let original = vector(name);
+        for value in HOSTILE {
+            for slot in 0..4 {
+                let mut opts = options(SignatureKind::Cades, None);
+                let target = match slot {
+                    0 => &mut opts.reason,
+                    1 => &mut opts.location,
+                    2 => &mut opts.name,
+                    _ => &mut opts.contact_info,
+                };
+                *target = Some(value.to_owned());
+                let doc = Document::open(original.clone()).unwrap();
+                let pending = doc.prepare_signature(&opts).unwrap();
+                let range = pending.byte_range();
+                assert_eq!(pending.reserved(), 64, "{name} {value:?}");
+                let revision = pending.fill(&[0x30, 0x03, 0x02, 0x01, 0x01]).unwrap();
+                let mut out = original.clone();
+                out.extend_from_slice(&revision.bytes);
+                let (a, b) = (range[1] as usize, range[2] as usize);
+                assert_eq!(range[0], 0);
+                assert_eq!(b as u64 + range[3], out.len() as u64);
+                assert_eq!(&out[a - b"/Contents ".len()..a], b"/Contents ");
+                assert!(out[a..b].starts_with(b"<3003020101"), "{name} {value:?}");
+                assert_eq!(out[b - 1], b'>');
+                let written = format!("/ByteRange [0 {} {} {}", range[1], range[2], range[3]);
+                assert!(
+                    out.windows(written.len()).any(|w| w == written.as_bytes()),
+                    "{name} {value:?}"
+                );
+                // The text reads back as written, from the object just appended.
+                let reread = Document::open(out.clone()).unwrap();
+                let sig = reread.size() - 1;
+                let key = ["Reason", "Location", "Name", "ContactInfo"][slot];
+                let found = (0..sig + 1)
+                    .rev()
+                    .filter_map(|n| reread.dict(signet_pki::pades::Ref::new(n, 0)).ok())
+                    .find(|d| d.name("Type") == Some(b"Sig"))
+                    .expect("signature dictionary");
+                let expected = if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                    value.as_bytes().to_vec()
+                } else {
+                    let mut v = vec![0xfe, 0xff];
+                    v.extend(value.encode_utf16().flat_map(u16::to_be_bytes));
+                    v
+                };
+                assert_eq!(
+                    found.get(key),
+                    Some(&Object::String(expected)),
+                    "{name} {value:?}"
+                );
+                qpdf_check(&out);
+            }
+        }
+    }
+}

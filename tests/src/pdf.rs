@@ -7,6 +7,7 @@
 
 pub mod bytes;
 pub mod corpus;
+pub mod hostile;
 mod hybrid;
 pub mod level;
 pub mod pdfsig;
@@ -20,6 +21,7 @@ pub use bytes::{
     byte_ranges, is_prefix, last_xref_kind, pdfa_declared, tamper_signed_byte, XrefKind,
 };
 pub use corpus::{Corpus, CorpusFile, Kind, Refusal};
+pub use hostile::hostile_pdfs;
 pub use level::{pades_levels, Level, LevelReport};
 pub use pdfsig::{pdfsig, PdfsigReport, PdfsigSignature};
 pub use pyhanko::{

@@ -209,6 +209,7 @@ fn refusal(e: &PadesError) -> HttpResponse {
         PadesError::Pdf(pdf) if pdf.is_bad_input() => {
             let status = match pdf {
                 signet_pki::pades::PdfError::FieldAlreadySigned(_) => StatusCode::CONFLICT,
+                signet_pki::pades::PdfError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             problem::json(status, pdf.code(), &pdf.to_string())

@@ -1,7 +1,7 @@
 //! A document opened for signing: its cross-reference, its objects on demand, and the
 //! objects of revisions this signer has appended since.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,9 +16,16 @@ use super::{PdfError, Result};
 /// References followed in a row before giving up: a chain of references is a loop or an attack.
 const MAX_INDIRECTION: usize = 32;
 /// Largest window read for one object.
-const MAX_OBJECT_WINDOW: usize = 64 << 20;
+const MAX_OBJECT_WINDOW: usize = 8 << 20;
 /// Decoded object streams kept.
 const OBJECT_STREAM_CACHE: usize = 16;
+/// Bytes of decoded object streams kept at once.
+const OBJECT_STREAM_CACHE_BYTES: usize = 32 << 20;
+/// Bytes decoded over the life of a document: re-decoding evicted streams is bounded too.
+const MAX_DECODED_TOTAL: u64 = 512 << 20;
+/// Objects read from the file over the life of a document: a wide object graph is refused
+/// rather than walked for minutes.
+const MAX_OBJECT_READS: u32 = 100_000;
 
 /// A PDF document being extended.
 pub struct Document<S> {
@@ -28,6 +35,9 @@ pub struct Document<S> {
     size: u32,
     overlay: HashMap<u32, Object>,
     object_streams: RefCell<HashMap<u32, Arc<ObjectStream>>>,
+    /// What this document has spent so far: objects read and bytes decoded.
+    reads: Cell<u32>,
+    decoded: Cell<u64>,
 }
 
 struct ObjectStream {
@@ -65,6 +75,8 @@ impl<S: Source> Document<S> {
             size,
             overlay: HashMap::new(),
             object_streams: RefCell::new(HashMap::new()),
+            reads: Cell::new(0),
+            decoded: Cell::new(0),
         };
         let catalog = doc.catalog()?;
         if catalog.name("Type").is_some_and(|t| t != b"Catalog") {
@@ -167,6 +179,11 @@ impl<S: Source> Document<S> {
         if let Some(obj) = self.overlay.get(&r.num) {
             return Ok(obj.clone());
         }
+        let reads = self.reads.get() + 1;
+        if reads > MAX_OBJECT_READS {
+            return Err(PdfError::too_large("more objects than a request may read"));
+        }
+        self.reads.set(reads);
         match self.xref.entries.get(&r.num).copied() {
             None | Some(Entry::Free) => Ok(Object::Null),
             Some(Entry::Offset { offset, gen }) => {
@@ -228,15 +245,23 @@ impl<S: Source> Document<S> {
                     )))
                 }
                 Ok((_, obj, data)) => return Ok((obj, data.map(|d| offset + d as u64))),
-                Err(Syntax::Eof) if !whole && window < MAX_OBJECT_WINDOW => window *= 4,
+                Err(Syntax::Eof) if !whole && window < MAX_OBJECT_WINDOW => {
+                    window = (window * 4).min(MAX_OBJECT_WINDOW)
+                }
+                Err(Syntax::Eof) if !whole => {
+                    return Err(PdfError::too_large(
+                        "an object larger than a request may read",
+                    ))
+                }
                 Err(Syntax::Eof) => return Err(bad("the object runs off the end of the file")),
                 Err(Syntax::Bad(_, what)) => return Err(bad(what)),
+                Err(Syntax::Limit(what)) => return Err(PdfError::too_large(what)),
             }
         }
     }
 
-    /// The dictionary and raw data of the stream `r`.
-    fn stream(&self, r: Ref) -> Result<(Dict, Vec<u8>)> {
+    /// The dictionary of the stream `r`, and where its raw data lies: offset and length.
+    fn stream(&self, r: Ref) -> Result<(Dict, u64, u64)> {
         let Some(Entry::Offset { offset, gen }) = self.xref.entries.get(&r.num).copied() else {
             return Err(PdfError::Malformed(format!(
                 "object stream {} is not stored at an offset",
@@ -264,15 +289,15 @@ impl<S: Source> Document<S> {
             },
             _ => return Err(PdfError::malformed("a stream has no /Length")),
         };
-        let length = usize::try_from(length)
+        let length = u64::try_from(length)
             .ok()
-            .filter(|l| (*l as u64) <= filter::MAX_DECODED)
-            .ok_or_else(|| PdfError::malformed("a stream /Length is out of range"))?;
-        let data = self.src.read_vec(data_at, length)?;
-        if data.len() != length {
-            return Err(PdfError::malformed("a stream runs off the end of the file"));
-        }
-        Ok((dict, data))
+            .filter(|l| {
+                data_at
+                    .checked_add(*l)
+                    .is_some_and(|end| end <= self.src.len())
+            })
+            .ok_or_else(|| PdfError::malformed("a stream runs off the end of the file"))?;
+        Ok((dict, data_at, length))
     }
 
     fn compressed(&self, stream: u32, index: u32, num: u32) -> Result<Object> {
@@ -294,19 +319,11 @@ impl<S: Source> Document<S> {
             .ok_or_else(|| PdfError::malformed("an object stream offset is out of range"))?;
         Parser::new(&objstm.data[start..])
             .object()
-            .or_else(|e| match e {
-                // The last member may end exactly at the end of the data.
-                Syntax::Eof => {
-                    let mut padded = objstm.data[start..].to_vec();
-                    padded.push(b' ');
-                    Parser::new(&padded).object()
-                }
-                e => Err(e),
-            })
-            .map_err(|_| {
-                PdfError::Malformed(format!(
+            .map_err(|e| match e {
+                Syntax::Limit(what) => PdfError::too_large(what),
+                _ => PdfError::Malformed(format!(
                     "object {num} in object stream {stream} does not parse"
-                ))
+                )),
             })
     }
 
@@ -314,13 +331,21 @@ impl<S: Source> Document<S> {
         if let Some(s) = self.object_streams.borrow().get(&num) {
             return Ok(Arc::clone(s));
         }
-        let (dict, raw) = self.stream(Ref::new(num, 0))?;
+        let (dict, data_at, length) = self.stream(Ref::new(num, 0))?;
         if dict.name("Type") != Some(b"ObjStm") {
             return Err(PdfError::Malformed(format!(
                 "object {num} is not an object stream"
             )));
         }
-        let data = filter::decode(&dict, &raw)?;
+        let raw = filter::SourceReader::new(&self.src, data_at, length)
+            .ok_or_else(|| PdfError::malformed("a stream runs off the end of the file"))?;
+        let spent = self.decoded.get();
+        let cap = filter::MAX_DECODED.min(MAX_DECODED_TOTAL.saturating_sub(spent));
+        let mut data = filter::decode(&dict, raw, cap)?;
+        self.decoded.set(spent + data.len() as u64);
+        // White space after the last member, which may end exactly at the end of the data.
+        data.reserve_exact(1);
+        data.push(b' ');
         let count = dict
             .integer("N")
             .and_then(|n| usize::try_from(n).ok())
@@ -348,7 +373,10 @@ impl<S: Source> Document<S> {
             data,
         });
         let mut cache = self.object_streams.borrow_mut();
-        if cache.len() >= OBJECT_STREAM_CACHE {
+        let held: usize = cache.values().map(|s| s.data.len()).sum();
+        if cache.len() >= OBJECT_STREAM_CACHE
+            || held + objstm.data.len() > OBJECT_STREAM_CACHE_BYTES
+        {
             cache.clear();
         }
         cache.insert(num, Arc::clone(&objstm));

@@ -51,6 +51,9 @@ pub enum PdfError {
     /// Valid PDF using something this signer does not implement.
     #[error("unsupported PDF feature: {0}")]
     Unsupported(String),
+    /// The document needs more than a request may spend: entries, bytes or objects.
+    #[error("the document exceeds a processing limit: {0}")]
+    TooLarge(String),
     /// The named signature field already holds a signature.
     #[error("signature field {0:?} is already signed")]
     FieldAlreadySigned(String),
@@ -75,6 +78,10 @@ impl PdfError {
         PdfError::Malformed(what.to_owned())
     }
 
+    pub(crate) fn too_large(what: &str) -> Self {
+        PdfError::TooLarge(what.to_owned())
+    }
+
     /// Whether the fault lies with the document (a 4xx), not with the signer.
     pub fn is_bad_input(&self) -> bool {
         !matches!(self, PdfError::Io(_) | PdfError::ContentsTooSmall { .. })
@@ -89,6 +96,7 @@ impl PdfError {
             PdfError::Encrypted => "pdf-encrypted",
             PdfError::Malformed(_) => "pdf-malformed",
             PdfError::Unsupported(_) => "pdf-unsupported",
+            PdfError::TooLarge(_) => "pdf-too-large",
             PdfError::FieldAlreadySigned(_) => "field-already-signed",
             PdfError::NotASignatureField(_) => "field-not-signature",
             PdfError::ContentsTooSmall { .. } => "internal",

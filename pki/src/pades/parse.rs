@@ -7,6 +7,9 @@ use super::object::{is_delimiter, Dict, Object, Ref};
 
 /// Deepest nesting of arrays and dictionaries accepted: hostile input must not exhaust the stack.
 const MAX_DEPTH: usize = 64;
+/// Most objects (array items, dictionary values, at every depth) in one parsed object: a
+/// wide object costs tens of bytes an element in memory, so this bounds it to a few MiB.
+const MAX_ELEMENTS: usize = 1 << 18;
 
 /// Why bytes did not parse.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,12 +18,15 @@ pub enum Syntax {
     Eof,
     /// Bytes that are not PDF syntax, at an offset in the window.
     Bad(usize, &'static str),
+    /// Syntax beyond what one request may spend on it (elements, keys, entries).
+    Limit(&'static str),
 }
 
 /// A cursor over a window of PDF bytes.
 pub struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
+    elements: usize,
 }
 
 /// PDF white space (ISO 32000-2 7.2.3).
@@ -31,7 +37,11 @@ pub fn is_whitespace(b: u8) -> bool {
 impl<'a> Parser<'a> {
     /// A parser at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Parser { bytes, pos: 0 }
+        Parser {
+            bytes,
+            pos: 0,
+            elements: 0,
+        }
     }
 
     /// The offset of the cursor in the window.
@@ -147,7 +157,11 @@ impl<'a> Parser<'a> {
 
     fn object_at_depth(&mut self, depth: usize) -> Result<Object, Syntax> {
         if depth > MAX_DEPTH {
-            return Err(Syntax::Bad(self.pos, "objects nested too deeply"));
+            return Err(Syntax::Limit("objects nested too deeply"));
+        }
+        self.elements += 1;
+        if self.elements > MAX_ELEMENTS {
+            return Err(Syntax::Limit("an object with too many elements"));
         }
         self.skip_space();
         let Some(&b) = self.bytes.get(self.pos) else {
@@ -192,6 +206,8 @@ impl<'a> Parser<'a> {
 
     fn dict_body(&mut self, depth: usize) -> Result<Dict, Syntax> {
         let mut dict = Dict::new();
+        // Keys seen, once the dictionary is too big to search for duplicates.
+        let mut keys: Option<std::collections::HashSet<Vec<u8>>> = None;
         loop {
             self.skip_space();
             match self.bytes.get(self.pos) {
@@ -211,8 +227,15 @@ impl<'a> Parser<'a> {
                     let key = self.name_body()?;
                     let value = self.object_at_depth(depth + 1)?;
                     // A later duplicate key is ignored, as readers commonly do.
-                    if !dict.0.iter().any(|(k, _)| *k == key) {
+                    let duplicate = match &mut keys {
+                        Some(set) => !set.insert(key.clone()),
+                        None => dict.0.iter().any(|(k, _)| *k == key),
+                    };
+                    if !duplicate {
                         dict.0.push((key, value));
+                        if keys.is_none() && dict.0.len() > 32 {
+                            keys = Some(dict.0.iter().map(|(k, _)| k.clone()).collect());
+                        }
                     }
                 }
                 Some(_) => return Err(Syntax::Bad(self.pos, "dictionary key is not a name")),
@@ -460,7 +483,25 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let deep = "[".repeat(100_000);
-        assert!(matches!(parse(&deep), Err(Syntax::Bad(_, _))));
+        assert!(matches!(parse(&deep), Err(Syntax::Limit(_))));
+    }
+
+    #[test]
+    fn wide_objects_are_refused() {
+        let wide = format!("[{}]", "0 ".repeat(MAX_ELEMENTS + 1));
+        assert!(matches!(parse(&wide), Err(Syntax::Limit(_))));
+        let ok = format!("[{}]", "0 ".repeat(1000));
+        assert!(parse(&ok).is_ok());
+        let mut dict = String::from("<<");
+        for i in 0..5000 {
+            dict.push_str(&format!("/K{i} {i} /K{} 0 ", i / 2));
+        }
+        dict.push_str(">>");
+        let Ok(Object::Dict(d)) = parse(&dict) else {
+            panic!("dict")
+        };
+        assert_eq!(d.0.len(), 5000);
+        assert_eq!(d.integer("K7"), Some(7));
     }
 
     #[test]

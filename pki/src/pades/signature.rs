@@ -13,6 +13,8 @@ use crate::alg::Hasher;
 
 /// Deepest field or page tree followed.
 const MAX_TREE_DEPTH: usize = 32;
+/// Most form fields walked: a form wider than this is an attack on memory, not a form.
+const MAX_FIELDS: usize = 20_000;
 /// Widest `/ByteRange` array written: four numbers of up to 20 digits.
 const BYTE_RANGE_WIDTH: usize = 4 * 21 + 2;
 
@@ -142,13 +144,15 @@ impl<S: Source> Document<S> {
         form.dict.set("SigFlags", Object::Integer(3));
         form.store(&mut update, &mut catalog);
         update.put(catalog_ref, Object::Dict(catalog));
-        update.put_raw(sig, signature_dictionary(options));
+
+        let mut layout = signature_dictionary(options);
+        update.put_raw(sig, std::mem::take(&mut layout.bytes));
 
         let (mut revision, offsets) = update.finish();
         let body = *offsets
             .get(&sig.num)
             .ok_or_else(|| PdfError::malformed("signature object missing"))?;
-        let hole = place_byte_range(&mut revision.bytes, body, self.len())?;
+        let hole = place_byte_range(&mut revision.bytes, body, &layout, self.len())?;
         Ok(PendingSignature {
             revision,
             hole,
@@ -333,6 +337,9 @@ fn walk<S: Source>(
     if depth > MAX_TREE_DEPTH {
         return Err(PdfError::malformed("the form's field tree is too deep"));
     }
+    if seen.len() > MAX_FIELDS || out.len() > MAX_FIELDS {
+        return Err(PdfError::too_large("a form with too many fields"));
+    }
     let reference = match node {
         Object::Ref(r) => {
             if !seen.insert(*r) {
@@ -403,8 +410,18 @@ fn text_string(bytes: &[u8]) -> String {
     }
 }
 
-/// The signature dictionary, with a blank `/ByteRange` and a zeroed `/Contents` last.
-fn signature_dictionary(options: &SignatureOptions) -> Vec<u8> {
+/// A signature dictionary laid out with its `/ByteRange` and `/Contents` first, and where
+/// they are: caller text comes after them and is never searched, so it is just a string.
+struct SignatureBody {
+    bytes: Vec<u8>,
+    /// Offset of the first byte inside the `/ByteRange` brackets.
+    range_at: usize,
+    /// Offsets of `<` and just past `>` of the `/Contents` string.
+    hole: (usize, usize),
+}
+
+/// The signature dictionary: a blank `/ByteRange` and a zeroed `/Contents` first, then the rest.
+fn signature_dictionary(options: &SignatureOptions) -> SignatureBody {
     let mut dict = Dict::new();
     match options.kind {
         SignatureKind::Cades => {
@@ -432,25 +449,46 @@ fn signature_dictionary(options: &SignatureOptions) -> Vec<u8> {
             dict.set("SubFilter", Object::name("ETSI.RFC3161"));
         }
     }
-    let mut body = Object::Dict(dict).to_bytes();
-    body.truncate(body.len() - 2);
-    body.extend_from_slice(b"/ByteRange [");
-    body.extend(std::iter::repeat_n(b' ', BYTE_RANGE_WIDTH - 2));
-    body.extend_from_slice(b"]/Contents <");
-    body.extend(std::iter::repeat_n(b'0', options.contents_len * 2));
-    body.extend_from_slice(b">>>");
-    body
+    let mut bytes = b"<</ByteRange [".to_vec();
+    let range_at = bytes.len();
+    bytes.extend(std::iter::repeat_n(b' ', BYTE_RANGE_WIDTH - 2));
+    bytes.extend_from_slice(b"]/Contents ");
+    let open = bytes.len();
+    bytes.push(b'<');
+    bytes.extend(std::iter::repeat_n(b'0', options.contents_len * 2));
+    bytes.push(b'>');
+    let close = bytes.len();
+    for (key, value) in &dict.0 {
+        Object::Name(key.clone()).write(&mut bytes);
+        bytes.push(b' ');
+        value.write(&mut bytes);
+    }
+    bytes.extend_from_slice(b">>");
+    SignatureBody {
+        bytes,
+        range_at,
+        hole: (open, close),
+    }
 }
 
-/// Fill the `/ByteRange` of the signature dictionary whose body starts at `body` in
-/// `bytes` (a revision appended at `base`); returns the `/Contents` hole.
-fn place_byte_range(bytes: &mut [u8], body: usize, base: u64) -> Result<(usize, usize)> {
+/// Fill the `/ByteRange` of the signature dictionary laid out as `layout`, whose body
+/// starts at `body` in `bytes` (a revision appended at `base`); returns the `/Contents` hole.
+fn place_byte_range(
+    bytes: &mut [u8],
+    body: usize,
+    layout: &SignatureBody,
+    base: u64,
+) -> Result<(usize, usize)> {
     let missing = || PdfError::malformed("signature dictionary layout");
-    let range_at =
-        body + find(&bytes[body..], b"/ByteRange [").ok_or_else(missing)? + b"/ByteRange [".len();
-    let open =
-        body + find(&bytes[body..], b"/Contents <").ok_or_else(missing)? + b"/Contents ".len();
-    let close = open + find(&bytes[open..], b">").ok_or_else(missing)? + 1;
+    let (open, close) = (body + layout.hole.0, body + layout.hole.1);
+    let range_at = body + layout.range_at;
+    // The layout is ours; check it landed where recorded rather than trust it blindly.
+    if bytes.get(range_at - 1) != Some(&b'[')
+        || bytes.get(open) != Some(&b'<')
+        || bytes.get(close - 1) != Some(&b'>')
+    {
+        return Err(missing());
+    }
     let end = base + bytes.len() as u64;
     let (a, b) = (base + open as u64, base + close as u64);
     let text = format!("0 {a} {b} {}", end - b);
@@ -459,10 +497,6 @@ fn place_byte_range(bytes: &mut [u8], body: usize, base: u64) -> Result<(usize, 
     }
     bytes[range_at..range_at + text.len()].copy_from_slice(text.as_bytes());
     Ok((open, close))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    super::xref::find(hay, needle)
 }
 
 /// A PDF date (ISO 32000-2 7.9.4) in UTC.

@@ -53,8 +53,17 @@ pub struct Xref {
 
 /// Most sections followed: a /Prev loop or a file of a million revisions is refused.
 const MAX_SECTIONS: usize = 4096;
-/// Largest window read for one section.
-const MAX_WINDOW: usize = 256 << 20;
+/// Largest window read for one section: a classic table of about 1.6 million entries.
+const MAX_WINDOW: usize = 32 << 20;
+/// Most cross-reference entries read from one file, over all its sections.
+const MAX_ENTRIES: u64 = 2 << 20;
+
+/// Entries a file of `len` bytes may declare: an entry describes an object, and an object
+/// takes at least two bytes of the file (even compressed in an object stream), so more
+/// entries than half the file's length are an attack, never a document.
+fn entry_budget(len: u64) -> u64 {
+    (len / 2).clamp(4096, MAX_ENTRIES)
+}
 /// Keys of a section's trailer or stream dictionary that do not carry over.
 const SECTION_KEYS: [&str; 10] = [
     "Prev",
@@ -83,6 +92,7 @@ pub fn load(src: &(impl Source + ?Sized)) -> Result<Xref> {
         startxref,
     };
     let mut visited = HashSet::new();
+    let mut budget = entry_budget(src.len());
     let mut next = Some(startxref);
     let mut first = true;
     while let Some(offset) = next {
@@ -94,7 +104,7 @@ pub fn load(src: &(impl Source + ?Sized)) -> Result<Xref> {
                 "a cross-reference offset ({offset}) lies past the end of the file"
             )));
         }
-        let section = read_section(src, offset)?;
+        let section = read_section(src, offset, &mut budget, false)?;
         if first {
             xref.kind = section.kind;
             xref.trailer.set("Size", Object::Integer(section.size));
@@ -135,23 +145,35 @@ struct Section {
     prev: Option<u64>,
 }
 
-fn read_section(src: &(impl Source + ?Sized), offset: u64) -> Result<Section> {
+/// The section at `offset`, its entries taken from `budget`; a `companion` is the stream
+/// of a hybrid file's table, and must be a stream.
+fn read_section(
+    src: &(impl Source + ?Sized),
+    offset: u64,
+    budget: &mut u64,
+    companion: bool,
+) -> Result<Section> {
     let broken = |what: &str| PdfError::BrokenXref(format!("at offset {offset}: {what}"));
     let mut window = 64 << 10;
     loop {
         let bytes = src.read_vec(offset, window)?;
         let at_end =
             (bytes.len() as u64) < window as u64 || offset + bytes.len() as u64 >= src.len();
-        let attempt = if Parser::new(&bytes).eat_keyword(b"xref") {
-            table(&bytes).map(|(entries, trailer)| (entries, trailer, XrefKind::Table))
+        let is_table = Parser::new(&bytes).eat_keyword(b"xref");
+        if is_table && companion {
+            return Err(broken("/XRefStm does not name a cross-reference stream"));
+        }
+        let attempt = if is_table {
+            table(&bytes, *budget).map(|(entries, trailer)| (entries, trailer, XrefKind::Table))
         } else {
             stream_header(&bytes).map(|(dict, _)| (Vec::new(), dict, XrefKind::Stream))
         };
         match attempt {
             Ok((mut entries, trailer, kind)) => {
                 if kind == XrefKind::Stream {
-                    entries = stream_entries(src, offset, &bytes)?;
+                    entries = stream_entries(src, offset, &bytes, *budget)?;
                 }
+                *budget = budget.saturating_sub(entries.len() as u64);
                 let size = trailer.integer("Size").ok_or_else(|| broken("no /Size"))?;
                 let prev = match trailer.get("Prev") {
                     None => None,
@@ -166,33 +188,49 @@ fn read_section(src: &(impl Source + ?Sized), offset: u64) -> Result<Section> {
                     prev,
                 };
                 // A hybrid file: the table's companion stream holds the compressed objects.
-                if let Some(Object::Integer(stm)) = section.trailer.get("XRefStm") {
-                    let stm = u64::try_from(*stm).map_err(|_| broken("bad /XRefStm"))?;
+                let stm = match section.trailer.get("XRefStm") {
+                    Some(Object::Integer(stm)) if !companion && kind == XrefKind::Table => {
+                        Some(*stm)
+                    }
+                    _ => None,
+                };
+                if let Some(stm) = stm {
+                    let stm = u64::try_from(stm).map_err(|_| broken("bad /XRefStm"))?;
                     if stm >= src.len() {
                         return Err(broken("/XRefStm lies past the end of the file"));
                     }
-                    let companion = read_section(src, stm)?;
-                    let known: HashMap<u32, Entry> = section.entries.iter().copied().collect();
-                    for (num, entry) in companion.entries {
-                        if matches!(known.get(&num), None | Some(Entry::Free)) {
-                            section.entries.retain(|(n, _)| *n != num);
-                            section.entries.push((num, entry));
+                    let extra = read_section(src, stm, budget, true)?;
+                    let mut known: HashMap<u32, Entry> =
+                        std::mem::take(&mut section.entries).into_iter().collect();
+                    for (num, entry) in extra.entries {
+                        let slot = known.entry(num).or_insert(Entry::Free);
+                        if *slot == Entry::Free {
+                            *slot = entry;
                         }
                     }
+                    section.entries = known.into_iter().collect();
                 }
                 return Ok(section);
             }
-            Err(Syntax::Eof) if !at_end && window < MAX_WINDOW => window *= 4,
+            Err(Syntax::Eof) if !at_end && window < MAX_WINDOW => {
+                window = (window * 4).min(MAX_WINDOW)
+            }
+            Err(Syntax::Eof) if !at_end => {
+                return Err(PdfError::too_large(
+                    "a cross-reference section larger than a request may read",
+                ))
+            }
             Err(Syntax::Eof) => return Err(broken("the section runs off the end of the file")),
             Err(Syntax::Bad(_, what)) => {
                 return Err(broken(&format!("not a cross-reference section ({what})")))
             }
+            Err(Syntax::Limit(what)) => return Err(PdfError::too_large(what)),
         }
     }
 }
 
-/// A classic table and its trailer dictionary.
-fn table(bytes: &[u8]) -> core::result::Result<(Vec<(u32, Entry)>, Dict), Syntax> {
+/// A classic table and its trailer dictionary, of at most `budget` entries.
+fn table(bytes: &[u8], budget: u64) -> core::result::Result<(Vec<(u32, Entry)>, Dict), Syntax> {
     let mut p = Parser::new(bytes);
     p.expect_keyword(b"xref", "expected 'xref'")?;
     let mut entries = Vec::new();
@@ -202,8 +240,10 @@ fn table(bytes: &[u8]) -> core::result::Result<(Vec<(u32, Entry)>, Dict), Syntax
         }
         let start = p.unsigned()?;
         let count = p.unsigned()?;
-        if count > 10_000_000 {
-            return Err(Syntax::Bad(p.pos(), "subsection too long"));
+        if count > budget.saturating_sub(entries.len() as u64) {
+            return Err(Syntax::Limit(
+                "more cross-reference entries than the file could hold",
+            ));
         }
         for i in 0..count {
             let offset = p.unsigned()?;
@@ -247,11 +287,12 @@ pub fn stream_header(bytes: &[u8]) -> core::result::Result<(Dict, usize), Syntax
     Ok((dict, p.pos()))
 }
 
-/// The entries of a cross-reference stream whose object starts at `offset`.
+/// The entries of a cross-reference stream whose object starts at `offset`, at most `budget`.
 fn stream_entries(
     src: &(impl Source + ?Sized),
     offset: u64,
     window: &[u8],
+    budget: u64,
 ) -> Result<Vec<(u32, Entry)>> {
     let broken = |what: &str| PdfError::BrokenXref(format!("xref stream at {offset}: {what}"));
     let (dict, data_at) = stream_header(window).map_err(|_| broken("unreadable header"))?;
@@ -260,13 +301,8 @@ fn stream_entries(
     }
     let length = dict
         .integer("Length")
-        .and_then(|l| usize::try_from(l).ok())
+        .and_then(|l| u64::try_from(l).ok())
         .ok_or_else(|| broken("/Length must be a direct integer"))?;
-    let raw = src.read_vec(offset + data_at as u64, length)?;
-    if raw.len() != length {
-        return Err(broken("the stream runs off the end of the file"));
-    }
-    let data = filter::decode(&dict, &raw)?;
     let widths: Vec<usize> = match dict.get("W") {
         Some(Object::Array(w)) if w.len() == 3 => w
             .iter()
@@ -283,7 +319,7 @@ fn stream_entries(
         Some(Object::Array(items)) if items.len() % 2 == 0 => items
             .iter()
             .map(|x| match x {
-                Object::Integer(i) if *i >= 0 => Ok(*i),
+                Object::Integer(i) if (0..=i64::from(u32::MAX)).contains(i) => Ok(*i),
                 _ => Err(broken("bad /Index")),
             })
             .collect::<Result<_>>()?,
@@ -293,8 +329,23 @@ fn stream_entries(
     if row == 0 {
         return Err(broken("/W is all zeros"));
     }
+    // Everything is known before a byte is decoded: how many entries, and so how many bytes.
+    let count = index
+        .chunks(2)
+        .try_fold(0u64, |sum, pair| sum.checked_add(pair[1].max(0) as u64))
+        .ok_or_else(|| broken("bad /Index"))?;
+    if count > budget {
+        return Err(PdfError::too_large(
+            "more cross-reference entries than the file could hold",
+        ));
+    }
+    let raw = filter::SourceReader::new(src, offset + data_at as u64, length)
+        .ok_or_else(|| broken("the stream runs off the end of the file"))?;
+    // The rows /Index needs, each with a predictor byte, and a little slack: no more.
+    let cap = count * (row as u64 + 1) + 4096;
+    let data = filter::decode(&dict, raw, cap)?;
     let mut rows = data.chunks_exact(row);
-    let mut entries = Vec::new();
+    let mut entries = Vec::with_capacity(count as usize);
     for pair in index.chunks(2) {
         for num in pair[0]..pair[0].saturating_add(pair[1]) {
             let Some(r) = rows.next() else {
