@@ -86,7 +86,7 @@ pub async fn serve(
     let limits = Arc::new(limits);
     tokio::pin!(shutdown);
     let mut refused: u64 = 0;
-    let mut refused_logged = Instant::now();
+    let mut refused_logged: Option<Instant> = None;
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -107,7 +107,9 @@ pub async fn serve(
                 // Closed at once: no handshake, no read, no task.
                 drop(tcp);
                 refused += 1;
-                if accepted.saturating_duration_since(refused_logged) >= Duration::from_secs(10) {
+                if refused_logged.is_none_or(|at| {
+                    accepted.saturating_duration_since(at) >= Duration::from_secs(10)
+                }) {
                     tracing::warn!(
                         ?kind,
                         %peer,
@@ -117,7 +119,7 @@ pub async fn serve(
                         "connections refused over budget (count since the last report)"
                     );
                     refused = 0;
-                    refused_logged = accepted;
+                    refused_logged = Some(accepted);
                 }
                 continue;
             }
