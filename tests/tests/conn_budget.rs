@@ -1,9 +1,9 @@
 //! The connection budget, against a real signetd: 600 silent connections to the public port
 //! and 600 to the API port (sending nothing, or only the start of an HTTP/2 preface) are each
 //! closed within the first-request deadline while `/healthz` answers on both within a second
-//! on fresh connections from another address; a keep-alive connection left idle is closed
-//! within the idle deadline and a busy one at its maximum age; 2,000 handshakes a second from
-//! one address are throttled while another address is served.
+//! on fresh connections from another address; a keep-alive connection (HTTP/1.1 or HTTP/2)
+//! left idle is closed within the idle deadline and a busy one at its maximum age; 2,000
+//! handshakes a second from one address are throttled while another address is served.
 //!
 //! Sources are loopback addresses: Linux routes all of 127/8 to `lo`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -268,6 +268,30 @@ async fn idle_and_age(t: &Target) {
             .ok();
         started.elapsed()
     };
+    // HTTP/2 (prior knowledge): no header timeout applies between streams; the idle
+    // deadline does.
+    let idle_h2 = async {
+        let tcp = connect_from(ip(0, 0, 7), t.public).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        let conn = tokio::spawn(conn);
+        let started = Instant::now();
+        let req = Request::get("http://x/healthz").body(Empty::new()).unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert!(resp.status().is_success());
+        let _ = resp.into_body().collect().await;
+        let limit = Duration::from_secs(IDLE_SECS) + SLACK + Duration::from_secs(3);
+        tokio::time::timeout(limit, conn)
+            .await
+            .unwrap_or_else(|_| panic!("an idle HTTP/2 connection still open after {limit:?}"))
+            .expect("connection task")
+            .ok();
+        started.elapsed()
+    };
     let busy = async {
         let tls = tls_from(ip(0, 0, 6), t.api, &t.tls)
             .await
@@ -300,7 +324,13 @@ async fn idle_and_age(t: &Target) {
         }
         (started.elapsed(), answered)
     };
-    let (idle_closed, (age_closed, answered)) = tokio::join!(idle, busy);
+    let (idle_closed, idle_h2_closed, (age_closed, answered)) = tokio::join!(idle, idle_h2, busy);
+    println!("idle HTTP/2 connection closed after {idle_h2_closed:?}");
+    assert!(
+        idle_h2_closed >= Duration::from_secs(IDLE_SECS) - Duration::from_millis(500)
+            && idle_h2_closed <= Duration::from_secs(IDLE_SECS) + SLACK,
+        "idle HTTP/2 connection closed after {idle_h2_closed:?}"
+    );
     println!("idle keep-alive connection closed after {idle_closed:?}; busy one after {age_closed:?} ({answered} requests)");
     assert!(
         idle_closed <= Duration::from_secs(IDLE_SECS) + SLACK,
