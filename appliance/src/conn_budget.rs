@@ -4,14 +4,21 @@
 //! closed at once, which costs the appliance nothing and never makes the HSM sign. Each
 //! listener has its own, so the public one can never starve the API or the other way round.
 //!
+//! When the listener is full, a new connection takes the place of the oldest one that has not
+//! yet sent a complete request head (it is told to close): connections that send nothing lose
+//! to those that come to ask, from whatever number of addresses they come.
+//!
 //! The per-source table is bounded: when it is full, sources with nothing open are forgotten,
 //! oldest first; a source with a connection open is never forgotten, and there are at most
 //! `max_connections` of those.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
+
+use tokio::sync::Notify;
 
 /// The limits of one listener's budget.
 #[derive(Clone, Debug)]
@@ -60,6 +67,17 @@ struct Source {
 struct Table {
     open: usize,
     sources: HashMap<IpAddr, Source>,
+    /// Connections in the order they were admitted, while they may still be waiting for
+    /// their first request head (the others are skipped and pruned).
+    waiting: VecDeque<Weak<Waiting>>,
+}
+
+/// A connection's standing while it waits for its first request head.
+#[derive(Debug, Default)]
+struct Waiting {
+    served: AtomicBool,
+    evicted: AtomicBool,
+    notify: Notify,
 }
 
 /// One listener's budget, shared by its connections.
@@ -74,6 +92,7 @@ pub struct Budget {
 pub struct Slot {
     budget: Arc<Budget>,
     source: IpAddr,
+    waiting: Arc<Waiting>,
 }
 
 /// The address a source is counted under: IPv4 as is (an IPv4-mapped IPv6 address as its
@@ -105,7 +124,8 @@ impl Budget {
     pub fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Slot, Refused> {
         let source = source_of(ip);
         let limits = &self.limits;
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let table = &mut *guard;
         if !table.sources.contains_key(&source) && table.sources.len() >= limits.max_sources {
             forget_idle(&mut table.sources, limits);
         }
@@ -127,14 +147,23 @@ impl Budget {
         if entry.open >= limits.max_per_source {
             return Err(Refused::SourceFull);
         }
-        if over_all {
+        if over_all && !evict_oldest_waiting(&mut table.waiting) {
             return Err(Refused::Full);
         }
         entry.open += 1;
         table.open += 1;
+        let waiting = Arc::new(Waiting::default());
+        if table.waiting.len() >= 2 * limits.max_connections + 16 {
+            table.waiting.retain(|w| {
+                w.upgrade()
+                    .is_some_and(|w| !w.served.load(Ordering::Acquire))
+            });
+        }
+        table.waiting.push_back(Arc::downgrade(&waiting));
         Ok(Slot {
             budget: Arc::clone(self),
             source,
+            waiting,
         })
     }
 
@@ -150,6 +179,33 @@ impl Budget {
             .unwrap_or_else(|p| p.into_inner())
             .sources
             .len()
+    }
+}
+
+/// Tell the oldest connection still waiting for its first request head to close; false if
+/// there is none. The listener is over its cap by one until that connection has closed.
+fn evict_oldest_waiting(waiting: &mut VecDeque<Weak<Waiting>>) -> bool {
+    while let Some(oldest) = waiting.pop_front() {
+        let Some(w) = oldest.upgrade() else { continue };
+        if w.served.load(Ordering::Acquire) || w.evicted.swap(true, Ordering::AcqRel) {
+            continue;
+        }
+        w.notify.notify_one();
+        return true;
+    }
+    false
+}
+
+impl Slot {
+    /// The connection has sent a complete request head: it can no longer be evicted.
+    pub fn served(&self) {
+        self.waiting.served.store(true, Ordering::Release);
+    }
+
+    /// Resolves when a newer connection has taken this one's place (before its first request
+    /// head): the connection must then close.
+    pub async fn evicted(&self) {
+        self.waiting.notify.notified().await;
     }
 }
 
@@ -238,12 +294,36 @@ mod tests {
         let held: Vec<Slot> = (0..10u8)
             .map(|i| b.admit(IpAddr::from([10, 0, 0, i]), t).unwrap())
             .collect();
+        for slot in &held {
+            slot.served();
+        }
         assert_eq!(
             b.admit("10.0.1.1".parse().unwrap(), t).unwrap_err(),
             Refused::Full
         );
         drop(held);
         assert!(b.admit("10.0.1.1".parse().unwrap(), t).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_full_listener_evicts_the_oldest_silent_connection() {
+        let b = Budget::new(limits());
+        let t = Instant::now();
+        let held: Vec<Slot> = (0..10u8)
+            .map(|i| b.admit(IpAddr::from([10, 0, 0, i]), t).unwrap())
+            .collect();
+        // The oldest has asked already: the second oldest goes.
+        held[0].served();
+        let newcomer = b.admit("10.0.1.1".parse().unwrap(), t).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), held[1].evicted())
+            .await
+            .unwrap();
+        assert!(held[1].waiting.evicted.load(Ordering::Acquire));
+        assert!(!held[2].waiting.evicted.load(Ordering::Acquire));
+        newcomer.served();
+        drop(newcomer);
+        drop(held);
+        assert_eq!(b.open(), 0);
     }
 
     #[test]

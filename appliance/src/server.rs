@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{App, Listener};
-use crate::conn_budget::{Budget, BudgetLimits};
+use crate::conn_budget::{Budget, BudgetLimits, Slot};
 
 /// Limits of the listener.
 #[derive(Clone, Debug)]
@@ -136,8 +136,7 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            connection.run(tcp, acceptor).await;
+            connection.run(tcp, acceptor, slot).await;
         });
     }
     drop(listener);
@@ -192,13 +191,19 @@ impl Drop for InFlight {
 }
 
 impl Connection {
-    async fn run(self, tcp: TcpStream, acceptor: Option<TlsAcceptor>) {
+    async fn run(self, tcp: TcpStream, acceptor: Option<TlsAcceptor>, slot: Slot) {
         let first_deadline = self.accepted + self.limits.first_request;
         let (io, client) = match acceptor {
             None => (Io::Plain(tcp), None),
             Some(acceptor) => {
                 let deadline = first_deadline.min(self.accepted + self.limits.header_timeout);
-                let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                let handshake = tokio::select! {
+                    h = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => h,
+                    () = slot.evicted() => {
+                        return handshake_refused(&self.app, self.peer, "evicted by a newer connection (listener full)")
+                    }
+                };
+                let tls = match handshake {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         return handshake_refused(&self.app, self.peer, &handshake_error(&e))
@@ -233,7 +238,10 @@ impl Connection {
         });
         let (app, kind, accepted) = (Arc::clone(&self.app), self.kind, self.accepted);
         let seen = Arc::clone(&activity);
+        let slot = Arc::new(slot);
+        let service_slot = Arc::clone(&slot);
         let service = service_fn(move |req| {
+            service_slot.served();
             seen.served.store(true, Ordering::Release);
             seen.in_flight.fetch_add(1, Ordering::AcqRel);
             let guard = InFlight {
@@ -267,8 +275,13 @@ impl Connection {
                     idle_at.min(max_age_at)
                 }
             };
+            let waiting = !activity.served.load(Ordering::Acquire);
             tokio::select! {
                 result = conn.as_mut() => break result,
+                () = slot.evicted(), if waiting => {
+                    tracing::debug!(peer = %self.peer, "evicted by a newer connection (listener full)");
+                    return;
+                }
                 _ = closing.changed(), if hard_close.is_none() => {
                     conn.as_mut().graceful_shutdown();
                     hard_close = Some(Instant::now() + self.limits.shutdown_grace);

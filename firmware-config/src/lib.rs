@@ -304,7 +304,8 @@ pub struct ApiConfig {
     pub header_timeout_secs: u64,
     /// Time allowed for a whole request (head and body) and its answer, in seconds.
     pub request_timeout_secs: u64,
-    /// Connections served at once on this listener; further ones are closed at once.
+    /// Connections open at once on this listener; when it is full, a new connection takes
+    /// the place of the oldest one that has not sent a request head yet, or is closed.
     pub max_connections: usize,
     /// Time in-flight requests get to finish after SIGTERM, in seconds.
     pub shutdown_grace_secs: u64,
@@ -475,7 +476,8 @@ pub struct PublicConfig {
     /// Base URL relying parties reach it at, written into issued certificates (AIA OCSP
     /// `{url}/ocsp`, CRL distribution point `{url}/crl/{ca}.crl`). Default: from `listen`.
     pub url: Option<String>,
-    /// Connections served at once on this listener; further ones are closed at once.
+    /// Connections open at once on this listener; when it is full, a new connection takes
+    /// the place of the oldest one that has not sent a request head yet, or is closed.
     pub max_connections: usize,
     /// The connection budget of this listener (`[public.connections]`).
     pub connections: ConnectionBudget,
