@@ -20,6 +20,7 @@ use crate::api::App;
 use crate::audit::{AuditLog, AuditSigner, CheckpointPolicy};
 use crate::authz::{Authorizer, ClientTrust, Policy};
 use crate::ceremony::certifies;
+use crate::conn_budget::BudgetLimits;
 use crate::crl::{CrlIssuer, CrlService};
 use crate::hsm::{Hsm, HsmError, KeyInfo};
 use crate::issuance::{Issuers, CLIENT_CA, ROOT_CA};
@@ -282,12 +283,28 @@ pub async fn run(
         spool_dir: spool_dir.clone(),
         audit: audit.clone(),
     });
-    let limits = Limits {
-        max_header_bytes: api.max_header_bytes,
-        header_timeout: Duration::from_secs(api.header_timeout_secs),
-        max_connections: api.max_connections,
-        shutdown_grace: Duration::from_secs(api.shutdown_grace_secs),
-    };
+    // Each listener has a budget of its own: one can never starve the other.
+    let listener_limits =
+        |max_connections: usize, budget: &signet_config::ConnectionBudget| Limits {
+            max_header_bytes: api.max_header_bytes,
+            header_timeout: Duration::from_secs(api.header_timeout_secs),
+            shutdown_grace: Duration::from_secs(api.shutdown_grace_secs),
+            drain: Duration::from_secs(api.request_timeout_secs),
+            first_request: Duration::from_secs(budget.first_request_secs),
+            idle: Duration::from_secs(budget.idle_secs),
+            ping_interval: Duration::from_secs(budget.ping_interval_secs),
+            ping_timeout: Duration::from_secs(budget.ping_timeout_secs),
+            max_age: Duration::from_secs(budget.max_age_secs),
+            budget: BudgetLimits {
+                max_connections,
+                max_per_source: budget.max_per_source,
+                per_sec: f64::from(budget.handshakes_per_sec),
+                burst: f64::from(budget.handshake_burst),
+                max_sources: budget.max_sources,
+            },
+        };
+    let limits = listener_limits(api.max_connections, &api.connections);
+    let public_limits = listener_limits(config.public.max_connections, &config.public.connections);
     notifier.status("binding the listeners");
     let activated = listen.activated;
     let api_listener = match activated.api {
@@ -373,7 +390,7 @@ pub async fn run(
             public,
             None,
             Arc::clone(&app),
-            limits.clone(),
+            public_limits,
             stopped(),
         ));
     }

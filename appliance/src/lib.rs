@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client_crls;
 pub mod clock;
 pub mod config_source;
+pub mod conn_budget;
 pub mod crl;
 pub mod daemon;
 pub mod docs;

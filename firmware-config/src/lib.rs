@@ -304,7 +304,8 @@ pub struct ApiConfig {
     pub header_timeout_secs: u64,
     /// Time allowed for a whole request (head and body) and its answer, in seconds.
     pub request_timeout_secs: u64,
-    /// Connections served at once; further ones wait in the kernel's backlog.
+    /// Connections open at once on this listener; when it is full, a new connection takes
+    /// the place of the oldest one that has not sent a request head yet, or is closed.
     pub max_connections: usize,
     /// Time in-flight requests get to finish after SIGTERM, in seconds.
     pub shutdown_grace_secs: u64,
@@ -312,6 +313,55 @@ pub struct ApiConfig {
     /// token the signing threads take the cores, and one is enough; with a network HSM the
     /// signing threads mostly wait, and TLS wants them all.
     pub worker_threads: Option<usize>,
+    /// The connection budget of this listener (`[api.connections]`).
+    pub connections: ConnectionBudget,
+}
+
+/// What one connection may take of a listener, and what one source address may take: every
+/// listener has its own, so one can never starve another. Behind a load balancer or proxy
+/// every connection comes from its address: raise the per-source caps to match.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionBudget {
+    /// Seconds from accept to the first complete request head, the TLS handshake (and
+    /// HTTP/2 prior-knowledge sniffing) included; a connection that has not sent one by then
+    /// is closed.
+    pub first_request_secs: u64,
+    /// Seconds a connection may stay open with no request in progress (HTTP/1.1 keep-alive
+    /// between requests; HTTP/2 with no stream open); then it is closed gracefully.
+    pub idle_secs: u64,
+    /// Seconds between HTTP/2 keep-alive PINGs.
+    pub ping_interval_secs: u64,
+    /// Seconds an HTTP/2 PING may stay unanswered before the connection is closed.
+    pub ping_timeout_secs: u64,
+    /// Seconds after which a connection is closed gracefully (in-flight requests finish; a
+    /// client reconnects), however busy.
+    pub max_age_secs: u64,
+    /// Connections open at once from one source address (an IPv6 /64 counts as one).
+    pub max_per_source: usize,
+    /// New connections (TLS handshakes on the API) per second from one source address, on
+    /// average; more are closed at once, before any handshake.
+    pub handshakes_per_sec: u32,
+    /// New connections one source address may open in a burst above that average.
+    pub handshake_burst: u32,
+    /// Source addresses tracked at once (the memory bound of the per-source accounting).
+    pub max_sources: usize,
+}
+
+impl Default for ConnectionBudget {
+    fn default() -> Self {
+        ConnectionBudget {
+            first_request_secs: 10,
+            idle_secs: 60,
+            ping_interval_secs: 20,
+            ping_timeout_secs: 10,
+            max_age_secs: 3600,
+            max_per_source: 256,
+            handshakes_per_sec: 100,
+            handshake_burst: 200,
+            max_sources: 8192,
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -328,6 +378,7 @@ impl Default for ApiConfig {
             max_connections: 1024,
             shutdown_grace_secs: 10,
             worker_threads: None,
+            connections: ConnectionBudget::default(),
         }
     }
 }
@@ -416,7 +467,7 @@ impl Default for CrlConfig {
 }
 
 /// The plain-HTTP public listener.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PublicConfig {
     /// Address to listen on, `IP:PORT` (off when absent; `signetd --public-listen` sets it too).
@@ -425,6 +476,22 @@ pub struct PublicConfig {
     /// Base URL relying parties reach it at, written into issued certificates (AIA OCSP
     /// `{url}/ocsp`, CRL distribution point `{url}/crl/{ca}.crl`). Default: from `listen`.
     pub url: Option<String>,
+    /// Connections open at once on this listener; when it is full, a new connection takes
+    /// the place of the oldest one that has not sent a request head yet, or is closed.
+    pub max_connections: usize,
+    /// The connection budget of this listener (`[public.connections]`).
+    pub connections: ConnectionBudget,
+}
+
+impl Default for PublicConfig {
+    fn default() -> Self {
+        PublicConfig {
+            listen: None,
+            url: None,
+            max_connections: 1024,
+            connections: ConnectionBudget::default(),
+        }
+    }
 }
 
 impl PublicConfig {

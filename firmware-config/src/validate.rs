@@ -8,6 +8,36 @@ use crate::{Config, Origin, Profile};
 /// A rule that failed: the dotted key it is about, and what is wrong and allowed.
 pub type Finding = (String, String);
 
+/// The rules of one listener's connection budget: (key, what is wrong).
+fn budget_findings(b: &crate::ConnectionBudget) -> Vec<(&'static str, String)> {
+    const DAY: u64 = 86_400;
+    let mut out = Vec::new();
+    for (key, value, max) in [
+        ("first_request_secs", b.first_request_secs, 3600),
+        ("idle_secs", b.idle_secs, DAY),
+        ("ping_interval_secs", b.ping_interval_secs, DAY),
+        ("ping_timeout_secs", b.ping_timeout_secs, DAY),
+        ("max_age_secs", b.max_age_secs, 365 * DAY),
+    ] {
+        if value == 0 || value > max {
+            out.push((key, format!("must be between 1 and {max} seconds")));
+        }
+    }
+    if b.max_per_source == 0 {
+        out.push(("max_per_source", "must be at least 1".into()));
+    }
+    if b.handshakes_per_sec == 0 {
+        out.push(("handshakes_per_sec", "must be at least 1".into()));
+    }
+    if b.handshake_burst == 0 {
+        out.push(("handshake_burst", "must be at least 1".into()));
+    }
+    if !(16..=1_048_576).contains(&b.max_sources) {
+        out.push(("max_sources", "must be between 16 and 1048576".into()));
+    }
+    out
+}
+
 /// Every rule `config` breaks, when it was read from `origin`.
 pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
@@ -111,6 +141,17 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
     }
     if api.max_connections == 0 {
         bad("api.max_connections", "must be at least 1".into());
+    }
+    if config.public.max_connections == 0 {
+        bad("public.max_connections", "must be at least 1".into());
+    }
+    for (prefix, budget) in [
+        ("api.connections", &api.connections),
+        ("public.connections", &config.public.connections),
+    ] {
+        for (key, problem) in budget_findings(budget) {
+            bad(&format!("{prefix}.{key}"), problem);
+        }
     }
 
     let infrastructure = config.keys.entries();

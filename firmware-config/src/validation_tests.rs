@@ -337,3 +337,32 @@ fn an_imported_signing_key_needs_allow_imported_keys_in_production() {
     let dev = dev_with("[[signing_keys]]\n", "[[signing_keys]]\nimported = true\n");
     assert!(problems(&dev, Origin::Clear).is_empty());
 }
+
+#[test]
+fn connection_budgets_are_checked_per_listener() {
+    let text = dev_with(
+        "[public.connections]\nfirst_request_secs = 10\n",
+        "[public.connections]\nfirst_request_secs = 0\nmax_sources = 1\n",
+    );
+    let p = problems(&text, Origin::Clear);
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert!(
+        keys.contains(&"public.connections.first_request_secs"),
+        "{p:?}"
+    );
+    assert!(keys.contains(&"public.connections.max_sources"), "{p:?}");
+    assert!(!keys.iter().any(|k| k.starts_with("api.")), "{p:?}");
+    let text = dev_with("max_per_source = 256\n", "max_per_source = 0\n");
+    let p = problems(&text, Origin::Clear);
+    assert!(
+        p.iter().any(|p| p.key == "api.connections.max_per_source"),
+        "{p:?}"
+    );
+    // Absent, the defaults hold.
+    let c = Config::parse_as("x.toml", "[public]\n", Origin::Clear);
+    if let Ok(c) = c {
+        assert_eq!(c.public.connections.first_request_secs, 10);
+        assert_eq!(c.api.connections.max_per_source, 256);
+        assert_eq!(c.public.max_connections, 1024);
+    }
+}
