@@ -356,9 +356,9 @@ impl Default for ConnectionBudget {
             ping_interval_secs: 20,
             ping_timeout_secs: 10,
             max_age_secs: 3600,
-            max_per_source: 256,
-            handshakes_per_sec: 100,
-            handshake_burst: 200,
+            max_per_source: 512,
+            handshakes_per_sec: 200,
+            handshake_burst: 512,
             max_sources: 8192,
         }
     }

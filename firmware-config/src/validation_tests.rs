@@ -352,7 +352,7 @@ fn connection_budgets_are_checked_per_listener() {
     );
     assert!(keys.contains(&"public.connections.max_sources"), "{p:?}");
     assert!(!keys.iter().any(|k| k.starts_with("api.")), "{p:?}");
-    let text = dev_with("max_per_source = 256\n", "max_per_source = 0\n");
+    let text = dev_with("max_per_source = 512\n", "max_per_source = 0\n");
     let p = problems(&text, Origin::Clear);
     assert!(
         p.iter().any(|p| p.key == "api.connections.max_per_source"),
@@ -362,7 +362,7 @@ fn connection_budgets_are_checked_per_listener() {
     let c = Config::parse_as("x.toml", "[public]\n", Origin::Clear);
     if let Ok(c) = c {
         assert_eq!(c.public.connections.first_request_secs, 10);
-        assert_eq!(c.api.connections.max_per_source, 256);
+        assert_eq!(c.api.connections.max_per_source, 512);
         assert_eq!(c.public.max_connections, 1024);
     }
 }
