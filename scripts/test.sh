@@ -50,7 +50,7 @@ step "the TSA, OCSP, signing and PAdES suites again, keys in tpm2-pkcs11 on swtp
 # pdf_judges passes too but takes ~3 min more: run it by hand with the same switch.
 SIGNET_TEST_TOKEN=tpm2 cargo test --release --locked -p signet-e2e \
   --test tsa --test tsa_bad_input --test ocsp --test sign_api --test pades --test tls --test keys \
-  --test audit --test lifecycle --test client_identity
+  --test audit --test lifecycle --test client_identity --test hsm_fairness
 
 step "fuzz targets, replayed (seeds, regressions, mutations; scripts/fuzz.sh runs libFuzzer longer)"
 SIGNET_FUZZ_REPLAY_SECONDS=5 CARGO_TARGET_DIR=target \

@@ -170,13 +170,16 @@ pub async fn run(
         &audit_key,
         &layout.audit_cert(),
     )?;
+    // Handshakes, time-stamps, OCSP, CRLs and audit checkpoints go in the HSM's urgent
+    // lane: the signing API's batches must not hold up the work everyone depends on.
+    let urgent = hsm.urgent();
     let admin_group = crate::admin::server::admin_group(config.admin.group.as_deref())
         .map_err(StartError::Config)?;
     let audit = AuditLog::open(
         &layout.audit_log(),
         &layout.audit_anchor(),
         AuditSigner {
-            hsm: hsm.clone(),
+            hsm: urgent.clone(),
             key: audit_key,
         },
         CheckpointPolicy {
@@ -201,7 +204,7 @@ pub async fn run(
     let tsa = TsaService::new(
         authority,
         tsa_key,
-        hsm.clone(),
+        urgent.clone(),
         SerialAllocator::new(store.clone(), "tsa", config.tsa.serial_block),
         clock,
     );
@@ -228,7 +231,7 @@ pub async fn run(
             .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?,
         ],
         store.clone(),
-        hsm.clone(),
+        urgent.clone(),
         ocsp_settings(&config),
         Arc::clone(&status_lock),
     ));
@@ -238,7 +241,7 @@ pub async fn run(
             crl_issuer(CLIENT_CA, &client_ca[0], client_ca_key),
         ],
         store.clone(),
-        hsm.clone(),
+        urgent.clone(),
         Duration::from_secs(config.crl.validity_secs),
     ));
     let ca = Issuers::load(&config, &hsm).map_err(StartError::Config)?;
@@ -256,7 +259,12 @@ pub async fn run(
     crate::client_crls::load_all(&trust, &config).await;
     let tls_config = tls::server_config(
         to_rustls(&tls_chain, &layout.tls_chain())?,
-        Arc::new(HsmSigningKey::new(hsm.clone(), Arc::clone(&tls_key))),
+        Arc::new(HsmSigningKey::new(
+            urgent.clone(),
+            Arc::clone(&tls_key),
+            f64::from(config.api.handshake_signatures_per_sec),
+            f64::from(config.api.handshake_signature_burst),
+        )),
         Arc::clone(&trust),
     )?;
 
@@ -555,6 +563,10 @@ fn ocsp_settings(config: &Config) -> OcspSettings {
             signet_config::NonceMode::Ignore => NoncePolicy::Ignore,
             signet_config::NonceMode::Reject => NoncePolicy::Reject,
         },
+        live_per_source: (
+            f64::from(config.ocsp.live_per_source_per_sec),
+            f64::from(config.ocsp.live_per_source_burst),
+        ),
     }
 }
 

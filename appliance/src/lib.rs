@@ -31,6 +31,7 @@ pub mod revocation;
 pub mod server;
 pub mod settings;
 pub mod signing_keys;
+pub mod source_limit;
 pub mod spool;
 pub mod statelock;
 pub mod store;

@@ -13,6 +13,7 @@
 //! every status change after it is durable), so that no answer waits for SQLite.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -30,6 +31,7 @@ use signet_pki::ocsp::{
 use signet_pki::HashAlg;
 
 use crate::hsm::{Hsm, KeyInfo};
+use crate::source_limit::SourceRates;
 use crate::store::certs::{self, from_unix_secs, serial_from_bytes};
 use crate::store::{CertRecord, CertStatus, Store};
 
@@ -53,6 +55,9 @@ pub struct OcspSettings {
     pub refresh_before: Duration,
     /// The nonce policy.
     pub nonce: NoncePolicy,
+    /// Answers signed live for one source address of the public listener: per second on
+    /// average, and at once.
+    pub live_per_source: (f64, f64),
 }
 
 /// A key and the certificate that makes it an OCSP responder: the CA's delegated signer,
@@ -189,6 +194,9 @@ pub enum Answer {
     Refused(OcspError),
 }
 
+/// Anonymous sources whose live-signing budget is tracked at once.
+const LIVE_SOURCES: usize = 8192;
+
 /// The responder.
 pub struct OcspService {
     cas: Vec<CaResponder>,
@@ -201,6 +209,8 @@ pub struct OcspService {
     status_lock: Arc<Mutex<()>>,
     /// Woken when a delegated signer becomes unusable (revoked, held): renew now.
     renewal: Notify,
+    /// What each anonymous source may have signed live.
+    live_rates: SourceRates,
 }
 
 impl OcspService {
@@ -212,7 +222,9 @@ impl OcspService {
         settings: OcspSettings,
         status_lock: Arc<Mutex<()>>,
     ) -> Self {
+        let (per_sec, burst) = settings.live_per_source;
         OcspService {
+            live_rates: SourceRates::new(per_sec, burst, LIVE_SOURCES),
             cas,
             store,
             hsm,
@@ -381,14 +393,21 @@ impl OcspService {
     }
 
     /// Answer a DER OCSPRequest.
-    pub async fn answer(&self, request: &[u8]) -> Answer {
-        match self.try_answer(request).await {
+    /// `source` is the caller's address when the caller is anonymous (the public
+    /// listener): answers signed live for it come from its budget, and once that is spent
+    /// it is told tryLater.
+    pub async fn answer(&self, request: &[u8], source: Option<IpAddr>) -> Answer {
+        match self.try_answer(request, source).await {
             Ok(a) => a,
             Err(e) => Answer::Refused(e),
         }
     }
 
-    async fn try_answer(&self, request: &[u8]) -> Result<Answer, OcspError> {
+    async fn try_answer(
+        &self,
+        request: &[u8],
+        source: Option<IpAddr>,
+    ) -> Result<Answer, OcspError> {
         let req = ocsp::parse_request(request)?;
         let nonce = match (req.nonce, self.settings.nonce) {
             (Some(_), NoncePolicy::Reject) => {
@@ -413,6 +432,12 @@ impl OcspService {
             }
             if let Some(filled) = self.fill(only, first).await? {
                 return Ok(Answer::Presigned(filled));
+            }
+        }
+        if let Some(ip) = source {
+            if self.live_rates.take(ip, std::time::Instant::now()).is_err() {
+                tracing::info!(%ip, "OCSP answer not signed live: the source is over its rate");
+                return Err(OcspError::TryLater);
             }
         }
         let der = self

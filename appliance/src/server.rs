@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{App, Listener};
+use crate::api::{App, Listener, RemoteAddr};
 use crate::conn_budget::{Budget, BudgetLimits, Slot};
 
 /// Limits of the listener.
@@ -236,11 +236,13 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
         });
-        let (app, kind, accepted) = (Arc::clone(&self.app), self.kind, self.accepted);
+        let (app, kind, accepted, peer) =
+            (Arc::clone(&self.app), self.kind, self.accepted, self.peer);
         let seen = Arc::clone(&activity);
         let slot = Arc::new(slot);
         let service_slot = Arc::clone(&slot);
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(RemoteAddr(peer));
             service_slot.served();
             seen.served.store(true, Ordering::Release);
             seen.in_flight.fetch_add(1, Ordering::AcqRel);

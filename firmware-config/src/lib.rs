@@ -315,6 +315,13 @@ pub struct ApiConfig {
     pub worker_threads: Option<usize>,
     /// The connection budget of this listener (`[api.connections]`).
     pub connections: ConnectionBudget,
+    /// TLS handshakes signed per second by the server's key in the HSM, on average, over
+    /// every source: a TLS 1.3 handshake is signed before the client shows a certificate,
+    /// so this bounds what anonymous callers can take of the token. Resumed sessions cost
+    /// no signature. Beyond it a handshake fails.
+    pub handshake_signatures_per_sec: u32,
+    /// Handshake signatures at once above that average.
+    pub handshake_signature_burst: u32,
 }
 
 /// What one connection may take of a listener, and what one source address may take: every
@@ -379,6 +386,8 @@ impl Default for ApiConfig {
             shutdown_grace_secs: 10,
             worker_threads: None,
             connections: ConnectionBudget::default(),
+            handshake_signatures_per_sec: 500,
+            handshake_signature_burst: 1000,
         }
     }
 }
@@ -435,6 +444,12 @@ pub struct OcspConfig {
     /// Whether each renewal makes a new key in the token (else the certificate alone is
     /// renewed; a revoked signer always gets a new key).
     pub signer_new_key: bool,
+    /// Answers signed live (a nonce, several CertIDs, an unknown serial) per second for one
+    /// source address of the public listener, on average; beyond it the source is told
+    /// tryLater. Pre-signed answers are not counted, nor requests of API clients.
+    pub live_per_source_per_sec: u32,
+    /// Answers one source may have signed live at once above that average.
+    pub live_per_source_burst: u32,
 }
 
 impl Default for OcspConfig {
@@ -445,6 +460,8 @@ impl Default for OcspConfig {
             nonce: NonceMode::Sign,
             signer_lifetime_secs: 604_800,
             signer_new_key: true,
+            live_per_source_per_sec: 20,
+            live_per_source_burst: 50,
         }
     }
 }

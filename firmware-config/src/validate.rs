@@ -303,6 +303,28 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             "must be between 60 and 315360000 (ten years)".into(),
         );
     }
+    for (key, value) in [
+        (
+            "ocsp.live_per_source_per_sec",
+            config.ocsp.live_per_source_per_sec,
+        ),
+        (
+            "ocsp.live_per_source_burst",
+            config.ocsp.live_per_source_burst,
+        ),
+        (
+            "api.handshake_signatures_per_sec",
+            config.api.handshake_signatures_per_sec,
+        ),
+        (
+            "api.handshake_signature_burst",
+            config.api.handshake_signature_burst,
+        ),
+    ] {
+        if value == 0 {
+            bad(key, "must be at least 1".into());
+        }
+    }
     if config.crl.validity_secs < 60 {
         bad("crl.validity_secs", "must be at least 60".into());
     }

@@ -125,6 +125,8 @@ impl Connection {
             .header("content-type", content_type)
             .body(Full::new(body))
             .expect("request");
+        // The connection task may still be finishing the previous exchange.
+        self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();

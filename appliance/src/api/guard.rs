@@ -56,18 +56,36 @@ pub fn authorize(
             retry_after,
         } => {
             tracing::info!(%client, ?op, "request refused: rate limit");
-            let mut resp = problem::json(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                &format!("client {client} is over its rate limit"),
-            );
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-                resp.headers_mut().insert(RETRY_AFTER, v);
-            }
-            Err(resp)
+            Err(rate_limited(&client, retry_after))
         }
     }
+}
+
+/// Charge the caller's rate limit for `n` signatures beyond the one its request was
+/// authorized for (the rest of a batch): 429 when it cannot pay.
+pub fn charge(app: &App, caller: &Caller, n: usize) -> Result<(), HttpResponse> {
+    let n = u32::try_from(n).unwrap_or(u32::MAX);
+    match app.authz.policy().charge(&caller.cert, n) {
+        None => Ok(()),
+        Some((client, retry_after)) => {
+            tracing::info!(%client, digests = n + 1, "batch refused: rate limit");
+            Err(rate_limited(&client, retry_after))
+        }
+    }
+}
+
+/// 429 with the seconds until a retry may succeed.
+fn rate_limited(client: &str, retry_after: std::time::Duration) -> HttpResponse {
+    let mut resp = problem::json(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        &format!("client {client} is over its rate limit"),
+    );
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        resp.headers_mut().insert(RETRY_AFTER, v);
+    }
+    resp
 }
 
 /// The signing key `label`, if it exists (404) and the caller may do `op` with it (403/429).

@@ -75,6 +75,10 @@ pub struct App {
     pub audit: AuditLog,
 }
 
+/// The address a request's connection came from (a request extension).
+#[derive(Clone, Copy, Debug)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
 /// Which listener a request came in on: the public one serves only what relying parties
 /// without a client certificate need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,9 +194,9 @@ impl App {
         let method = req.method().clone();
         // Open to anyone who reached the listener: status information and health.
         match (&method, path.as_str()) {
-            (&Method::POST, "/ocsp") => return ocsp::post(&self, req).await,
+            (&Method::POST, "/ocsp") => return ocsp::post(&self, req, listener).await,
             (&Method::GET, p) if p.starts_with("/ocsp/") => {
-                return ocsp::get(&self, &p["/ocsp/".len()..], req.headers()).await
+                return ocsp::get(&self, &req, &p["/ocsp/".len()..], listener).await
             }
             (_, "/ocsp") => return problem::method_not_allowed("POST"),
             (&Method::GET, p) if p.starts_with("/crl/") => {

@@ -8,6 +8,8 @@
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, RETRY_AFTER};
+use std::net::IpAddr;
+
 use hyper::{HeaderMap, Request, StatusCode};
 
 use signet_pki::ocsp::{self, error_response, OcspError};
@@ -15,14 +17,24 @@ use signet_pki::ocsp::{self, error_response, OcspError};
 use super::body::{self, BodyError};
 use super::caching::{self, Freshness};
 use super::problem;
-use super::{App, HttpResponse};
+use super::{App, HttpResponse, Listener, RemoteAddr};
 use crate::ocsp::{Answer, Presigned};
 
 const REQUEST: &str = "application/ocsp-request";
 const RESPONSE: &str = "application/ocsp-response";
 
+/// Whose budget live signatures come from: on the public listener, the source address's;
+/// an API client is authenticated and has a rate limit of its own.
+fn source(req: &Request<Incoming>, listener: Listener) -> Option<IpAddr> {
+    match listener {
+        Listener::Public => req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()),
+        Listener::Api => None,
+    }
+}
+
 /// `POST /ocsp`.
-pub(super) async fn post(app: &App, req: Request<Incoming>) -> HttpResponse {
+pub(super) async fn post(app: &App, req: Request<Incoming>, listener: Listener) -> HttpResponse {
+    let from = source(&req, listener);
     if !body::has_content_type(&req, REQUEST) {
         let resp = http_refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -37,16 +49,22 @@ pub(super) async fn post(app: &App, req: Request<Incoming>) -> HttpResponse {
         }
         Err(e) => return http_refusal(StatusCode::BAD_REQUEST, &e),
     };
-    respond(app.ocsp.answer(&der).await, None)
+    respond(app.ocsp.answer(&der, from).await, None)
 }
 
 /// `GET /ocsp/{base64}`: `encoded` is what follows `/ocsp/`, still percent-encoded.
-pub(super) async fn get(app: &App, encoded: &str, headers: &HeaderMap) -> HttpResponse {
+pub(super) async fn get(
+    app: &App,
+    req: &Request<Incoming>,
+    encoded: &str,
+    listener: Listener,
+) -> HttpResponse {
     let der = match ocsp::decode_get_path(encoded) {
         Ok(d) => d,
         Err(e) => return respond(Answer::Refused(e), None),
     };
-    respond(app.ocsp.answer(&der).await, Some(headers))
+    let from = source(req, listener);
+    respond(app.ocsp.answer(&der, from).await, Some(req.headers()))
 }
 
 fn respond(answer: Answer, get: Option<&HeaderMap>) -> HttpResponse {

@@ -160,6 +160,10 @@ pub(super) async fn batch(
     if body.digests.is_empty() {
         return problem::json(StatusCode::BAD_REQUEST, "empty-batch", "no digests");
     }
+    // One token per digest: the request took the first.
+    if let Err(resp) = guard::charge(app, caller, body.digests.len() - 1) {
+        return resp;
+    }
     let scheme = match scheme_for(&key, body.scheme, body.digest_algorithm) {
         Ok(s) => s,
         Err(resp) => return resp,

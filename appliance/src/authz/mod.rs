@@ -154,6 +154,19 @@ impl Policy {
         Decision::Allowed { client: name }
     }
 
+    /// Take `n` more tokens from `peer`'s rate limit, for work beyond the one token its
+    /// request took (the other digests of a batch): each signature costs the same, alone
+    /// or in a batch. `None` when it may go on; otherwise how long until it could.
+    pub fn charge(&self, peer: &PeerCert, n: u32) -> Option<(Arc<str>, Duration)> {
+        let client = self.client(peer)?;
+        let bucket = client.bucket.as_ref()?;
+        let taken = bucket
+            .lock()
+            .map(|mut b| b.take_n(n, Instant::now()))
+            .unwrap_or(Ok(()));
+        taken.err().map(|wait| (Arc::clone(&client.name), wait))
+    }
+
     /// The keys `peer` may use for any operation, and the client's name.
     pub fn keys_of(&self, peer: &PeerCert) -> Option<(Arc<str>, Vec<String>)> {
         let c = self.client(peer)?;

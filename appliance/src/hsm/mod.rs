@@ -1,8 +1,9 @@
 //! The PKCS#11 layer: the only code in Signet that touches `cryptoki`.
 //!
 //! A pool of worker threads each owns one logged-in session (a PKCS#11 session belongs to
-//! one thread) and takes jobs from a bounded queue: when the queue is full the caller is
-//! told [`HsmError::Busy`] at once instead of waiting without bound. Signing never runs on
+//! one thread) and takes jobs from a bounded queue of two lanes, urgent work (handshakes,
+//! the TSA, OCSP, audit checkpoints) before the signing API's: when a lane is full the
+//! caller is told [`HsmError::Busy`] at once instead of waiting without bound. Signing never runs on
 //! an async executor thread. Every signature is verified with the public key before it is
 //! handed back.
 //!
@@ -16,6 +17,7 @@ mod health;
 mod keys;
 mod mechanism;
 mod pool;
+mod queue;
 mod quirks;
 mod reconnect;
 mod session;

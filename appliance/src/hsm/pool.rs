@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use signet_pki::{KeyAlgorithm, SignatureScheme};
 use super::error::HsmError;
 use super::health::{Health, Readiness};
 use super::keys::{self, KeyInfo};
+use super::queue::{Job, Lane, Queue, Refused, Work};
 use super::quirks::Quirks;
 use super::reconnect::{self, Module};
 use super::session::{find_slot, open_logged_in, WorkerSession};
@@ -40,29 +41,70 @@ pub struct HsmSettings {
     pub op_timeout: Duration,
 }
 
-pub(super) type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
-
 /// The longest wait for a key pair to be generated.
 const KEYGEN_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// A job that runs `op` on a worker, notes a lost device, and hands the result to `reply`.
-pub(super) fn job<T>(
-    op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
-    reply: impl FnOnce(Result<T, HsmError>) + Send + 'static,
-) -> Job {
-    Box::new(move |w| {
-        let result = op(w);
-        if let Err(e) = &result {
-            w.observe(e);
-        }
-        reply(result)
-    })
+/// Digests in one job of a batch: small, so that a batch holds a worker for a few
+/// signatures at a time (about 150 ms on a token that makes 55 a second) and the urgent
+/// lane gets the next free worker soon.
+const BATCH_JOB: usize = 8;
+
+/// A call: `op` run on a worker, a lost device noted, the result sent to the caller.
+pub(super) struct Call<T, Op> {
+    op: Op,
+    reply: Reply<T>,
 }
 
-/// A handle on the HSM: cheap to clone, safe to share.
+/// Where a call's result goes.
+pub(super) enum Reply<T> {
+    /// An async caller; dropping the receiver abandons the call.
+    Async(oneshot::Sender<Result<T, HsmError>>),
+    /// A thread that blocks on the result.
+    Blocking(SyncSender<Result<T, HsmError>>),
+}
+
+impl<T, Op> Call<T, Op>
+where
+    T: Send + 'static,
+    Op: FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
+{
+    pub(super) fn job(op: Op, reply: Reply<T>) -> Job {
+        Box::new(Call { op, reply })
+    }
+}
+
+impl<T, Op> Work for Call<T, Op>
+where
+    T: Send,
+    Op: FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send,
+{
+    fn abandoned(&self) -> bool {
+        match &self.reply {
+            Reply::Async(tx) => tx.is_closed(),
+            // A blocked thread waits out its timeout; its calls are short admin ones.
+            Reply::Blocking(_) => false,
+        }
+    }
+
+    fn run(self: Box<Self>, worker: &mut WorkerSession) {
+        let result = (self.op)(worker);
+        if let Err(e) = &result {
+            worker.observe(e);
+        }
+        match self.reply {
+            // The caller may have gone away meanwhile; nothing to do then.
+            Reply::Async(tx) => drop(tx.send(result)),
+            Reply::Blocking(tx) => drop(tx.try_send(result)),
+        }
+    }
+}
+
+/// A handle on the HSM: cheap to clone, safe to share. Each handle queues its jobs in
+/// one lane (see [`Hsm::urgent`]).
 #[derive(Clone)]
 pub struct Hsm {
     inner: Arc<Inner>,
+    lane: Lane,
 }
 
 impl std::fmt::Debug for Hsm {
@@ -71,6 +113,7 @@ impl std::fmt::Debug for Hsm {
         f.debug_struct("Hsm")
             .field("token", &self.inner.shared.token_label)
             .field("workers", &self.inner.workers)
+            .field("lane", &self.lane)
             .finish_non_exhaustive()
     }
 }
@@ -87,8 +130,7 @@ pub(super) struct Shared {
 }
 
 struct Inner {
-    /// `None` only while dropping.
-    jobs: Option<SyncSender<Job>>,
+    queue: Arc<Queue>,
     shared: Arc<Shared>,
     workers: usize,
     threads: Vec<JoinHandle<()>>,
@@ -105,7 +147,7 @@ impl Drop for Inner {
         if let Some(m) = self.monitor.take() {
             let _ = m.join();
         }
-        drop(self.jobs.take());
+        self.queue.close();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -143,45 +185,40 @@ impl Hsm {
             pin,
             op_timeout: settings.op_timeout,
         });
-        let (tx, rx) = sync_channel::<Job>(settings.queue_depth);
-        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let queue = Arc::new(Queue::new(settings.queue_depth));
         let mut threads = Vec::with_capacity(settings.workers);
         for (n, mut worker) in workers.into_iter().enumerate() {
-            let rx = Arc::clone(&rx);
+            let queue = Arc::clone(&queue);
             let shared = Arc::clone(&shared);
             let thread = std::thread::Builder::new()
                 .name(format!("hsm-{n}"))
-                .spawn(move || loop {
-                    // Hold the lock only to take one job.
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else {
-                        return; // every sender is gone: shut down
-                    };
-                    // Read-locked while the job runs: the module is not initialised
-                    // again under a call in flight.
-                    let module = shared.module.read().unwrap_or_else(|p| p.into_inner());
-                    worker.adopt(&module);
-                    shared.health.job_begun();
-                    job(&mut worker);
-                    drop(module);
-                    shared.health.job_done();
+                // Ends once the queue is closed and drained.
+                .spawn(move || {
+                    while let Some(job) = queue.pop() {
+                        // Read-locked while the job runs: the module is not initialised
+                        // again under a call in flight.
+                        let module = shared.module.read().unwrap_or_else(|p| p.into_inner());
+                        worker.adopt(&module);
+                        shared.health.job_begun();
+                        job.run(&mut worker);
+                        drop(module);
+                        shared.health.job_done();
+                    }
                 })
                 .map_err(|_| HsmError::Unavailable)?;
             threads.push(thread);
         }
         let monitor = {
-            let (shared, jobs) = (Arc::clone(&shared), tx.clone());
+            let (shared, queue) = (Arc::clone(&shared), Arc::clone(&queue));
             std::thread::Builder::new()
                 .name("hsm-reconnect".into())
-                .spawn(move || reconnect::run(shared, jobs))
+                .spawn(move || reconnect::run(shared, queue))
                 .map_err(|_| HsmError::Unavailable)?
         };
         Ok(Hsm {
+            lane: Lane::Bulk,
             inner: Arc::new(Inner {
-                jobs: Some(tx),
+                queue,
                 shared,
                 workers: settings.workers,
                 threads,
@@ -189,6 +226,15 @@ impl Hsm {
                 monitor: Some(monitor),
             }),
         })
+    }
+
+    /// A handle whose jobs go in the urgent lane: for TLS handshakes, the TSA, OCSP, CRLs
+    /// and audit checkpoints, which must not wait behind the signing API's batches.
+    pub fn urgent(&self) -> Hsm {
+        Hsm {
+            inner: Arc::clone(&self.inner),
+            lane: Lane::Urgent,
+        }
     }
 
     /// Whether the token answers now (`/readyz`).
@@ -248,29 +294,26 @@ impl Hsm {
     fn submit_with<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
-        reply: impl FnOnce(Result<T, HsmError>) + Send + 'static,
+        reply: Reply<T>,
     ) -> Result<(), HsmError> {
         if !self.is_ready() {
             return Err(HsmError::Lost);
         }
-        let jobs = self.inner.jobs.as_ref().ok_or(HsmError::Unavailable)?;
-        match jobs.try_send(job(op, reply)) {
+        match self.inner.queue.push(self.lane, Call::job(op, reply)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(HsmError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(HsmError::Unavailable),
+            Err(Refused::Full) => Err(HsmError::Busy),
+            Err(Refused::Closed) => Err(HsmError::Unavailable),
         }
     }
 
-    /// Queue `op` for a worker; its result comes on the receiver.
+    /// Queue `op` for a worker; its result comes on the receiver. Dropping the receiver
+    /// before a worker takes the job drops the job.
     pub(super) fn submit<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
     ) -> Result<oneshot::Receiver<Result<T, HsmError>>, HsmError> {
         let (tx, rx) = oneshot::channel();
-        // The caller may have gone away (timeout); nothing to do then.
-        self.submit_with(op, move |r| {
-            let _ = tx.send(r);
-        })?;
+        self.submit_with(op, Reply::Async(tx))?;
         Ok(rx)
     }
 
@@ -337,9 +380,7 @@ impl Hsm {
     ) -> Result<T, HsmError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let done_before = self.inner.shared.health.jobs_done();
-        self.submit_with(op, move |r| {
-            let _ = tx.try_send(r);
-        })?;
+        self.submit_with(op, Reply::Blocking(tx))?;
         let wait = move || match rx.recv_timeout(limit) {
             Ok(result) => Ok(result),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -446,42 +487,34 @@ impl Hsm {
         )
     }
 
-    /// Sign many digests with one key: the batch is split into one share per worker, and
-    /// each worker signs and verifies its share in one job (no queue round trip per digest).
-    /// One result per digest, in order; a full queue fails the whole batch with `Busy`.
+    /// Sign many digests with one key. The batch is cut into jobs of a few digests; at
+    /// most one per worker is queued at a time, so parallel batches and single requests
+    /// take turns, and each job is timed on its own: a long batch on a slow token is not a
+    /// token that stopped answering. If the caller goes away the jobs not yet begun are
+    /// dropped. One result per digest, in order; a full queue or a timeout fails the whole
+    /// batch.
     pub async fn sign_digests(
         &self,
         key: &Arc<KeyInfo>,
         scheme: SignatureScheme,
         digests: Vec<Vec<u8>>,
     ) -> Result<Vec<Result<Vec<u8>, HsmError>>, HsmError> {
-        let share = digests.len().div_ceil(self.inner.workers.max(1)).max(1);
-        let mut pending = Vec::new();
-        let mut rest = digests;
-        while !rest.is_empty() {
-            let tail = rest.split_off(share.min(rest.len()));
-            let chunk = std::mem::replace(&mut rest, tail);
-            let key = Arc::clone(key);
-            pending.push(self.submit(move |w| {
-                Ok(chunk
-                    .iter()
-                    .map(|d| {
-                        let signature = sign_digest(w, &key.label, scheme, d)?;
-                        verified(
-                            &key,
-                            key.public.verify_digest(scheme, d, &signature),
-                            signature,
-                        )
-                    })
-                    .collect::<Vec<_>>())
-            })?);
-        }
-        let (deadline, done) = self.deadline();
-        let mut results = Vec::new();
-        for rx in pending {
+        let window = self.inner.workers.max(1);
+        let mut chunks = digests.chunks(BATCH_JOB).map(<[Vec<u8>]>::to_vec);
+        let mut pending = std::collections::VecDeque::with_capacity(window);
+        let mut results = Vec::with_capacity(digests.len());
+        loop {
+            while pending.len() < window {
+                let Some(chunk) = chunks.next() else { break };
+                let key = Arc::clone(key);
+                let rx = self.submit(move |w| Ok(sign_and_verify_all(w, &key, scheme, &chunk)))?;
+                pending.push_back((rx, self.deadline()));
+            }
+            let Some((rx, (deadline, done))) = pending.pop_front() else {
+                return Ok(results);
+            };
             results.extend(self.wait(rx, deadline, done).await?);
         }
-        Ok(results)
     }
 
     /// Generate a key pair inside the token (sensitive, never extractable) and return its public side.
@@ -581,6 +614,26 @@ impl Hsm {
         }
         Ok(total as f64 / start.elapsed().as_secs_f64())
     }
+}
+
+/// Sign each of `digests` and check each signature; one result per digest.
+fn sign_and_verify_all(
+    w: &mut WorkerSession,
+    key: &KeyInfo,
+    scheme: SignatureScheme,
+    digests: &[Vec<u8>],
+) -> Vec<Result<Vec<u8>, HsmError>> {
+    digests
+        .iter()
+        .map(|d| {
+            let signature = sign_digest(w, &key.label, scheme, d)?;
+            verified(
+                key,
+                key.public.verify_digest(scheme, d, &signature),
+                signature,
+            )
+        })
+        .collect()
 }
 
 /// Release a signature only if it verified with the key's public key.

@@ -9,7 +9,7 @@
 //! reconnects: while the server is down that C_Initialize succeeds with no slots, so it is
 //! repeated until the token shows up.
 
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,8 @@ use cryptoki::slot::Slot;
 use super::error::HsmError;
 use super::health::Wake;
 use super::keys;
-use super::pool::{job, Job, Shared};
+use super::pool::{Call, Reply, Shared};
+use super::queue::{Lane, Queue};
 use super::session::{find_slot, open_logged_in};
 
 /// How often a ready token is probed when nothing else shows it is gone.
@@ -57,7 +58,7 @@ impl Module {
 }
 
 /// The reconnect loop; returns when the pool stops.
-pub(super) fn run(shared: Arc<Shared>, jobs: SyncSender<Job>) {
+pub(super) fn run(shared: Arc<Shared>, queue: Arc<Queue>) {
     let mut backoff = FIRST_BACKOFF;
     let mut last_failure = String::new();
     loop {
@@ -68,7 +69,7 @@ pub(super) fn run(shared: Arc<Shared>, jobs: SyncSender<Job>) {
             match shared.health.wait(PROBE_INTERVAL) {
                 Wake::Stop => return,
                 Wake::Lost => continue,
-                Wake::Idle => probe(&shared, &jobs),
+                Wake::Idle => probe(&shared, &queue),
             }
             continue;
         }
@@ -97,18 +98,16 @@ pub(super) fn run(shared: Arc<Shared>, jobs: SyncSender<Job>) {
 /// Ask a worker for one random byte. An error says the token is lost; so does silence
 /// while no worker finishes any job (they are stuck in the token). A full queue or a slow
 /// one that still moves is load, not loss.
-fn probe(shared: &Arc<Shared>, jobs: &SyncSender<Job>) {
+fn probe(shared: &Arc<Shared>, queue: &Queue) {
     let done_before = shared.health.jobs_done();
     let (tx, rx) = sync_channel(1);
-    let probe = job(
+    let probe = Call::job(
         |w| w.with_retry(|w| Ok(w.session()?.generate_random_vec(1)?)),
-        move |r| {
-            let _ = tx.try_send(r);
-        },
+        Reply::Blocking(tx),
     );
-    match jobs.try_send(probe) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return,
+    // In the urgent lane: the next free worker takes it, whatever bulk work waits.
+    if queue.push(Lane::Urgent, probe).is_err() {
+        return;
     }
     match rx.recv_timeout(shared.op_timeout) {
         Ok(Ok(_)) | Err(RecvTimeoutError::Disconnected) => {}

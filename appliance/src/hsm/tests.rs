@@ -391,3 +391,74 @@ fn workers_stuck_in_the_token_mark_it_lost_for_the_callers_after() {
     until_ready(&hsm, Duration::from_secs(5)).expect("ready again");
     assert!(hsm.random_blocking(1).is_ok());
 }
+
+#[test]
+fn an_urgent_job_passes_the_bulk_work_queued_before_it() {
+    let _shared = shared();
+    let settings = HsmSettings {
+        workers: 1,
+        queue_depth: 16,
+        ..token().1.clone()
+    };
+    let hsm = Hsm::open(&settings).expect("open");
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let _running = hsm.submit(move |_| {
+        let _ = hold.recv_timeout(Duration::from_secs(10));
+        Ok(())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let note = |tag: &'static str| {
+        let order = Arc::clone(&order);
+        move |_: &mut session::WorkerSession| {
+            order.lock().map(|mut o| o.push(tag)).ok();
+            Ok(())
+        }
+    };
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        waits.push(hsm.submit(note("bulk")).expect("queued"));
+    }
+    waits.push(hsm.urgent().submit(note("urgent")).expect("queued"));
+    release.send(()).expect("release the worker");
+    for rx in waits {
+        rx.blocking_recv().expect("answered").expect("ran");
+    }
+    let order = order.lock().map(|o| o.clone()).unwrap_or_default();
+    assert_eq!(order, ["urgent", "bulk", "bulk", "bulk", "bulk"]);
+}
+
+#[test]
+fn a_batch_longer_than_the_operation_timeout_is_not_a_lost_token() {
+    let _shared = shared();
+    let _keys = hsm();
+    let settings = HsmSettings {
+        workers: 1,
+        op_timeout: Duration::from_millis(150),
+        ..token().1.clone()
+    };
+    let hsm = Hsm::open(&settings).expect("open");
+    let key = hsm.key_blocking("rsa").expect("key");
+    let scheme = SignatureScheme::RsaPkcs1v15(HashAlg::Sha256);
+    let digests = vec![vec![7u8; 32]; 600];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let start = std::time::Instant::now();
+    let signed = rt
+        .block_on(hsm.sign_digests(&key, scheme, digests))
+        .expect("the whole batch is signed");
+    // Longer than one operation may take: it was cut into many short ones.
+    assert!(
+        start.elapsed() > Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(signed.len(), 600);
+    assert!(signed.iter().all(Result::is_ok));
+    assert!(
+        hsm.is_ready(),
+        "a long honest batch must not mark the token lost"
+    );
+}
