@@ -1250,6 +1250,16 @@ fn the_deb_installs_into_a_throwaway_root_with_every_file_and_a_user() {
         .collect();
     assert_eq!(entry[6], "/usr/sbin/nologin");
     let uid: u32 = entry[2].parse().unwrap();
+    // And the production config's [admin] groups, signet a member of the admin group.
+    let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
+    for (name, members) in [("signet-admin", "signet"), ("signet-officer", "")] {
+        assert!(
+            group.lines().any(
+                |l| l.starts_with(&format!("{name}:")) && l.rsplit(':').next() == Some(members)
+            ),
+            "no {name}:...:{members} in\n{group}"
+        );
+    }
     for dir in ["var/lib/signet", "var/log/signet"] {
         let meta = std::fs::metadata(root.join(dir)).unwrap();
         assert_eq!((meta.uid(), meta.mode() & 0o7777), (uid, 0o700), "{dir}");
