@@ -588,6 +588,11 @@ fn started_as_root_it_drops_to_the_configured_user_after_binding() {
         let mut process = toml::Table::new();
         process.insert("user".into(), "nobody".into());
         t.insert("process".into(), process.into());
+        // An admin group other than the user's own (nogroup): the socket keeps it.
+        t["admin"]
+            .as_table_mut()
+            .unwrap()
+            .insert("group".into(), "daemon".into());
     });
     run_ok(
         Command::new("chown")
@@ -616,6 +621,12 @@ fn started_as_root_it_drops_to_the_configured_user_after_binding() {
     let caps = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
     assert!(caps.ends_with("0000000000000000"), "{caps}");
     assert!(app.log().contains("dropped root"), "{}", app.log());
+    // The admin socket is the user's now, and still the admin group's.
+    let socket = std::fs::metadata(app.path("admin.sock")).unwrap();
+    assert_eq!(
+        (socket.uid(), socket.gid(), socket.mode() & 0o777),
+        (65534, gid_of("daemon"), 0o660)
+    );
     // Serving as nobody: the listeners were bound and the token opened before the drop.
     let req = app.path("d.tsq");
     std::fs::write(&req, signet_e2e::tsp::request(b"dropped", 3, true)).unwrap();
