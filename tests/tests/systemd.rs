@@ -954,7 +954,11 @@ fn map_like_private_users(pid: u32, svc: &str, go: &Path) {
     let own = std::fs::read_link("/proc/self/ns/user").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok() == Some(own.clone()) {
-        assert!(Instant::now() < deadline, "no user namespace for {pid}");
+        assert!(
+            Instant::now() < deadline,
+            "no user namespace for {pid}: can this machine make one (`unshare --user true` \
+             as a plain user)? systemd's PrivateUsers= needs the same"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     std::fs::write(
