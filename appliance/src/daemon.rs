@@ -334,7 +334,7 @@ pub async fn run(
         })?;
     tracing::info!(socket = %admin_path.display(), "admin socket ready");
     if let Some(user) = &config.process.user {
-        drop_privileges(user, &admin_path, &spool_dir, config.profile)?;
+        drop_privileges(user, &admin_path, admin_group, &spool_dir, config.profile)?;
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -503,6 +503,7 @@ fn adopt(
 fn drop_privileges(
     user: &str,
     admin_path: &Path,
+    admin_group: Option<nix::unistd::Gid>,
     spool_dir: &Path,
     profile: signet_config::Profile,
 ) -> Result<(), StartError> {
@@ -514,7 +515,9 @@ fn drop_privileges(
         .ok()
         .flatten()
         .ok_or_else(|| crate::hardening::HardeningError::NoSuchUser(user.to_owned()))?;
-    nix::unistd::chown(admin_path, Some(entry.uid), Some(entry.gid)).map_err(|e| {
+    // The admin group, when there is one, keeps the socket: its members stay let in.
+    let group = admin_group.unwrap_or(entry.gid);
+    nix::unistd::chown(admin_path, Some(entry.uid), Some(group)).map_err(|e| {
         StartError::Admin {
             path: admin_path.to_owned(),
             source: e.into(),

@@ -98,6 +98,35 @@ fn has_cap_ipc_lock() -> bool {
         .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
 
+/// Open files signetd needs besides its connections: the database, the audit log, the
+/// token, spooled PDFs, admin connections, the runtime's own descriptors.
+pub const FILES_BESIDES_CONNECTIONS: u64 = 256;
+
+/// `RLIMIT_NOFILE` after [`raise_open_files`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct OpenFiles {
+    /// The soft limit now in force.
+    pub soft: u64,
+    /// The hard limit (the most the soft one could be raised to).
+    pub hard: u64,
+}
+
+/// Raise the soft limit on open files to the hard one: every connection is a descriptor,
+/// and the soft default (1024) is below what two listeners of 1024 connections each need.
+/// signetd never uses select(2), so a high limit costs nothing. The caller compares the
+/// result with what its connection budgets need.
+pub fn raise_open_files() -> Result<OpenFiles, HardeningError> {
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(sys("getrlimit(RLIMIT_NOFILE)"))?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(sys("setrlimit(RLIMIT_NOFILE)"))?;
+    }
+    Ok(OpenFiles {
+        soft: soft.max(hard),
+        hard,
+    })
+}
+
 /// What [`drop_to_user`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Dropped {

@@ -89,6 +89,35 @@ fn main() -> ExitCode {
         eprintln!("signetd: {why}");
         return ExitCode::FAILURE;
     }
+    // Every connection is a descriptor: the limit must cover both listeners' budgets.
+    let connections = config.api.max_connections as u64
+        + if config.public.listen.is_some()
+            || args.public_listen.is_some()
+            || activated.public.is_some()
+        {
+            config.public.max_connections as u64
+        } else {
+            0
+        };
+    let needed = connections + signet::hardening::FILES_BESIDES_CONNECTIONS;
+    match signet::hardening::raise_open_files() {
+        Ok(files) if files.soft >= needed => {
+            tracing::info!(
+                soft = files.soft,
+                hard = files.hard,
+                needed,
+                "open files limit"
+            );
+        }
+        Ok(files) => tracing::warn!(
+            soft = files.soft,
+            hard = files.hard,
+            needed,
+            "open files limit below what the connection budgets need: raise LimitNOFILE= \
+             (or `ulimit -Hn`) or lower max_connections"
+        ),
+        Err(e) => tracing::warn!("open files limit: {e}"),
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = config.api.worker_threads {
         runtime.worker_threads(n);
