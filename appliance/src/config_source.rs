@@ -51,6 +51,14 @@ impl ConfigSource {
         }
     }
 
+    /// The TPM's TCTI: a sealed file's, else `SIGNET_TCTI`, else the kernel's resource manager.
+    pub fn tcti(&self) -> String {
+        match self {
+            ConfigSource::Clear(_) => tcti(None),
+            ConfigSource::Sealed { tcti, .. } => tcti.clone(),
+        }
+    }
+
     /// Where its secrets may come from.
     pub fn origin(&self) -> Origin {
         match self {

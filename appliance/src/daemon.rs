@@ -175,18 +175,40 @@ pub async fn run(
     let urgent = hsm.urgent();
     let admin_group = crate::admin::server::admin_group(config.admin.group.as_deref())
         .map_err(StartError::Config)?;
-    let audit = AuditLog::open(
-        &layout.audit_log(),
-        &layout.audit_anchor(),
-        AuditSigner {
-            hsm: urgent.clone(),
-            key: audit_key,
-        },
-        CheckpointPolicy {
-            every: config.audit.checkpoint_every,
-            interval: Duration::from_secs(config.audit.checkpoint_secs),
-        },
-    )?;
+    let audit_public =
+        crate::audit::key_from_certificate(&layout.audit_cert()).map_err(StartError::Config)?;
+    let counter = if config.audit.uses_tpm_counter(source.origin()) {
+        Some(crate::audit::TpmCounter {
+            tcti: source.tcti(),
+            index: config.audit.tpm_counter_index,
+        })
+    } else {
+        tracing::warn!(
+            "audit rollback protection is limited: the anchor is signed, but no TPM counter \
+             is kept (a clear-text config, or audit.tpm_counter = \"off\"), so an older log \
+             and anchor put back together are not detected"
+        );
+        None
+    };
+    notifier.status("checking the audit anchor");
+    let audit = tokio::task::block_in_place(|| {
+        AuditLog::open(
+            &layout.audit_log(),
+            &layout.audit_anchor(),
+            AuditSigner {
+                hsm: urgent.clone(),
+                key: audit_key,
+            },
+            CheckpointPolicy {
+                every: config.audit.checkpoint_every,
+                interval: Duration::from_secs(config.audit.checkpoint_secs),
+            },
+            crate::audit::log::AnchorPolicy {
+                key: audit_public,
+                counter,
+            },
+        )
+    })?;
 
     let store = Store::open(&layout.database())?;
     let signer = SignerIdentity::new(

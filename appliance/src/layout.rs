@@ -52,8 +52,8 @@ impl StateLayout {
     pub fn audit_log(&self) -> PathBuf {
         self.audit_dir().join("audit.log")
     }
-    /// The latest checkpoint's sequence number and hash, kept beside the log so that a
-    /// log truncated past it is caught.
+    /// The latest checkpoint's sequence number and hash (and the TPM counter's value),
+    /// signed by the audit key, kept beside the log so that a log truncated past it is caught.
     pub fn audit_anchor(&self) -> PathBuf {
         self.audit_dir().join("anchor.json")
     }

@@ -556,15 +556,51 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// ...or after this many seconds with records not yet covered, whichever comes first.
     pub checkpoint_secs: u64,
+    /// Whether the anchor carries the value of a monotonic TPM counter (rollback
+    /// protection): `auto` (default: when the config is sealed by the TPM, as production's
+    /// is), `required` (always; signetd does not start without it) or `off` (dev only).
+    pub tpm_counter: TpmCounterMode,
+    /// The TPM NV index of that counter, in the owner range 0x01000000 to 0x013fffff.
+    /// Default: 0x0100a0d1.
+    pub tpm_counter_index: u32,
 }
+
+/// The TPM NV index the audit counter takes unless configured otherwise.
+pub const DEFAULT_AUDIT_COUNTER_INDEX: u32 = 0x0100_A0D1;
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             checkpoint_every: 1000,
             checkpoint_secs: 60,
+            tpm_counter: TpmCounterMode::Auto,
+            tpm_counter_index: DEFAULT_AUDIT_COUNTER_INDEX,
         }
     }
+}
+
+impl AuditConfig {
+    /// Whether the TPM counter is used by an appliance whose config came from `origin`.
+    pub fn uses_tpm_counter(&self, origin: Origin) -> bool {
+        match self.tpm_counter {
+            TpmCounterMode::Required => true,
+            TpmCounterMode::Auto => origin == Origin::Sealed,
+            TpmCounterMode::Off => false,
+        }
+    }
+}
+
+/// When the audit anchor carries a TPM counter.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TpmCounterMode {
+    /// When the config is sealed by the TPM (a TPM exists); not from a clear-text config.
+    #[default]
+    Auto,
+    /// Always: signetd refuses to start without the TPM.
+    Required,
+    /// Never: the anchor is only signed (the dev profile only).
+    Off,
 }
 
 /// A key the signing API offers.

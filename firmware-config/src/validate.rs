@@ -71,6 +71,24 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             "a SoftHSM token is for the dev profile only".into(),
         );
     }
+    let (first, last) = crate::sealed::counter::OWNER_NV_RANGE;
+    if !(first..=last).contains(&config.audit.tpm_counter_index) {
+        bad(
+            "audit.tpm_counter_index",
+            format!(
+                "{:#010x} is not in the owner range of NV indices: {first:#010x} to {last:#010x}",
+                config.audit.tpm_counter_index
+            ),
+        );
+    }
+    if production && config.audit.tpm_counter == crate::TpmCounterMode::Off {
+        bad(
+            "audit.tpm_counter",
+            "`off` leaves the audit log open to rollback (an older log and anchor put back): \
+             refused in the production profile; use `auto` or `required`"
+                .into(),
+        );
+    }
     if config.hsm.workers == 0 || config.hsm.workers > 256 {
         bad(
             "hsm.workers",

@@ -366,3 +366,43 @@ fn connection_budgets_are_checked_per_listener() {
         assert_eq!(c.public.max_connections, 1024);
     }
 }
+
+#[test]
+fn the_audit_tpm_counter_is_used_from_a_sealed_config_and_off_is_refused_in_production() {
+    let c = Config::parse_as("dev.toml", DEV_TOML, Origin::Clear).unwrap();
+    assert_eq!(
+        c.audit.tpm_counter_index,
+        crate::DEFAULT_AUDIT_COUNTER_INDEX
+    );
+    assert!(!c.audit.uses_tpm_counter(Origin::Clear));
+    assert!(c.audit.uses_tpm_counter(Origin::Sealed));
+    let required = dev_with("tpm_counter = \"auto\"", "tpm_counter = \"required\"");
+    let c = Config::parse_as("dev.toml", &required, Origin::Clear).unwrap();
+    assert!(c.audit.uses_tpm_counter(Origin::Clear));
+
+    // Outside the owner range of NV indices.
+    let text = dev_with(
+        "tpm_counter = \"auto\"",
+        "tpm_counter = \"auto\"\ntpm_counter_index = 0x01800000",
+    );
+    let p = problems(&text, Origin::Clear);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "audit.tpm_counter_index");
+    assert!(p[0].message.contains("owner range"), "{}", p[0].message);
+
+    // `off`: dev only.
+    let off =
+        PRODUCTION_EXAMPLE_TOML.replacen("tpm_counter = \"auto\"", "tpm_counter = \"off\"", 1);
+    assert_ne!(off, PRODUCTION_EXAMPLE_TOML);
+    let p = problems(&off, Origin::Sealed);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "audit.tpm_counter");
+    assert_at(&p[0], position(&off, "\"off\"", 0));
+    assert!(
+        p[0].message.contains("refused in the production profile"),
+        "{}",
+        p[0].message
+    );
+    let dev_off = dev_with("tpm_counter = \"auto\"", "tpm_counter = \"off\"");
+    assert!(problems(&dev_off, Origin::Clear).is_empty());
+}

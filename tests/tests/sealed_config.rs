@@ -114,6 +114,12 @@ fn signetd_runs_the_tsa_from_the_sealed_config_and_the_pin_is_nowhere_on_disk() 
     a.try_start_from(config_arg.as_ref(), &[("SIGNET_TCTI", &tcti)])
         .unwrap_or_else(|log| panic!("signetd from the sealed config: {log}"));
     assert!(!a.log().contains("without the TPM"), "{}", a.log());
+    // A sealed config means a TPM: the audit anchor carries its counter.
+    assert!(
+        a.log().contains("audit rollback protection: TPM counter"),
+        "{}",
+        a.log()
+    );
 
     // The TSA works.
     let work = tempfile::tempdir().unwrap();

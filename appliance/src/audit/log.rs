@@ -2,20 +2,26 @@
 //! record to be durable; it takes every event waiting at that moment, appends them in one
 //! write, and makes them durable with one `fdatasync` (group commit). After
 //! `checkpoint_every` records, or `checkpoint_secs` with records not yet covered, it adds a
-//! checkpoint signed by the audit key in the HSM and notes it in the anchor file.
+//! checkpoint signed by the audit key in the HSM and notes it in the anchor file, signed
+//! too, with the TPM counter's next value; then it increments the counter. All of that is
+//! on this thread, once per checkpoint, never on a request's path.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
+use signet_config::sealed::CounterState;
+use signet_pki::verify::PublicKey;
+
+use super::anchor::{check_rollback, Anchor, AnchorError, TpmCounter};
 use super::record::{Event, Record, GENESIS};
-use super::verify::{scheme_name, Anchor};
+use super::verify::scheme_name;
 use crate::hsm::{Hsm, KeyInfo};
 
 /// Events taken into one write at most.
@@ -41,6 +47,42 @@ pub enum AuditError {
         /// What went wrong.
         message: String,
     },
+    /// The anchor does not hold, or the log was rolled back: signetd does not start on it
+    /// (it would sign a new anchor over the damage).
+    #[error(
+        "{0}; signetd does not start on it (README: the audit log). After restoring the \
+         state directory from a backup on purpose, move the anchor aside and give the \
+         counter a new index (audit.tpm_counter_index)"
+    )]
+    Anchor(#[from] AnchorError),
+    /// The log ends before the checkpoint the anchor names.
+    #[error(
+        "the audit log ends at record {last}, but the anchor names checkpoint {anchor}: the \
+         log was truncated; signetd does not start on it"
+    )]
+    Truncated {
+        /// The last record in the log (none: empty).
+        last: String,
+        /// The anchor's checkpoint.
+        anchor: u64,
+    },
+    /// The TPM counter could not be read or prepared.
+    #[error("audit TPM counter (NV index {index:#010x}): {message}")]
+    Counter {
+        /// The NV index.
+        index: u32,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What protects the anchor: the audit key's public half (to check the anchor found at
+/// start) and the TPM counter, when one is kept.
+pub struct AnchorPolicy {
+    /// The audit certificate's key.
+    pub key: PublicKey,
+    /// The TPM counter.
+    pub counter: Option<TpmCounter>,
 }
 
 /// When checkpoints are made.
@@ -74,16 +116,21 @@ pub struct AuditLog {
     records: Arc<AtomicU64>,
     path: PathBuf,
     anchor: PathBuf,
+    counter: Option<TpmCounter>,
+    /// Held while the anchor and the counter change together, and while both are read.
+    anchor_lock: Arc<Mutex<()>>,
 }
 
 impl AuditLog {
-    /// Open (or create) the log at `path`, cut a torn last line left by a crash, and start
-    /// the writer with a `start` record.
+    /// Open (or create) the log at `path`, cut a torn last line left by a crash, check the
+    /// anchor (its signature, the TPM counter, that the log reaches it), prepare the TPM
+    /// counter, and start the writer with a `start` record. Blocking (files, the TPM).
     pub fn open(
         path: &Path,
         anchor: &Path,
         signer: AuditSigner,
         policy: CheckpointPolicy,
+        protection: AnchorPolicy,
     ) -> Result<AuditLog, AuditError> {
         let open_err = |message: String| AuditError::Open {
             path: path.to_owned(),
@@ -99,6 +146,7 @@ impl AuditLog {
             .open(path)
             .map_err(|e| open_err(e.to_string()))?;
         let (tail, torn) = recover(&mut file).map_err(open_err)?;
+        let needs_anchor = check_at_start(anchor, tail.as_ref(), &protection)?;
         let len = file
             .seek(SeekFrom::End(0))
             .map_err(|e| open_err(e.to_string()))?;
@@ -121,7 +169,10 @@ impl AuditLog {
             records: Arc::clone(&records),
             failed: None,
             checkpoint_retry: None,
+            counter: protection.counter.clone(),
+            anchor_lock: Arc::new(Mutex::new(())),
         };
+        let anchor_lock = Arc::clone(&writer.anchor_lock);
         // Records after the last checkpoint (before a crash) count as not covered.
         if tail
             .as_ref()
@@ -140,11 +191,19 @@ impl AuditLog {
             records,
             path: path.to_owned(),
             anchor: anchor.to_owned(),
+            counter: protection.counter,
+            anchor_lock,
         };
         log.record_detached(Event::Start {
             version: env!("CARGO_PKG_VERSION").into(),
             torn_bytes: torn,
         });
+        if needs_anchor {
+            // A checkpoint now, so that the anchor is signed (and carries the counter) from
+            // the start; nobody waits for it.
+            let (tx, _) = oneshot::channel();
+            let _ = log.tx.send(Job::Checkpoint(tx));
+        }
         Ok(log)
     }
 
@@ -202,6 +261,86 @@ impl AuditLog {
     pub fn anchor_path(&self) -> &Path {
         &self.anchor
     }
+
+    /// The anchor and what the TPM counter holds (`None` when no counter is kept), read
+    /// together: no checkpoint moves either in between. Blocking (the TPM).
+    pub fn anchor_and_counter(&self) -> Result<(Option<Anchor>, Option<CounterState>), String> {
+        let _both = lock(&self.anchor_lock);
+        let state = match &self.counter {
+            None => None,
+            Some(c) => Some(c.state().map_err(|e| e.to_string())?),
+        };
+        Ok((read_anchor(&self.anchor)?, state))
+    }
+
+    /// The TPM counter kept, if any.
+    pub fn counter(&self) -> Option<&TpmCounter> {
+        self.counter.as_ref()
+    }
+}
+
+fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Before anything is appended: the anchor found must be signed by the audit key, the TPM
+/// counter must not be ahead of it, and the log must reach its checkpoint. Otherwise the
+/// next checkpoint would sign a fresh anchor over a rolled-back log. Then the counter is
+/// defined (once) and given its first value. Returns whether a checkpoint should be made
+/// at once, so that the anchor is signed and carries the counter.
+fn check_at_start(
+    path: &Path,
+    tail: Option<&Record>,
+    protection: &AnchorPolicy,
+) -> Result<bool, AuditError> {
+    let counter_err = |index: u32| {
+        move |e: signet_config::sealed::CounterError| AuditError::Counter {
+            index,
+            message: e.to_string(),
+        }
+    };
+    let anchor = read_anchor(path).map_err(|message| AuditError::Open {
+        path: path.to_owned(),
+        message,
+    })?;
+    // An anchor of an older version has no signature: it is taken as no anchor (and
+    // replaced at once) unless a counter says otherwise below.
+    let anchor = match anchor {
+        Some(a) => match a.check_signature(&protection.key) {
+            Ok(()) => Some(a),
+            Err(AnchorError::Unsigned { .. }) => {
+                tracing::warn!(
+                    seq = a.seq,
+                    "the audit anchor is not signed (an older signetd wrote it): signing a new one"
+                );
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    if let Some(a) = &anchor {
+        if tail.is_none_or(|t| t.seq < a.seq) {
+            return Err(AuditError::Truncated {
+                last: tail.map_or("none (empty)".into(), |t| t.seq.to_string()),
+                anchor: a.seq,
+            });
+        }
+    }
+    if let Some(c) = &protection.counter {
+        let state = c.state().map_err(counter_err(c.index))?;
+        check_rollback(anchor.as_ref(), state)?;
+        let value = c.prepare().map_err(counter_err(c.index))?;
+        tracing::info!(
+            index = format!("{:#010x}", c.index),
+            value,
+            "audit rollback protection: TPM counter"
+        );
+    }
+    Ok(match &anchor {
+        None => protection.counter.is_some() || tail.is_some(),
+        Some(a) => protection.counter.is_some() && a.tpm_counter.is_none(),
+    })
 }
 
 /// Read the anchor at `path`; `None` if there is none yet.
@@ -308,6 +447,8 @@ struct Writer {
     failed: Option<String>,
     /// Not before then is a due checkpoint tried again after one failed.
     checkpoint_retry: Option<Instant>,
+    counter: Option<TpmCounter>,
+    anchor_lock: Arc<Mutex<()>>,
 }
 
 type Reply = oneshot::Sender<Result<u64, AuditError>>;
@@ -394,10 +535,7 @@ impl Writer {
             match self.sign_checkpoint() {
                 Ok(r) => {
                     self.checkpoint_retry = None;
-                    checkpoint = Some(Anchor {
-                        seq: r.seq,
-                        hash: r.hash.clone(),
-                    });
+                    checkpoint = Some((r.seq, r.hash.clone()));
                     records.push(r);
                 }
                 Err(e) => {
@@ -421,13 +559,13 @@ impl Writer {
             for r in &records {
                 emit(r);
             }
-            if let Some(anchor) = &checkpoint {
-                if let Err(e) = write_anchor(&self.anchor, anchor) {
-                    tracing::error!(error = %e, "audit anchor not written");
+            if let Some((seq, hash)) = &checkpoint {
+                if let Err(e) = self.anchor(*seq, hash) {
+                    tracing::error!(error = %e, seq, "audit anchor not written");
                 }
             }
         }
-        let last_checkpoint = checkpoint.as_ref().map(|a| a.seq);
+        let last_checkpoint = checkpoint.as_ref().map(|a| a.0);
         for (reply, seq) in waiting {
             let Some(reply) = reply else { continue };
             let answer = match (&outcome, seq) {
@@ -465,6 +603,45 @@ impl Writer {
         self.uncovered = 0;
         self.oldest_uncovered = None;
         Ok(r)
+    }
+
+    /// Note checkpoint `seq` (hash `hash`, durable) in the anchor: read the TPM counter,
+    /// sign the anchor with its next value, write it, then increment the counter. A crash
+    /// between the last two leaves the anchor one ahead, which verifies; the other order
+    /// would leave the counter ahead, a rollback. A failure leaves the anchor as it was (the
+    /// log still reaches it) until the next checkpoint.
+    fn anchor(&mut self, seq: u64, hash: &str) -> Result<(), String> {
+        let _both = lock(&self.anchor_lock);
+        let mut tpm = match &self.counter {
+            Some(c) => Some(c.open().map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let next = match (&self.counter, &mut tpm) {
+            (Some(c), Some(tpm)) => match tpm.counter_state(c.index).map_err(|e| e.to_string())? {
+                CounterState::Value(v) => Some(v.saturating_add(1)),
+                other => return Err(format!("the TPM counter holds no value ({other:?})")),
+            },
+            _ => None,
+        };
+        let scheme = self.signer.key.algorithm.default_scheme();
+        let anchor = Anchor::sign(seq, hash, next, scheme, |m| {
+            self.signer.hsm.sign_blocking(&self.signer.key, scheme, m)
+        })?;
+        write_anchor(&self.anchor, &anchor).map_err(|e| e.to_string())?;
+        if let (Some(c), Some(tpm)) = (&self.counter, &mut tpm) {
+            let now = tpm
+                .counter_increment(c.index)
+                .map_err(|e| format!("the anchor is written, the counter not incremented: {e}"))?;
+            if Some(now) != next {
+                tracing::warn!(
+                    counter = now,
+                    anchor = next,
+                    "the TPM counter moved besides the audit log: is another program using NV index {:#010x}?",
+                    c.index
+                );
+            }
+        }
+        Ok(())
     }
 
     fn write(&mut self, records: &[Record]) -> Result<(), AuditError> {

@@ -9,16 +9,20 @@
 //! ```
 //!
 //! `signetctl audit verify` checks a log (or an export, with the audit certificate alone)
-//! and names the first broken record.
+//! and names the first broken record. The anchor beside the log (the last checkpoint, signed
+//! by the audit key, with the TPM counter's value where a TPM is used) catches a log
+//! truncated to an earlier checkpoint: see [`anchor`].
 
+pub mod anchor;
 pub mod context;
 pub mod log;
 pub mod record;
 pub mod verify;
 
+pub use anchor::{Anchor, AnchorError, TpmCounter};
 pub use log::{AuditError, AuditLog, AuditSigner, CheckpointPolicy};
 pub use record::{Event, Record};
-pub use verify::{Anchor, Broken, Scope, Verified};
+pub use verify::{Broken, Scope, Verified};
 
 use std::path::Path;
 

@@ -3,21 +3,13 @@
 //! and for the appliance's own log, that it still reaches the last checkpoint it wrote.
 //! The first failure is named by the sequence number the record at that place should have.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use signet_pki::verify::PublicKey;
 use signet_pki::SignatureScheme;
 
+pub use super::anchor::Anchor;
 use super::record::{hash_from_hex, Event, Record, GENESIS};
-
-/// The last checkpoint written, kept beside the log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Anchor {
-    /// Its sequence number.
-    pub seq: u64,
-    /// Its hash (hex).
-    pub hash: String,
-}
 
 /// What is being checked.
 #[derive(Clone, Debug)]

@@ -185,6 +185,25 @@ fn print_verified(json: bool, v: &Value) -> Result<(), String> {
         n("checkpoints").unwrap_or(0),
         n("last_checkpoint").map_or("-".into(), |s| s.to_string())
     );
+    match (v.get("anchor"), v.get("rollback_check")) {
+        (Some(a), Some(r)) if !r.is_null() => println!(
+            "rollback check: the TPM counter (NV index {}) is at {}, the signed anchor at {}",
+            r.get("tpm_counter_index")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            r.get("tpm_counter")
+                .and_then(Value::as_u64)
+                .map_or("none".into(), |c| c.to_string()),
+            a.get("tpm_counter")
+                .and_then(Value::as_u64)
+                .map_or("none".into(), |c| c.to_string()),
+        ),
+        (Some(a), _) if !a.is_null() => println!(
+            "the anchor is signed; no TPM counter is kept, so an older log and anchor put back \
+             together would not be detected"
+        ),
+        _ => {}
+    }
     if let Some(t) = n("torn_bytes") {
         println!("an incomplete last line of {t} bytes (a crash) is not counted");
     }

@@ -184,7 +184,11 @@ pub fn run_watched(
                 crate::admin::duties::check_offline(&config, &command, |_| Ok(None))?;
                 edit_offline(&common.config, command)
             }
-            command => offline(&config, command, progress),
+            command => {
+                let origin =
+                    crate::config_source::ConfigSource::new(&common.config, String::new()).origin();
+                offline(&config, origin, command, progress)
+            }
         },
         Err(e) => Err(e.to_string()),
     }
@@ -212,6 +216,7 @@ fn edit_offline(path: &std::path::Path, command: Command) -> Result<Value, Strin
 
 fn offline(
     config: &signet_config::Config,
+    origin: signet_config::Origin,
     command: Command,
     progress: &Progress,
 ) -> Result<Value, String> {
@@ -232,7 +237,15 @@ fn offline(
             progress.set_length(total);
             progress.set(done);
         };
-        return crate::admin::audit_ops::offline(&layout, c, &mut shown).map_err(|e| e.to_string());
+        let counter = config
+            .audit
+            .uses_tpm_counter(origin)
+            .then(|| crate::audit::TpmCounter {
+                tcti: crate::config_source::tcti(None),
+                index: config.audit.tpm_counter_index,
+            });
+        return crate::admin::audit_ops::offline(&layout, counter.as_ref(), c, &mut shown)
+            .map_err(|e| e.to_string());
     }
     if let Command::KeyList | Command::KeyShow { .. } = &command {
         let hsm =

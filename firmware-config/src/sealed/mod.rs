@@ -1,9 +1,11 @@
 //! The config sealed by the TPM: AES-256-GCM under a fresh random data key, and the data
-//! key sealed to the box's TPM under a PCR policy. Only this module touches `tss-esapi`.
+//! key sealed to the box's TPM under a PCR policy; and the TPM's monotonic NV counter that
+//! the audit log's anchor carries (`counter`). Only this module touches `tss-esapi`.
 //!
 //! Unsealing needs the same TPM (the sealed object is bound to its owner seed) in the same
 //! measured state (the PCRs hold the values sealed to). Nothing falls back to clear text.
 
+pub mod counter;
 pub mod format;
 pub mod pcrs;
 pub mod tpm;
@@ -13,6 +15,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
+pub use counter::{CounterError, CounterState};
 pub use format::{FormatError, SealedFile};
 pub use pcrs::{PcrSelection, DEFAULT_PCRS, PCR_VALUE_LEN};
 pub use tpm::{Tpm, TpmError};

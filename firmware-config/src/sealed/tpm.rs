@@ -62,7 +62,7 @@ fn step(step: &'static str) -> impl FnOnce(tss_esapi::Error) -> TpmError {
 
 /// A connection to a TPM.
 pub struct Tpm {
-    context: Context,
+    pub(super) context: Context,
 }
 
 impl Tpm {
