@@ -297,6 +297,9 @@ pub async fn run(
     let api = &config.api;
     let admin_ocsp = Arc::clone(&ocsp);
     let spool_dir = spool_dir(&config)?;
+    let disk =
+        crate::disk::DiskWatch::new(&layout.audit_dir(), &spool_dir, config.disk.min_free_bytes);
+    let public_tally = Arc::new(crate::disk::PublicTally::default());
     let app = Arc::new(App {
         tsa: tsa.with_status_index(Arc::clone(&ocsp)),
         ocsp,
@@ -311,6 +314,10 @@ pub async fn run(
         max_body_bytes: api.max_body_bytes,
         body_timeout: Duration::from_secs(api.request_timeout_secs),
         spool_dir: spool_dir.clone(),
+        spool_quota: crate::spool::SpoolQuota::new(config.disk.spool_quota_bytes),
+        spool_slots: Arc::new(tokio::sync::Semaphore::new(config.disk.spool_max_in_flight)),
+        disk: Arc::clone(&disk),
+        public_tally: Arc::clone(&public_tally),
         audit: audit.clone(),
     });
     // Each listener has a budget of its own: one can never starve the other.
@@ -395,6 +402,12 @@ pub async fn run(
         stopped(),
     ));
     tasks.spawn(reload_on_sighup(source, authz, stopped()));
+    tasks.spawn(Arc::clone(&disk).run(stopped()));
+    tasks.spawn(public_tally.run(
+        audit.clone(),
+        Duration::from_secs(config.disk.public_summary_secs),
+        stopped(),
+    ));
     tasks.spawn(crate::client_crls::refresh(
         trust,
         client_crl_sources(&config),

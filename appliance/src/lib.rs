@@ -17,6 +17,7 @@ pub mod config_source;
 pub mod conn_budget;
 pub mod crl;
 pub mod daemon;
+pub mod disk;
 pub mod docs;
 pub mod hardening;
 pub mod hsm;

@@ -135,6 +135,9 @@ pub struct Config {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Disk space: what is given up, and when, before the disk is full.
+    #[serde(default)]
+    pub disk: DiskConfig,
     /// The process itself.
     #[serde(default)]
     pub process: ProcessConfig,
@@ -563,6 +566,35 @@ pub struct AuditConfig {
     /// The TPM NV index of that counter, in the owner range 0x01000000 to 0x013fffff.
     /// Default: 0x0100a0d1.
     pub tpm_counter_index: u32,
+}
+
+/// Disk space. The state directory (the audit log) and the spool share the disk with
+/// whatever else the box writes: below `min_free_bytes` on the audit log's filesystem, the
+/// public listener's requests (anyone's, unauthenticated) are counted per interval instead
+/// of recorded one by one; below it on the spool's, PDF uploads are refused with 507.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    /// Free space (bytes, for an unprivileged user) under which the above applies.
+    pub min_free_bytes: u64,
+    /// Seconds between two counts of public requests while the disk is short.
+    pub public_summary_secs: u64,
+    /// PDF uploads spooled at once; more are refused with 503 and Retry-After.
+    pub spool_max_in_flight: usize,
+    /// Bytes all spooled PDFs may take together; an upload that would pass it is refused
+    /// with 507.
+    pub spool_quota_bytes: u64,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            min_free_bytes: 256 * 1024 * 1024,
+            public_summary_secs: 10,
+            spool_max_in_flight: 16,
+            spool_quota_bytes: 8 * 1024 * 1024 * 1024,
+        }
+    }
 }
 
 /// The TPM NV index the audit counter takes unless configured otherwise.

@@ -343,6 +343,21 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             bad(key, "must be at least 1".into());
         }
     }
+    if !(1..=3600).contains(&config.disk.public_summary_secs) {
+        bad(
+            "disk.public_summary_secs",
+            "must be between 1 and 3600".into(),
+        );
+    }
+    if config.disk.spool_max_in_flight == 0 {
+        bad("disk.spool_max_in_flight", "must be at least 1".into());
+    }
+    if config.disk.spool_quota_bytes < config.api.max_stream_bytes.min(1 << 20) {
+        bad(
+            "disk.spool_quota_bytes",
+            "must be at least 1 MiB (or api.max_stream_bytes)".into(),
+        );
+    }
     if config.crl.validity_secs < 60 {
         bad("crl.validity_secs", "must be at least 60".into());
     }

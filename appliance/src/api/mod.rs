@@ -71,6 +71,14 @@ pub struct App {
     pub body_timeout: Duration,
     /// Where PDFs are spooled while they are signed.
     pub spool_dir: PathBuf,
+    /// What the spools may take of the disk together.
+    pub spool_quota: Arc<crate::spool::SpoolQuota>,
+    /// PDF uploads spooled at once.
+    pub spool_slots: Arc<tokio::sync::Semaphore>,
+    /// Free space on the audit log's and the spool's filesystems.
+    pub disk: Arc<crate::disk::DiskWatch>,
+    /// Public requests answered under disk pressure, counted instead of recorded.
+    pub public_tally: Arc<crate::disk::PublicTally>,
     /// Where every request is recorded before it is answered.
     pub audit: AuditLog,
 }
@@ -130,6 +138,12 @@ impl App {
             }
         };
         let (operation, key) = audited_operation(&method, &path);
+        // Anyone can send public requests: while the disk is short they are counted, and
+        // the count recorded per interval, rather than each taking a record of its own.
+        if listener == Listener::Public && self.disk.audit_short() {
+            self.public_tally.count(&operation, resp.status().as_u16());
+            return resp;
+        }
         let event = Event::Request {
             listener: match listener {
                 Listener::Api => "api",

@@ -6,6 +6,7 @@
 //! check and signature is done before the first byte of the answer: a refusal is a
 //! problem document, never a half-written PDF.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -77,6 +78,21 @@ async fn sign(
     if declared.is_some_and(|n| n > app.max_stream_bytes) {
         return Err(body::refuse(req, too_large(app.max_stream_bytes)).await);
     }
+    if app.disk.spool_short() {
+        let resp = insufficient_storage("the spool's disk is short of space");
+        return Err(body::refuse(req, resp).await);
+    }
+    // Held while the document is spooled and signed.
+    let Ok(_slot) = Arc::clone(&app.spool_slots).try_acquire_owned() else {
+        let mut resp = problem::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "spool-busy",
+            "too many PDFs are being signed at once; try again",
+        );
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return Err(body::refuse(req, resp).await);
+    };
     let hash = key.key.algorithm.default_scheme().hash();
     let (spool, hashed) = spool_body(app, req, Hasher::new(hash)).await?;
     let services = Services {
@@ -136,6 +152,13 @@ async fn spool_body(
     mut hasher: Hasher,
 ) -> Result<(Spool, Hasher), HttpResponse> {
     let internal = |e: std::io::Error| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ) {
+            tracing::warn!(error = %e, "PDF refused: no room to spool it");
+            return insufficient_storage(&e.to_string());
+        }
         tracing::error!(error = %e, "PDF spool failed");
         problem::json(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -143,8 +166,8 @@ async fn spool_body(
             "could not spool the document",
         )
     };
-    let dir = app.spool_dir.clone();
-    let mut spool = blocking(move || Spool::create(&dir))
+    let (dir, quota) = (app.spool_dir.clone(), Arc::clone(&app.spool_quota));
+    let mut spool = blocking(move || Spool::create(&dir, quota))
         .await
         .map_err(internal)?;
     let mut body = req.into_body();
@@ -193,6 +216,15 @@ async fn spool_body(
         .await
         .map_err(internal)?;
     Ok((spool, hasher))
+}
+
+/// 507: the document cannot be stored while it is signed.
+fn insufficient_storage(detail: &str) -> HttpResponse {
+    problem::json(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient-storage",
+        detail,
+    )
 }
 
 fn too_large(limit: u64) -> HttpResponse {

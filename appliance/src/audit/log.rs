@@ -33,7 +33,9 @@ const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
 /// Why a record could not be made durable.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
-    /// Writing or syncing the log failed; the log refuses everything until a restart.
+    /// Writing or syncing the log failed: the records of this write are not in the log (it
+    /// is cut back to its last durable record) and their requests are refused; the next
+    /// write tries again.
     #[error("audit log write failed: {0}")]
     Write(String),
     /// The writer is gone (shutting down).
@@ -167,7 +169,8 @@ impl AuditLog {
             },
             durable: Arc::clone(&durable),
             records: Arc::clone(&records),
-            failed: None,
+            failing: None,
+            torn: false,
             checkpoint_retry: None,
             counter: protection.counter.clone(),
             anchor_lock: Arc::new(Mutex::new(())),
@@ -444,7 +447,11 @@ struct Writer {
     policy: CheckpointPolicy,
     durable: Arc<AtomicU64>,
     records: Arc<AtomicU64>,
-    failed: Option<String>,
+    /// Since when writes fail, if they do.
+    failing: Option<Failure>,
+    /// A failed write may have left part of itself after the last durable record, and
+    /// cutting it off failed too: the next write cuts first.
+    torn: bool,
     /// Not before then is a due checkpoint tried again after one failed.
     checkpoint_retry: Option<Instant>,
     counter: Option<TpmCounter>,
@@ -452,6 +459,21 @@ struct Writer {
 }
 
 type Reply = oneshot::Sender<Result<u64, AuditError>>;
+
+/// Writes failing since `since`: the first error, and how many records were not written.
+struct Failure {
+    error: String,
+    since: Instant,
+    refused: u64,
+}
+
+/// The chain after the last durable record: what a failed write goes back to.
+struct ChainHead {
+    next_seq: u64,
+    prev: String,
+    uncovered: u64,
+    oldest_uncovered: Option<Instant>,
+}
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
@@ -472,11 +494,21 @@ impl Writer {
                 Ok(job) => Some(job),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.commit(Vec::new(), Vec::new(), true);
+                    self.commit(self.head(), Vec::new(), Vec::new(), true);
                     return;
                 }
             };
+            let head = self.head();
             let mut records = Vec::new();
+            if let Some(f) = &self.failing {
+                // Tried first in the next write: if it lands, the log says what it missed.
+                let resumed = Event::WritesResumed {
+                    error: f.error.clone(),
+                    refused: f.refused,
+                    failed_ms: u64::try_from(f.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                };
+                records.push(self.append(resumed));
+            }
             let mut waiting: Vec<(Option<Reply>, Option<u64>)> = Vec::new();
             let mut force = false;
             let mut close = None;
@@ -497,12 +529,29 @@ impl Writer {
                     }
                 }
             }
-            self.commit(records, waiting, force);
+            self.commit(head, records, waiting, force);
             if let Some(reply) = close {
                 let _ = reply.send(());
                 return;
             }
         }
+    }
+
+    fn head(&self) -> ChainHead {
+        ChainHead {
+            next_seq: self.next_seq,
+            prev: self.prev.clone(),
+            uncovered: self.uncovered,
+            oldest_uncovered: self.oldest_uncovered,
+        }
+    }
+
+    /// Forget the records chained since `head`: they were not written.
+    fn rewind(&mut self, head: ChainHead) {
+        self.next_seq = head.next_seq;
+        self.prev = head.prev;
+        self.uncovered = head.uncovered;
+        self.oldest_uncovered = head.oldest_uncovered;
     }
 
     /// Chain `event` after the last record.
@@ -521,6 +570,7 @@ impl Writer {
     /// then answer everyone waiting.
     fn commit(
         &mut self,
+        head: ChainHead,
         mut records: Vec<Record>,
         waiting: Vec<(Option<Reply>, Option<u64>)>,
         force: bool,
@@ -531,7 +581,7 @@ impl Writer {
                 .is_some_and(|t| t.elapsed() >= self.policy.interval);
         let backing_off = self.checkpoint_retry.is_some_and(|r| Instant::now() < r);
         let mut checkpoint = None;
-        if self.uncovered > 0 && (due && !backing_off || force) && self.failed.is_none() {
+        if self.uncovered > 0 && (due && !backing_off || force) && self.failing.is_none() {
             match self.sign_checkpoint() {
                 Ok(r) => {
                     self.checkpoint_retry = None;
@@ -544,16 +594,40 @@ impl Writer {
                 }
             }
         }
-        let outcome = match &self.failed {
-            Some(e) => Err(AuditError::Write(e.clone())),
-            None if records.is_empty() => Ok(()),
-            None => self.write(&records),
+        let outcome = if records.is_empty() {
+            Ok(())
+        } else {
+            self.write(&records)
         };
-        if let Err(AuditError::Write(e)) = &outcome {
-            if self.failed.is_none() {
-                tracing::error!(error = %e, "audit log write failed: refusing all requests");
+        match &outcome {
+            Err(AuditError::Write(e)) => {
+                self.rewind(head);
+                let lost = records
+                    .iter()
+                    .filter(|r| !matches!(r.event, Event::WritesResumed { .. }))
+                    .count() as u64;
+                match &mut self.failing {
+                    Some(f) => f.refused += lost,
+                    None => {
+                        tracing::error!(error = %e, "audit log write failed: refusing requests until it takes writes again");
+                        self.failing = Some(Failure {
+                            error: e.clone(),
+                            since: Instant::now(),
+                            refused: lost,
+                        });
+                    }
+                }
             }
-            self.failed = Some(e.clone());
+            Ok(()) if !records.is_empty() => {
+                if let Some(f) = self.failing.take() {
+                    tracing::warn!(
+                        refused = f.refused,
+                        after = ?f.since.elapsed(),
+                        "audit log takes writes again"
+                    );
+                }
+            }
+            _ => {}
         }
         if outcome.is_ok() {
             for r in &records {
@@ -645,17 +719,37 @@ impl Writer {
     }
 
     fn write(&mut self, records: &[Record]) -> Result<(), AuditError> {
+        if self.torn {
+            self.cut_back()
+                .map_err(|e| AuditError::Write(format!("cutting off a failed write: {e}")))?;
+        }
         let mut buf = Vec::with_capacity(records.len() * 400);
         for r in records {
             buf.extend_from_slice(r.to_line().as_bytes());
             buf.push(b'\n');
         }
-        self.file
+        let written = self
+            .file
             .write_all(&buf)
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| AuditError::Write(e.to_string()))?;
+            .and_then(|_| self.file.sync_data());
+        if let Err(e) = written {
+            // Part of the write may be in the file (a disk that filled midway): cut it
+            // off, so that the next write follows the last durable record.
+            self.torn = self.cut_back().is_err();
+            return Err(AuditError::Write(e.to_string()));
+        }
         self.durable.fetch_add(buf.len() as u64, Ordering::AcqRel);
         self.records.store(self.next_seq, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Writer {
+    /// Cut the file back to its last durable record. Shrinking needs no free space.
+    fn cut_back(&mut self) -> std::io::Result<()> {
+        self.file.set_len(self.durable.load(Ordering::Acquire))?;
+        self.file.sync_data()?;
+        self.torn = false;
         Ok(())
     }
 }

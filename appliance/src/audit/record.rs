@@ -110,6 +110,29 @@ pub enum Event {
         /// Whether requests can be signed from now on.
         available: bool,
     },
+    /// The log takes writes again after they failed (a full disk, say). Nobody was
+    /// answered on the strength of a record that was not written: those requests were
+    /// refused, and their records are not in the chain.
+    WritesResumed {
+        /// The first error.
+        error: String,
+        /// Records that could not be written meanwhile.
+        refused: u64,
+        /// How long writes failed, milliseconds.
+        failed_ms: u64,
+    },
+    /// Public-listener requests answered while the disk was short of space, counted
+    /// instead of recorded one by one: how many, of what, with which status.
+    PublicSummary {
+        /// The first counted request, milliseconds since the Unix epoch.
+        from_ms: u64,
+        /// The last counted request.
+        to_ms: u64,
+        /// Requests counted.
+        requests: u64,
+        /// Requests per operation and HTTP status, e.g. `"ocsp 200": 1200`.
+        counts: std::collections::BTreeMap<String, u64>,
+    },
     /// A signature by the audit key over the chain up to the previous record.
     Checkpoint {
         /// The signature scheme, e.g. `ecdsa-sha256`.
@@ -129,6 +152,8 @@ impl Event {
             Event::Admin { .. } => "admin",
             Event::AdminRefused { .. } => "admin-refused",
             Event::Hsm { .. } => "hsm",
+            Event::WritesResumed { .. } => "writes-resumed",
+            Event::PublicSummary { .. } => "public-summary",
             Event::Checkpoint { .. } => "checkpoint",
         }
     }

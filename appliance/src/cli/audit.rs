@@ -170,6 +170,24 @@ fn detail(e: &audit::Event) -> String {
         Event::AdminRefused { reason, .. } => reason.clone(),
         Event::Hsm { available: true } => "HSM available".into(),
         Event::Hsm { available: false } => "HSM lost: signing refused".into(),
+        Event::WritesResumed {
+            error,
+            refused,
+            failed_ms,
+        } => format!(
+            "audit writes resumed after {:.1} s ({refused} records refused with their requests): {error}",
+            *failed_ms as f64 / 1000.0
+        ),
+        Event::PublicSummary {
+            requests, counts, ..
+        } => format!(
+            "{requests} public requests answered under disk pressure, counted: {}",
+            counts
+                .iter()
+                .map(|(k, n)| format!("{k} x{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Event::Checkpoint { algorithm, .. } => format!("signed ({algorithm})"),
     }
 }
