@@ -1,7 +1,8 @@
 //! Disk pressure: free space is sampled on the audit log's and the spool's filesystems,
 //! and while it is short the appliance gives up what anonymous callers would otherwise
 //! take of it. Public-listener requests are counted per interval instead of recorded one
-//! by one (the count is recorded: never silently), and PDF uploads are refused with 507.
+//! by one (the count is recorded: never silently), so are refused TLS handshakes, and PDF
+//! uploads are refused with 507.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,14 +131,20 @@ impl Summary {
 impl PublicTally {
     /// Count one answered request: `operation` and its HTTP `status`.
     pub fn count(&self, operation: &str, status: u16) {
+        self.add(format!("{operation} {status}"));
+    }
+
+    /// Count one TLS handshake refused before any client certificate was verified.
+    pub fn count_refused_handshake(&self) {
+        self.add("handshake-refused".to_owned());
+    }
+
+    fn add(&self, key: String) {
         let now = now_ms();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.get_or_insert_with(Summary::default).add(
-            format!("{operation} {status}"),
-            1,
-            now,
-            now,
-        );
+        counts
+            .get_or_insert_with(Summary::default)
+            .add(key, 1, now, now);
     }
 
     /// Record what was counted, if anything; on failure the count is kept for the next

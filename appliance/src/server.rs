@@ -409,6 +409,11 @@ fn handshake_error(e: &std::io::Error) -> String {
 
 fn handshake_refused(app: &App, peer: SocketAddr, why: &str) {
     tracing::info!(%peer, reason = why, "TLS handshake refused");
+    // Anyone can make these: while the disk is short they are counted, not recorded.
+    if app.disk.audit_short() {
+        app.public_tally.count_refused_handshake();
+        return;
+    }
     // Nothing is answered on the strength of this record: no need to wait for it.
     app.audit
         .record_detached(crate::audit::Event::HandshakeRefused {

@@ -222,6 +222,19 @@ public_summary_secs = 1
     // written is refused, not answered.
     disk.fill("filler-2", 0);
     counted += rt.block_on(public_load(public, &ocsp_request, 100));
+    // An anonymous connection that is not TLS: refused, and counted rather than recorded.
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(app.addr.expect("api"))
+            .await
+            .expect("connect");
+        tcp.write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest).await;
+    });
+    counted += 1;
     rt.block_on(healthy(&app));
     // The log file's last page may still hold a few records: API requests are answered
     // (and recorded) until it does not, then refused.

@@ -121,8 +121,9 @@ pub enum Event {
         /// How long writes failed, milliseconds.
         failed_ms: u64,
     },
-    /// Public-listener requests answered while the disk was short of space, counted
-    /// instead of recorded one by one: how many, of what, with which status.
+    /// Public-listener requests answered (and TLS handshakes refused) while the disk was
+    /// short of space, counted instead of recorded one by one: how many, of what, with
+    /// which status.
     PublicSummary {
         /// The first counted request, milliseconds since the Unix epoch.
         from_ms: u64,
