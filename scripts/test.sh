@@ -23,6 +23,9 @@ if cargo tree --locked -d --edges normal | grep -E '^(der|x509-cert|cms|spki) v'
   exit 1
 fi
 
+step "layers"
+scripts/check-layers.sh
+
 step "build"
 # The binaries exactly as the quick start builds them, then the tests on top: one build.
 cargo build --release --locked --bins

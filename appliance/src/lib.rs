@@ -20,7 +20,7 @@ pub mod daemon;
 pub mod disk;
 pub mod docs;
 pub mod hardening;
-pub mod hsm;
+pub use signet_hsm as hsm;
 pub mod hsm_watch;
 pub mod infrastructure;
 pub mod issuance;

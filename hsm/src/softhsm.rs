@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use super::error::HsmError;
 
 /// The softhsm2.conf template; `@TOKENDIR@` is replaced by the token directory.
-pub const CONF_TEMPLATE: &str = include_str!("../../../softhsm/softhsm2.conf.in");
+pub const CONF_TEMPLATE: &str = include_str!("../../softhsm/softhsm2.conf.in");
 
 /// The config file of the token in `dir`.
 pub fn conf_path(dir: &Path) -> PathBuf {
