@@ -85,8 +85,9 @@ impl Store {
         })
     }
 
-    /// Run `f` with the connection on a blocking thread.
-    pub(crate) async fn with<T: Send + 'static>(
+    /// Run `f` with the connection on a blocking thread. Callers above this crate pass the
+    /// queries of [`certs`] and [`crls`]; they never name the SQLite types themselves.
+    pub async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

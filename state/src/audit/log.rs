@@ -22,7 +22,7 @@ use signet_pki::verify::PublicKey;
 use super::anchor::{check_rollback, Anchor, AnchorError, TpmCounter};
 use super::record::{Event, Record, GENESIS};
 use super::verify::scheme_name;
-use crate::hsm::{Hsm, KeyInfo};
+use signet_hsm::{Hsm, KeyInfo};
 
 /// Events taken into one write at most.
 const MAX_BATCH: usize = 4096;
