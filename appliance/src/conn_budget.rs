@@ -95,21 +95,7 @@ pub struct Slot {
     waiting: Arc<Waiting>,
 }
 
-/// The address a source is counted under: IPv4 as is (an IPv4-mapped IPv6 address as its
-/// IPv4 address), IPv6 by its /64, which one host usually has whole.
-pub fn source_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut s = v6.segments();
-                s[4..].fill(0);
-                IpAddr::V6(s.into())
-            }
-        },
-    }
-}
+pub use signet_services::source_limit::source_of;
 
 impl Budget {
     /// A budget with `limits` (each at least 1).

@@ -6,32 +6,24 @@
 pub mod admin;
 pub mod api;
 pub mod authz;
-pub mod ceremony;
 pub mod channel_body;
 pub mod cli;
 pub mod client_crls;
 pub mod config_source;
 pub mod conn_budget;
-pub mod crl;
 pub mod daemon;
 pub mod docs;
 pub mod hardening;
 pub use signet_hsm as hsm;
+pub use signet_services::{
+    ceremony, crl, infrastructure, issuance, ocsp, ocsp_renewal, pades, revocation, settings,
+    signing_keys, source_limit, tsa,
+};
 pub use signet_state::{atomic_write, audit, clock, disk, layout, spool, statelock, store};
 pub mod hsm_watch;
-pub mod infrastructure;
-pub mod issuance;
-pub mod ocsp;
-pub mod ocsp_renewal;
-pub mod pades;
-pub mod revocation;
 pub mod server;
-pub mod settings;
-pub mod signing_keys;
-pub mod source_limit;
 pub mod systemd;
 pub mod tls;
-pub mod tsa;
 
 /// Set up logging: human-readable or JSON lines on stderr, filtered by `RUST_LOG`.
 pub fn init_logging(json: bool) {

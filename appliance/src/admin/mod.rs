@@ -184,6 +184,19 @@ impl AdminError {
     }
 }
 
+/// The one place a service's refusal becomes an admin answer.
+impl From<signet_services::ServiceError> for AdminError {
+    fn from(e: signet_services::ServiceError) -> Self {
+        use signet_services::ServiceError;
+        match e {
+            ServiceError::BadRequest(m) => AdminError::new("bad-request", m),
+            ServiceError::Refused(r) => ops::refused(r),
+            ServiceError::Unpublished(m) => AdminError::new("unpublished", m),
+            ServiceError::Internal(m) => AdminError::new("internal", m),
+        }
+    }
+}
+
 /// The answer to one request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Response {

@@ -219,7 +219,7 @@ async fn change(
         ));
     }
     let outcome = match target {
-        Target::Live(authority) => authority.change(&serial, change).await,
+        Target::Live(authority) => authority.change(&serial, change).await.map_err(Into::into),
         Target::Offline(store, _) => store
             .with(move |c| certs::change_status(c, &serial, &change, SystemTime::now()))
             .await

@@ -2,13 +2,13 @@
 //! operations on named keys under a rate limit. The policy reloads (SIGHUP) without
 //! dropping connections: each request reads the current one.
 
-mod bucket;
 mod identity;
+mod issued;
 mod peer;
 
-pub use bucket::TokenBucket;
 pub use identity::{ClientTrust, IssuedStatus, Refusal, Standing};
 pub use peer::PeerCert;
+pub use signet_services::bucket::TokenBucket;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};

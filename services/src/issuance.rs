@@ -10,9 +10,9 @@ use x509_cert::Certificate;
 use signet_config::Config;
 use signet_pki::x509::{self, csr, CertificateParams, Issuer, Profile, Revocation, SubjectAltName};
 
-use crate::admin::AdminError;
-use crate::hsm::{Hsm, KeyInfo};
-use crate::layout::StateLayout;
+use crate::ServiceError;
+use signet_hsm::{Hsm, KeyInfo};
+use signet_state::layout::StateLayout;
 
 /// The name of the appliance's root CA: its CRL is `/crl/root.crl`.
 pub const ROOT_CA: &str = "root";
@@ -156,8 +156,8 @@ impl CertificateAuthority {
     }
 
     /// Check the request and sign the certificate. The caller records it.
-    pub async fn issue(&self, req: &IssueRequest) -> Result<(String, Certificate), AdminError> {
-        let bad = |m: String| AdminError::new("bad-request", m);
+    pub async fn issue(&self, req: &IssueRequest) -> Result<(String, Certificate), ServiceError> {
+        let bad = ServiceError::BadRequest;
         let csr = csr::verify_csr_pem(&req.csr_pem).map_err(|e| bad(format!("CSR: {e}")))?;
         self.issue_for(csr.subject, csr.public_key, req).await
     }
@@ -169,8 +169,8 @@ impl CertificateAuthority {
         subject: x509_cert::name::Name,
         public_key: spki::SubjectPublicKeyInfoOwned,
         req: &IssueRequest,
-    ) -> Result<(String, Certificate), AdminError> {
-        let bad = |m: String| AdminError::new("bad-request", m);
+    ) -> Result<(String, Certificate), ServiceError> {
+        let bad = ServiceError::BadRequest;
         let mut names: Vec<SubjectAltName> = req
             .san_dns
             .iter()
@@ -212,13 +212,9 @@ impl CertificateAuthority {
         public_key: spki::SubjectPublicKeyInfoOwned,
         not_before: SystemTime,
         lifetime: Duration,
-    ) -> Result<Certificate, AdminError> {
-        let bad = |m: String| AdminError::new("bad-request", m);
-        let serial = self
-            .hsm
-            .random(16)
-            .await
-            .map_err(|e| AdminError::new("internal", e.to_string()))?;
+    ) -> Result<Certificate, ServiceError> {
+        let bad = ServiceError::BadRequest;
+        let serial = self.hsm.random(16).await.map_err(ServiceError::internal)?;
         let params = CertificateParams {
             profile,
             subject,
@@ -236,9 +232,7 @@ impl CertificateAuthority {
             .hsm
             .sign(&self.key, prepared.scheme(), prepared.tbs_der())
             .await
-            .map_err(|e| AdminError::new("internal", e.to_string()))?;
-        prepared
-            .finish(&signature)
-            .map_err(|e| AdminError::new("internal", e.to_string()))
+            .map_err(ServiceError::internal)?;
+        prepared.finish(&signature).map_err(ServiceError::internal)
     }
 }

@@ -7,10 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use signet_pki::tsp::{self, TimeStampAuthority, TspError};
 
-use crate::clock::{self, ClockSync};
-use crate::hsm::{Hsm, KeyInfo};
 use crate::ocsp::OcspService;
-use crate::store::{CertStatus, SerialAllocator};
+use signet_hsm::{Hsm, KeyInfo};
+use signet_state::clock::{self, ClockSync};
+use signet_state::store::{CertStatus, SerialAllocator};
 
 /// Stamps refused because the TSA certificate was revoked, on hold, expired or not yet
 /// valid, since start (shown by `signetctl status`).
@@ -111,7 +111,7 @@ impl TsaService {
         {
             let cert = self.authority.signer().certificate();
             tracing::error!(
-                serial = %crate::store::certs::serial_from_bytes(
+                serial = %signet_state::store::certs::serial_from_bytes(
                     cert.tbs_certificate.serial_number.as_bytes()
                 ),
                 why,

@@ -14,12 +14,12 @@ use x509_cert::Certificate;
 use signet_config::{Config, KeySpec};
 use signet_pki::x509::{self, CertificateParams, Issuer, Profile, SubjectAltName};
 
-use crate::hsm::{softhsm, token, Hsm, HsmError, KeyInfo};
 use crate::issuance::{revocation_urls, CLIENT_CA, ROOT_CA};
-use crate::layout::StateLayout;
 use crate::settings;
-use crate::statelock::{LockError, StateLock};
-use crate::store::{certs, Store, StoreError};
+use signet_hsm::{softhsm, token, Hsm, HsmError, KeyInfo};
+use signet_state::layout::StateLayout;
+use signet_state::statelock::{LockError, StateLock};
+use signet_state::store::{certs, Store, StoreError};
 
 /// What can stop a ceremony.
 #[derive(Debug, thiserror::Error)]

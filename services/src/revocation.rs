@@ -13,13 +13,12 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Mutex;
 
-use crate::admin::ops::{internal, refused};
-use crate::admin::AdminError;
 use crate::crl::CrlService;
 use crate::issuance::Issuers;
 use crate::ocsp::OcspService;
-use crate::store::certs;
-use crate::store::{CertRecord, StatusChange, Store};
+use crate::ServiceError;
+use signet_state::store::certs;
+use signet_state::store::{CertRecord, StatusChange, Store};
 
 /// See the module documentation.
 pub struct StatusAuthority {
@@ -72,15 +71,14 @@ impl StatusAuthority {
         &self,
         serial: &str,
         change: StatusChange,
-    ) -> Result<CertRecord, AdminError> {
+    ) -> Result<CertRecord, ServiceError> {
         let guard = self.lock.lock().await;
         let s = serial.to_owned();
         let record = self
             .store
             .with(move |c| certs::change_status(c, &s, &change, SystemTime::now()))
             .await
-            .map_err(internal)?
-            .map_err(refused)?;
+            .map_err(ServiceError::internal)??;
         tracing::info!(serial = %record.serial, ca = %record.ca, status = ?record.status, "certificate status changed");
         let mut unpublished = Vec::new();
         if let Err(e) = self.crls.regenerate(&guard, &record.ca).await {
@@ -92,14 +90,11 @@ impl StatusAuthority {
         if unpublished.is_empty() {
             Ok(record)
         } else {
-            Err(AdminError::new(
-                "unpublished",
-                format!(
-                    "status of {} recorded, but not yet published ({}); it will be retried",
-                    record.serial,
-                    unpublished.join("; ")
-                ),
-            ))
+            Err(ServiceError::Unpublished(format!(
+                "status of {} recorded, but not yet published ({}); it will be retried",
+                record.serial,
+                unpublished.join("; ")
+            )))
         }
     }
 

@@ -12,8 +12,8 @@ use signet_config::{Config, Profile, SigningKeyConfig};
 use signet_pki::{HashAlg, KeyAlgorithm, SignatureScheme};
 
 use crate::ceremony::certifies;
-use crate::hsm::{Hsm, KeyInfo, KeyOrigin};
 use crate::infrastructure::Infrastructure;
+use signet_hsm::{Hsm, KeyInfo, KeyOrigin};
 
 /// One key of the signing API.
 pub struct SigningKey {
@@ -117,7 +117,7 @@ pub fn chain_path(config: &Config, label: &str) -> (PathBuf, bool) {
     match config.signing_keys.iter().find(|k| k.label == label) {
         Some(k) => (config.state_path(&k.certificate_chain), true),
         None => (
-            crate::layout::StateLayout::new(&config.state_dir)
+            signet_state::layout::StateLayout::new(&config.state_dir)
                 .pki_dir()
                 .join("keys")
                 .join(format!("{label}.pem")),

@@ -3,7 +3,7 @@
 use signet_config::{Config, KeyAlgorithmName};
 use signet_pki::KeyAlgorithm;
 
-use crate::hsm::HsmSettings;
+use signet_hsm::HsmSettings;
 
 /// The HSM settings; the PIN comes from the config (dev) — the sealed config comes later.
 pub fn hsm(config: &Config) -> Result<HsmSettings, String> {

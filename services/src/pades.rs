@@ -20,11 +20,11 @@ use signet_pki::pades::{
 use signet_pki::HashAlg;
 
 use crate::crl::CrlService;
-use crate::hsm::{Hsm, HsmError};
 use crate::ocsp::OcspService;
 use crate::signing_keys::SigningKey;
-use crate::spool::Spool;
 use crate::tsa::TsaService;
+use signet_hsm::{Hsm, HsmError};
+use signet_state::spool::Spool;
 
 /// Tries at sizing `/Contents`: the estimate, then the exact size asked for.
 const SIZING_TRIES: usize = 3;

@@ -11,8 +11,8 @@ use spki::SubjectPublicKeyInfoOwned;
 
 use signet_config::Config;
 
-use crate::hsm::{Hsm, HsmError};
-use crate::layout::StateLayout;
+use signet_hsm::{Hsm, HsmError};
+use signet_state::layout::StateLayout;
 
 /// The public keys of the infrastructure, each with its `[keys]` name.
 #[derive(Clone, Debug, Default)]

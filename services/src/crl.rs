@@ -13,10 +13,10 @@ use signet_pki::crl::{self, CrlParams, RevokedEntry};
 use signet_pki::ocsp::RevocationReason;
 use signet_pki::x509::Issuer;
 
-use crate::hsm::{Hsm, KeyInfo};
-use crate::store::certs::{self, from_unix_secs, unix_secs};
-use crate::store::crls::{self, StoredCrl};
-use crate::store::{CertStatus, Store};
+use signet_hsm::{Hsm, KeyInfo};
+use signet_state::store::certs::{self, from_unix_secs, unix_secs};
+use signet_state::store::crls::{self, StoredCrl};
+use signet_state::store::{CertStatus, Store};
 
 /// Why a CRL could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -26,13 +26,13 @@ pub enum CrlError {
     UnknownCa(String),
     /// The database.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] signet_state::store::StoreError),
     /// Building the CRL.
     #[error(transparent)]
     Pki(#[from] signet_pki::Error),
     /// Signing it.
     #[error(transparent)]
-    Hsm(#[from] crate::hsm::HsmError),
+    Hsm(#[from] signet_hsm::HsmError),
 }
 
 /// A CA whose CRL this appliance signs.

@@ -22,11 +22,11 @@ use signet_pki::x509::{self, Profile};
 use signet_pki::KeyAlgorithm;
 
 use crate::ceremony::certifies;
-use crate::hsm::{Hsm, HsmError, KeyInfo};
 use crate::issuance::ROOT_CA;
 use crate::ocsp::{OcspService, Signer};
 use crate::revocation::StatusAuthority;
-use crate::store::certs;
+use signet_hsm::{Hsm, HsmError, KeyInfo};
+use signet_state::store::certs;
 
 /// The label a renewal moves the signer's key to from `current`: the other of `base` and
 /// `base.next`.
@@ -219,7 +219,7 @@ impl Renewal {
 /// Replace the signer certificate file atomically.
 fn write_cert(path: &Path, cert: &Certificate) -> Result<(), String> {
     let pem = x509::certificate_to_pem(cert).map_err(|e| e.to_string())?;
-    crate::atomic_write::write_atomic(path, pem.as_bytes(), 0o644)
+    signet_state::atomic_write::write_atomic(path, pem.as_bytes(), 0o644)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -30,10 +30,10 @@ use signet_pki::ocsp::{
 };
 use signet_pki::HashAlg;
 
-use crate::hsm::{Hsm, KeyInfo};
 use crate::source_limit::SourceRates;
-use crate::store::certs::{self, from_unix_secs, serial_from_bytes};
-use crate::store::{CertRecord, CertStatus, Store};
+use signet_hsm::{Hsm, KeyInfo};
+use signet_state::store::certs::{self, from_unix_secs, serial_from_bytes};
+use signet_state::store::{CertRecord, CertStatus, Store};
 
 /// What to do with a request's nonce (RFC 9654).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -771,21 +771,12 @@ fn truncate(t: SystemTime) -> SystemTime {
     from_unix_secs(certs::unix_secs(t))
 }
 
-/// What the responder's index says of a client certificate: the client identity check asks
-/// the same index that revocations update before they return.
-impl crate::authz::IssuedStatus for OcspService {
-    fn standing(&self, ca: &str, serial: &[u8]) -> crate::authz::Standing {
-        use crate::authz::Standing;
-        let Some(index) = self.cas.iter().position(|c| c.name == ca) else {
-            return Standing::Unknown;
-        };
-        match self.status_of(index, &serial_from_bytes(serial)) {
-            None => Standing::Unknown,
-            Some(CertStatus::Good) => Standing::Good,
-            Some(CertStatus::Hold { .. }) => Standing::Revoked {
-                reason: "certificateHold".into(),
-            },
-            Some(CertStatus::Revoked { reason, .. }) => Standing::Revoked { reason },
-        }
+impl OcspService {
+    /// What the responder's index says of a certificate of CA `ca` (by name): `None` when
+    /// no such CA answers here or it never issued `serial`. The client identity check asks
+    /// it: the same index that revocations update before they return.
+    pub fn status_in_index(&self, ca: &str, serial: &[u8]) -> Option<CertStatus> {
+        let index = self.cas.iter().position(|c| c.name == ca)?;
+        self.status_of(index, &serial_from_bytes(serial))
     }
 }

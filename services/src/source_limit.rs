@@ -8,8 +8,23 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::authz::TokenBucket;
-use crate::conn_budget::source_of;
+use crate::bucket::TokenBucket;
+
+/// The address a source is counted under: IPv4 as is (an IPv4-mapped IPv6 address as its
+/// IPv4 address), IPv6 by its /64, which one host usually has whole.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut s = v6.segments();
+                s[4..].fill(0);
+                IpAddr::V6(s.into())
+            }
+        },
+    }
+}
 
 /// See the module documentation.
 pub struct SourceRates {
