@@ -16,11 +16,13 @@ mod error;
 mod health;
 mod keys;
 mod mechanism;
+mod module;
 mod pool;
 mod queue;
 mod quirks;
 mod reconnect;
 mod session;
+mod shared;
 mod sign;
 pub mod softhsm;
 #[cfg(test)]

@@ -2,13 +2,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::types::AuthPin;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
@@ -18,10 +15,13 @@ use signet_pki::{KeyAlgorithm, SignatureScheme};
 use super::error::HsmError;
 use super::health::{Health, Readiness};
 use super::keys::{self, KeyInfo};
-use super::queue::{Job, Lane, Queue, Refused, Work};
+use super::module::find_slot;
+use super::module::{load_module, Module};
+use super::queue::{Call, Lane, Queue, Refused, Reply};
 use super::quirks::Quirks;
-use super::reconnect::{self, Module};
-use super::session::{find_slot, open_logged_in, WorkerSession};
+use super::reconnect;
+use super::session::{open_logged_in, WorkerSession};
+use super::shared::Shared;
 use super::sign::sign_digest;
 
 /// How to reach the token.
@@ -49,56 +49,6 @@ const KEYGEN_TIMEOUT: Duration = Duration::from_secs(600);
 /// lane gets the next free worker soon.
 const BATCH_JOB: usize = 8;
 
-/// A call: `op` run on a worker, a lost device noted, the result sent to the caller.
-pub(super) struct Call<T, Op> {
-    op: Op,
-    reply: Reply<T>,
-}
-
-/// Where a call's result goes.
-pub(super) enum Reply<T> {
-    /// An async caller; dropping the receiver abandons the call.
-    Async(oneshot::Sender<Result<T, HsmError>>),
-    /// A thread that blocks on the result.
-    Blocking(SyncSender<Result<T, HsmError>>),
-}
-
-impl<T, Op> Call<T, Op>
-where
-    T: Send + 'static,
-    Op: FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
-{
-    pub(super) fn job(op: Op, reply: Reply<T>) -> Job {
-        Box::new(Call { op, reply })
-    }
-}
-
-impl<T, Op> Work for Call<T, Op>
-where
-    T: Send,
-    Op: FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send,
-{
-    fn abandoned(&self) -> bool {
-        match &self.reply {
-            Reply::Async(tx) => tx.is_closed(),
-            // A blocked thread waits out its timeout; its calls are short admin ones.
-            Reply::Blocking(_) => false,
-        }
-    }
-
-    fn run(self: Box<Self>, worker: &mut WorkerSession) {
-        let result = (self.op)(worker);
-        if let Err(e) = &result {
-            worker.observe(e);
-        }
-        match self.reply {
-            // The caller may have gone away meanwhile; nothing to do then.
-            Reply::Async(tx) => drop(tx.send(result)),
-            Reply::Blocking(tx) => drop(tx.try_send(result)),
-        }
-    }
-}
-
 /// A handle on the HSM: cheap to clone, safe to share. Each handle queues its jobs in
 /// one lane (see [`Hsm::urgent`]).
 #[derive(Clone)]
@@ -116,17 +66,6 @@ impl std::fmt::Debug for Hsm {
             .field("lane", &self.lane)
             .finish_non_exhaustive()
     }
-}
-
-/// What the workers and the reconnect loop share.
-pub(super) struct Shared {
-    pub(super) module: RwLock<Module>,
-    pub(super) health: Arc<Health>,
-    /// Every key read so far: after a reconnect each must be found again, unchanged.
-    pub(super) keys: RwLock<HashMap<String, Arc<KeyInfo>>>,
-    pub(super) token_label: String,
-    pub(super) pin: Arc<AuthPin>,
-    pub(super) op_timeout: Duration,
 }
 
 struct Inner {
@@ -276,7 +215,7 @@ impl Hsm {
 
     /// The module's context (for this module's tests).
     #[cfg(test)]
-    pub(super) fn context(&self) -> Pkcs11 {
+    pub(super) fn context(&self) -> cryptoki::context::Pkcs11 {
         self.module().ctx.clone()
     }
 
@@ -648,18 +587,5 @@ fn verified(
             tracing::error!(key = %key.label, "the token returned a signature that does not verify");
             Err(HsmError::BadSignature(key.label.clone()))
         }
-    }
-}
-
-/// Load and initialise a PKCS#11 module. Already initialised in this process is fine.
-pub(super) fn load_module(path: &std::path::Path) -> Result<Pkcs11, HsmError> {
-    let module_err = |source| HsmError::Module {
-        path: path.to_owned(),
-        source,
-    };
-    let ctx = Pkcs11::new(path).map_err(module_err)?;
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
-        Err(e) => Err(module_err(e)),
     }
 }

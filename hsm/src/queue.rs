@@ -13,7 +13,12 @@
 //! worker takes it, before it reaches the token.
 
 use std::collections::VecDeque;
+use std::sync::mpsc::SyncSender;
 use std::sync::{Condvar, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use super::error::HsmError;
 
 use super::session::WorkerSession;
 
@@ -39,6 +44,56 @@ pub(super) trait Work: Send {
 
 /// A queued unit of work.
 pub(super) type Job = Box<dyn Work>;
+
+/// A call: `op` run on a worker, a lost device noted, the result sent to the caller.
+pub(super) struct Call<T, Op> {
+    op: Op,
+    reply: Reply<T>,
+}
+
+/// Where a call's result goes.
+pub(super) enum Reply<T> {
+    /// An async caller; dropping the receiver abandons the call.
+    Async(oneshot::Sender<Result<T, HsmError>>),
+    /// A thread that blocks on the result.
+    Blocking(SyncSender<Result<T, HsmError>>),
+}
+
+impl<T, Op> Call<T, Op>
+where
+    T: Send + 'static,
+    Op: FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
+{
+    pub(super) fn job(op: Op, reply: Reply<T>) -> Job {
+        Box::new(Call { op, reply })
+    }
+}
+
+impl<T, Op> Work for Call<T, Op>
+where
+    T: Send,
+    Op: FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send,
+{
+    fn abandoned(&self) -> bool {
+        match &self.reply {
+            Reply::Async(tx) => tx.is_closed(),
+            // A blocked thread waits out its timeout; its calls are short admin ones.
+            Reply::Blocking(_) => false,
+        }
+    }
+
+    fn run(self: Box<Self>, worker: &mut WorkerSession) {
+        let result = (self.op)(worker);
+        if let Err(e) = &result {
+            worker.observe(e);
+        }
+        match self.reply {
+            // The caller may have gone away meanwhile; nothing to do then.
+            Reply::Async(tx) => drop(tx.send(result)),
+            Reply::Blocking(tx) => drop(tx.try_send(result)),
+        }
+    }
+}
 
 /// Why a job was not queued.
 #[derive(Debug, PartialEq, Eq)]

@@ -13,49 +13,20 @@ use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::slot::Slot;
-
 use super::error::HsmError;
 use super::health::Wake;
 use super::keys;
-use super::pool::{Call, Reply, Shared};
+use super::module::Module;
+use super::queue::{Call, Reply};
 use super::queue::{Lane, Queue};
-use super::session::{find_slot, open_logged_in};
+use super::session::open_logged_in;
+use super::shared::Shared;
 
 /// How often a ready token is probed when nothing else shows it is gone.
 pub(super) const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest pause between two reconnect attempts.
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// The loaded module as the workers use it. Workers hold it read-locked while they run a
-/// job; the reconnect loop write-locks it to initialise the module again.
-pub(super) struct Module {
-    pub(super) ctx: Pkcs11,
-    pub(super) slot: Slot,
-    /// Counts initialisations, so that a worker knows its session is from an older one.
-    pub(super) generation: u64,
-}
-
-impl Module {
-    /// C_Finalize, C_Initialize, and find the token again.
-    fn reinitialize(&mut self, token_label: &str) -> Result<(), HsmError> {
-        // Finalizing a module whose server is gone is fine; so is one finalized already.
-        let _ = self.ctx.clone().finalize();
-        self.generation += 1;
-        match self
-            .ctx
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.slot = find_slot(&self.ctx, token_label)?;
-        Ok(())
-    }
-}
 
 /// The reconnect loop; returns when the pool stops.
 pub(super) fn run(shared: Arc<Shared>, queue: Arc<Queue>) {

@@ -14,7 +14,7 @@ use cryptoki::types::AuthPin;
 use super::error::HsmError;
 use super::health::Health;
 use super::keys;
-use super::reconnect::Module;
+use super::module::{find_slot, Module};
 
 /// What a worker thread owns: the module, its token's slot, its session and the private
 /// key handles it has resolved (and checked) so far.
@@ -210,15 +210,4 @@ pub(super) fn open_logged_in(ctx: &Pkcs11, slot: Slot, pin: &AuthPin) -> Result<
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The slot holding the token labelled `label`.
-pub(super) fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
-    for slot in ctx.get_slots_with_token()? {
-        let info = ctx.get_token_info(slot)?;
-        if info.token_initialized() && info.label().trim_end() == label {
-            return Ok(slot);
-        }
-    }
-    Err(HsmError::TokenNotFound(label.to_owned()))
 }

@@ -12,7 +12,8 @@ use secrecy::SecretString;
 use signet_pki::{HashAlg, KeyAlgorithm, SignatureScheme};
 
 use super::quirks::Quirks;
-use super::session::{find_slot, open_logged_in};
+use super::module::find_slot;
+use super::session::open_logged_in;
 use super::*;
 
 const LABEL: &str = "unit";

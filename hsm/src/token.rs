@@ -9,8 +9,8 @@ use cryptoki::types::AuthPin;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::error::HsmError;
-use super::pool::load_module;
-use super::session::find_slot;
+use super::module::find_slot;
+use super::module::load_module;
 
 /// Whether `module` has an initialised token labelled `label`.
 pub fn exists(module: &Path, label: &str) -> Result<bool, HsmError> {

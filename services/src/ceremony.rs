@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use der::{Decode, Encode};
+use der::Decode;
 use serde::Serialize;
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::Certificate;
@@ -462,15 +462,4 @@ fn create_private_dir(path: &Path) -> Result<(), CeremonyError> {
             path: path.to_owned(),
             source,
         })
-}
-
-/// Whether `cert` certifies `key`.
-pub fn certifies(cert: &Certificate, key: &KeyInfo) -> bool {
-    match (
-        cert.tbs_certificate.subject_public_key_info.to_der(),
-        key.spki.to_der(),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }

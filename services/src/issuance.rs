@@ -129,7 +129,7 @@ impl CertificateAuthority {
             x509::certificate_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
         let key =
             tokio::task::block_in_place(|| hsm.key_blocking(label)).map_err(|e| e.to_string())?;
-        if !crate::ceremony::certifies(&cert, &key) {
+        if !certifies(&cert, &key) {
             return Err(format!(
                 "key {label:?} in the token does not match {}",
                 path.display()
@@ -234,5 +234,17 @@ impl CertificateAuthority {
             .await
             .map_err(ServiceError::internal)?;
         prepared.finish(&signature).map_err(ServiceError::internal)
+    }
+}
+
+/// Whether `cert` certifies `key`.
+pub fn certifies(cert: &Certificate, key: &KeyInfo) -> bool {
+    use der::Encode;
+    match (
+        cert.tbs_certificate.subject_public_key_info.to_der(),
+        key.spki.to_der(),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }

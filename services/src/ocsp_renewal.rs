@@ -21,7 +21,7 @@ use x509_cert::Certificate;
 use signet_pki::x509::{self, Profile};
 use signet_pki::KeyAlgorithm;
 
-use crate::ceremony::certifies;
+use crate::issuance::certifies;
 use crate::issuance::ROOT_CA;
 use crate::ocsp::{OcspService, Signer};
 use crate::revocation::StatusAuthority;

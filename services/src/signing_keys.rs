@@ -11,8 +11,8 @@ use x509_cert::Certificate;
 use signet_config::{Config, Profile, SigningKeyConfig};
 use signet_pki::{HashAlg, KeyAlgorithm, SignatureScheme};
 
-use crate::ceremony::certifies;
 use crate::infrastructure::Infrastructure;
+use crate::issuance::certifies;
 use signet_hsm::{Hsm, KeyInfo, KeyOrigin};
 
 /// One key of the signing API.

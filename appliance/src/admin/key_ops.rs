@@ -87,7 +87,7 @@ pub async fn import(
         return Err(bad_chain("no certificate in the file".into()));
     };
     let key = find_key(target.hsm, label)?;
-    if !crate::ceremony::certifies(leaf, &key) {
+    if !crate::issuance::certifies(leaf, &key) {
         return Err(AdminError::new(
             "key-mismatch",
             format!(
