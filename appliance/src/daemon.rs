@@ -109,7 +109,8 @@ pub struct ListenOverrides {
 }
 
 /// Run the daemon with `config` (read from `source`, which SIGHUP re-reads — and unseals
-/// again — for the client policy), listening where `listen` or the config says.
+/// again — for the client policy), listening where `listen` or the config says. Each step
+/// of the start is a function below, in this order; none serves before all have run.
 pub async fn run(
     config: Config,
     source: crate::config_source::ConfigSource,
@@ -126,55 +127,261 @@ pub async fn run(
         workers = hsm.workers(),
         "HSM token logged in"
     );
-
     notifier.status("checking the keys against their certificates");
-    let root = read_certs(&layout.root_ca())?;
-    let tls_chain = read_certs(&layout.tls_chain())?;
-    let tsa_cert = read_certs(&layout.tsa_cert())?;
-    let client_ca = read_certs(&layout.client_ca())?;
-
-    let keys = &config.keys;
-    let tls_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.tls_server.label))?;
-    let tsa_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.tsa.label))?;
-    let root_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.root_ca.label))?;
-    let ocsp_cert = read_certs(&layout.ocsp_signer_cert())?;
-    let client_ca_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.client_ca.label))?;
-    expect_certifies(
-        &client_ca[0],
-        &keys.client_ca.label,
-        &client_ca_key,
-        &layout.client_ca(),
-    )?;
-    expect_certifies(&root[0], &keys.root_ca.label, &root_key, &layout.root_ca())?;
-    // The signer's key carries one of two labels (renewals alternate): take the one the
-    // certificate on disk certifies.
-    let ocsp_key = tokio::task::block_in_place(|| {
-        crate::ocsp_renewal::load_signer_key(&hsm, &keys.ocsp_signer.label, &ocsp_cert[0])
-    })?
-    .ok_or_else(|| StartError::KeyMismatch {
-        label: keys.ocsp_signer.label.clone(),
-        cert: layout.ocsp_signer_cert(),
-    })?;
-    expect_certifies(
-        &tls_chain[0],
-        &keys.tls_server.label,
-        &tls_key,
-        &layout.tls_chain(),
-    )?;
-    expect_certifies(&tsa_cert[0], &keys.tsa.label, &tsa_key, &layout.tsa_cert())?;
-    let audit_key = tokio::task::block_in_place(|| hsm.key_blocking(&keys.audit.label))?;
-    let audit_cert = read_certs(&layout.audit_cert())?;
-    expect_certifies(
-        &audit_cert[0],
-        &keys.audit.label,
-        &audit_key,
-        &layout.audit_cert(),
-    )?;
+    let (certs, keys) = tokio::task::block_in_place(|| own_keys(&config, &layout, &hsm))?;
     // Handshakes, time-stamps, OCSP, CRLs and audit checkpoints go in the HSM's urgent
     // lane: the signing API's batches must not hold up the work everyone depends on.
     let urgent = hsm.urgent();
-    let admin_group = crate::admin::server::admin_group(config.admin.group.as_deref())
-        .map_err(StartError::Config)?;
+    notifier.status("checking the audit anchor");
+    let audit = open_audit(&config, &source, &layout, &urgent, Arc::clone(&keys.audit))?;
+    let services = services(&config, &layout, &hsm, &urgent, &certs, &keys)?;
+    notifier.status("publishing CRLs and OCSP responses");
+    services
+        .status
+        .publish_all()
+        .await
+        .map_err(StartError::Publish)?;
+    let trust = Arc::new(client_trust(&config, &certs.client_ca[0], &services.ocsp)?);
+    crate::client_crls::load_all(&trust, &config).await;
+    let tls_config = tls::server_config(
+        to_rustls(&certs.tls_chain, &layout.tls_chain())?,
+        Arc::new(HsmSigningKey::new(
+            urgent.clone(),
+            Arc::clone(&keys.tls),
+            f64::from(config.api.handshake_signatures_per_sec),
+            f64::from(config.api.handshake_signature_burst),
+        )),
+        Arc::clone(&trust),
+    )?;
+    let signing_keys = Arc::new(KeyRing::load(&config, &hsm).map_err(StartError::Config)?);
+    let authz = Arc::new(Authorizer::new(
+        Policy::new(&config.clients).map_err(StartError::Config)?,
+    ));
+    let spool_dir = spool_dir(&config)?;
+    let disk =
+        crate::disk::DiskWatch::new(&layout.audit_dir(), &spool_dir, config.disk.min_free_bytes);
+    let public_tally = Arc::new(crate::disk::PublicTally::default());
+    let api = &config.api;
+    let app = Arc::new(App {
+        tsa: services.tsa,
+        ocsp: Arc::clone(&services.ocsp),
+        crls: services.crls,
+        authz: Arc::clone(&authz),
+        trust: Arc::clone(&trust),
+        keys: Arc::clone(&signing_keys),
+        hsm: hsm.clone(),
+        max_json_bytes: api.max_json_bytes,
+        max_batch: api.max_batch,
+        max_stream_bytes: api.max_stream_bytes,
+        max_body_bytes: api.max_body_bytes,
+        body_timeout: Duration::from_secs(api.request_timeout_secs),
+        spool_dir: spool_dir.clone(),
+        spool_quota: crate::spool::SpoolQuota::new(config.disk.spool_quota_bytes),
+        spool_slots: Arc::new(tokio::sync::Semaphore::new(config.disk.spool_max_in_flight)),
+        disk: Arc::clone(&disk),
+        public_tally: Arc::clone(&public_tally),
+        audit: audit.clone(),
+    });
+    notifier.status("binding the listeners");
+    let listeners = bind_listeners(&config, listen).await?;
+    if let Some(user) = &config.process.user {
+        drop_privileges(
+            user,
+            &listeners.admin_path,
+            listeners.admin_group,
+            &spool_dir,
+            config.profile,
+        )?;
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let daemon = crate::admin::daemon_ops::Daemon {
+        authority: Arc::clone(&services.status),
+        ocsp: Arc::clone(&services.ocsp),
+        hsm: hsm.clone(),
+        authz: Arc::clone(&authz),
+        config: source.clone(),
+        audit: audit.clone(),
+        keys: signing_keys,
+        edits: tokio::sync::Mutex::new(()),
+        state_dir: layout.root().to_owned(),
+    };
+    let admin = admin_context(&config, &layout, listeners.admin_group, &audit, daemon)?;
+    tasks.spawn(crate::admin::server::serve(
+        listeners.admin,
+        Arc::new(admin),
+        stopped(),
+    ));
+    tasks.spawn(reload_on_sighup(source, authz, stopped()));
+    tasks.spawn(Arc::clone(&disk).run(stopped()));
+    tasks.spawn(public_tally.run(
+        audit.clone(),
+        Duration::from_secs(config.disk.public_summary_secs),
+        stopped(),
+    ));
+    tasks.spawn(crate::client_crls::refresh(
+        trust,
+        client_crl_sources(&config),
+        stopped(),
+    ));
+    spawn_upkeep(
+        &mut tasks,
+        &config,
+        &layout,
+        &hsm,
+        &services.status,
+        &services.ocsp,
+        &stopped,
+    );
+    spawn_health(&mut tasks, &hsm, &notifier, &audit, &stopped);
+    if let Some(public) = listeners.public {
+        let limits = listener_limits(
+            api,
+            config.public.max_connections,
+            &config.public.connections,
+        );
+        tasks.spawn(server::serve(
+            public,
+            None,
+            Arc::clone(&app),
+            limits,
+            stopped(),
+        ));
+    }
+    let limits = listener_limits(api, api.max_connections, &api.connections);
+    tasks.spawn(server::serve(
+        listeners.api,
+        Some(tls_config),
+        app,
+        limits,
+        stopped(),
+    ));
+    // Every listener is bound and its server task runs: connections are answered from here.
+    notifier.ready("serving");
+    shutdown_signal().await;
+    notifier.stopping();
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    // Every answer has gone out; seal the log with a last checkpoint.
+    audit.close().await;
+    let _ = std::fs::remove_file(&listeners.admin_path);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What the admin socket's commands reach: the daemon's services, and who may use them.
+fn admin_context(
+    config: &Config,
+    layout: &StateLayout,
+    group: Option<nix::unistd::Gid>,
+    audit: &AuditLog,
+    daemon: crate::admin::daemon_ops::Daemon,
+) -> Result<crate::admin::server::AdminContext, StartError> {
+    Ok(crate::admin::server::AdminContext {
+        authority: Arc::clone(&daemon.authority),
+        audit: audit.clone(),
+        group,
+        officer: crate::admin::duties::resolve_group(
+            "officer group",
+            config.admin.officer_group.as_deref(),
+        )
+        .map_err(StartError::Config)?,
+        layout: layout.clone(),
+        daemon,
+    })
+}
+
+/// The certificates of the appliance's own keys, as on disk.
+struct OwnCerts {
+    root: Vec<Certificate>,
+    tls_chain: Vec<Certificate>,
+    tsa: Vec<Certificate>,
+    client_ca: Vec<Certificate>,
+    ocsp_signer: Vec<Certificate>,
+}
+
+/// The appliance's own keys in the token, each checked against its certificate.
+struct OwnKeys {
+    tls: Arc<KeyInfo>,
+    tsa: Arc<KeyInfo>,
+    root: Arc<KeyInfo>,
+    client_ca: Arc<KeyInfo>,
+    ocsp_signer: Arc<KeyInfo>,
+    audit: Arc<KeyInfo>,
+}
+
+/// Read the certificates and find each key in the token: a key its certificate does not
+/// certify stops the start. Blocking (files, the token).
+fn own_keys(
+    config: &Config,
+    layout: &StateLayout,
+    hsm: &Hsm,
+) -> Result<(OwnCerts, OwnKeys), StartError> {
+    let certs = OwnCerts {
+        root: read_certs(&layout.root_ca())?,
+        tls_chain: read_certs(&layout.tls_chain())?,
+        tsa: read_certs(&layout.tsa_cert())?,
+        client_ca: read_certs(&layout.client_ca())?,
+        ocsp_signer: read_certs(&layout.ocsp_signer_cert())?,
+    };
+    let labels = &config.keys;
+    let checked = |cert: &Certificate, label: &str, path: &Path| {
+        let key = hsm.key_blocking(label)?;
+        expect_certifies(cert, label, &key, path)?;
+        Ok::<_, StartError>(key)
+    };
+    let client_ca = checked(
+        &certs.client_ca[0],
+        &labels.client_ca.label,
+        &layout.client_ca(),
+    )?;
+    let root = checked(&certs.root[0], &labels.root_ca.label, &layout.root_ca())?;
+    // The signer's key carries one of two labels (renewals alternate): take the one the
+    // certificate on disk certifies.
+    let ocsp_signer = crate::ocsp_renewal::load_signer_key(
+        hsm,
+        &labels.ocsp_signer.label,
+        &certs.ocsp_signer[0],
+    )?
+    .ok_or_else(|| StartError::KeyMismatch {
+        label: labels.ocsp_signer.label.clone(),
+        cert: layout.ocsp_signer_cert(),
+    })?;
+    let tls = checked(
+        &certs.tls_chain[0],
+        &labels.tls_server.label,
+        &layout.tls_chain(),
+    )?;
+    let tsa = checked(&certs.tsa[0], &labels.tsa.label, &layout.tsa_cert())?;
+    let audit_cert = read_certs(&layout.audit_cert())?;
+    let audit = checked(&audit_cert[0], &labels.audit.label, &layout.audit_cert())?;
+    let keys = OwnKeys {
+        tls,
+        tsa,
+        root,
+        client_ca,
+        ocsp_signer,
+        audit,
+    };
+    Ok((certs, keys))
+}
+
+/// Open the audit log: its anchor checked against the audit key (and the TPM counter when
+/// one is kept), its checkpoints signed in the HSM's urgent lane.
+fn open_audit(
+    config: &Config,
+    source: &crate::config_source::ConfigSource,
+    layout: &StateLayout,
+    urgent: &Hsm,
+    key: Arc<KeyInfo>,
+) -> Result<AuditLog, StartError> {
     let audit_public =
         crate::audit::key_from_certificate(&layout.audit_cert()).map_err(StartError::Config)?;
     let counter = if config.audit.uses_tpm_counter(source.origin()) {
@@ -190,14 +397,13 @@ pub async fn run(
         );
         None
     };
-    notifier.status("checking the audit anchor");
     let audit = tokio::task::block_in_place(|| {
         AuditLog::open(
             &layout.audit_log(),
             &layout.audit_anchor(),
             AuditSigner {
                 hsm: urgent.clone(),
-                key: audit_key,
+                key,
             },
             CheckpointPolicy {
                 every: config.audit.checkpoint_every,
@@ -209,15 +415,34 @@ pub async fn run(
             },
         )
     })?;
+    Ok(audit)
+}
 
+/// The services the listeners and the admin socket use.
+struct Services {
+    tsa: TsaService,
+    ocsp: Arc<OcspService>,
+    crls: Arc<CrlService>,
+    status: Arc<StatusAuthority>,
+}
+
+/// Assemble the TSA, the OCSP responder, the CRLs and the status authority over the store.
+fn services(
+    config: &Config,
+    layout: &StateLayout,
+    hsm: &Hsm,
+    urgent: &Hsm,
+    certs: &OwnCerts,
+    keys: &OwnKeys,
+) -> Result<Services, StartError> {
     let store = Store::open(&layout.database())?;
     let signer = SignerIdentity::new(
-        tsa_cert[0].clone(),
-        root.clone(),
-        tsa_key.algorithm.default_scheme(),
+        certs.tsa[0].clone(),
+        certs.root.clone(),
+        keys.tsa.algorithm.default_scheme(),
     )
     .map_err(|e| StartError::Config(format!("TSA signer: {e}")))?;
-    let authority = TimeStampAuthority::new(signer, tsa_policy(&config)?);
+    let authority = TimeStampAuthority::new(signer, tsa_policy(config)?);
     let clock = if config.require_clock_sync() {
         ClockPolicy::Require
     } else {
@@ -225,48 +450,48 @@ pub async fn run(
     };
     let tsa = TsaService::new(
         authority,
-        tsa_key,
+        Arc::clone(&keys.tsa),
         urgent.clone(),
         SerialAllocator::new(store.clone(), "tsa", config.tsa.serial_block),
         clock,
     );
-
+    let responder_err = |e: signet_pki::Error| StartError::Config(format!("OCSP responder: {e}"));
     let status_lock = Arc::new(tokio::sync::Mutex::new(()));
     let ocsp = Arc::new(OcspService::new(
         vec![
             CaResponder::new(
                 ROOT_CA,
-                root[0].clone(),
-                Arc::clone(&root_key),
-                ocsp_cert[0].clone(),
-                ocsp_key,
+                certs.root[0].clone(),
+                Arc::clone(&keys.root),
+                certs.ocsp_signer[0].clone(),
+                Arc::clone(&keys.ocsp_signer),
             )
-            .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?,
+            .map_err(responder_err)?,
             // The client CA answers for its own certificates (RFC 6960 2.2: the CA itself).
             CaResponder::new(
                 CLIENT_CA,
-                client_ca[0].clone(),
-                Arc::clone(&client_ca_key),
-                client_ca[0].clone(),
-                Arc::clone(&client_ca_key),
+                certs.client_ca[0].clone(),
+                Arc::clone(&keys.client_ca),
+                certs.client_ca[0].clone(),
+                Arc::clone(&keys.client_ca),
             )
-            .map_err(|e| StartError::Config(format!("OCSP responder: {e}")))?,
+            .map_err(responder_err)?,
         ],
         store.clone(),
         urgent.clone(),
-        ocsp_settings(&config),
+        ocsp_settings(config),
         Arc::clone(&status_lock),
     ));
     let crls = Arc::new(CrlService::new(
         vec![
-            crl_issuer(ROOT_CA, &root[0], root_key),
-            crl_issuer(CLIENT_CA, &client_ca[0], client_ca_key),
+            crl_issuer(ROOT_CA, &certs.root[0], Arc::clone(&keys.root)),
+            crl_issuer(CLIENT_CA, &certs.client_ca[0], Arc::clone(&keys.client_ca)),
         ],
         store.clone(),
         urgent.clone(),
         Duration::from_secs(config.crl.validity_secs),
     ));
-    let ca = Issuers::load(&config, &hsm).map_err(StartError::Config)?;
+    let ca = Issuers::load(config, hsm).map_err(StartError::Config)?;
     let status = Arc::new(StatusAuthority::new(
         store,
         Some(Arc::new(ca)),
@@ -274,169 +499,92 @@ pub async fn run(
         Arc::clone(&crls),
         status_lock,
     ));
-    notifier.status("publishing CRLs and OCSP responses");
-    status.publish_all().await.map_err(StartError::Publish)?;
-
-    let trust = Arc::new(client_trust(&config, &client_ca[0], &ocsp)?);
-    crate::client_crls::load_all(&trust, &config).await;
-    let tls_config = tls::server_config(
-        to_rustls(&tls_chain, &layout.tls_chain())?,
-        Arc::new(HsmSigningKey::new(
-            urgent.clone(),
-            Arc::clone(&tls_key),
-            f64::from(config.api.handshake_signatures_per_sec),
-            f64::from(config.api.handshake_signature_burst),
-        )),
-        Arc::clone(&trust),
-    )?;
-
-    let keys = Arc::new(KeyRing::load(&config, &hsm).map_err(StartError::Config)?);
-    let authz = Arc::new(Authorizer::new(
-        Policy::new(&config.clients).map_err(StartError::Config)?,
-    ));
-    let api = &config.api;
-    let admin_ocsp = Arc::clone(&ocsp);
-    let spool_dir = spool_dir(&config)?;
-    let disk =
-        crate::disk::DiskWatch::new(&layout.audit_dir(), &spool_dir, config.disk.min_free_bytes);
-    let public_tally = Arc::new(crate::disk::PublicTally::default());
-    let app = Arc::new(App {
+    Ok(Services {
         tsa: tsa.with_status_index(Arc::clone(&ocsp)),
         ocsp,
         crls,
-        authz: Arc::clone(&authz),
-        trust: Arc::clone(&trust),
-        keys: Arc::clone(&keys),
-        hsm: hsm.clone(),
-        max_json_bytes: api.max_json_bytes,
-        max_batch: api.max_batch,
-        max_stream_bytes: api.max_stream_bytes,
-        max_body_bytes: api.max_body_bytes,
-        body_timeout: Duration::from_secs(api.request_timeout_secs),
-        spool_dir: spool_dir.clone(),
-        spool_quota: crate::spool::SpoolQuota::new(config.disk.spool_quota_bytes),
-        spool_slots: Arc::new(tokio::sync::Semaphore::new(config.disk.spool_max_in_flight)),
-        disk: Arc::clone(&disk),
-        public_tally: Arc::clone(&public_tally),
-        audit: audit.clone(),
-    });
-    // Each listener has a budget of its own: one can never starve the other.
-    let listener_limits =
-        |max_connections: usize, budget: &signet_config::ConnectionBudget| Limits {
-            max_header_bytes: api.max_header_bytes,
-            header_timeout: Duration::from_secs(api.header_timeout_secs),
-            shutdown_grace: Duration::from_secs(api.shutdown_grace_secs),
-            drain: Duration::from_secs(api.request_timeout_secs),
-            first_request: Duration::from_secs(budget.first_request_secs),
-            idle: Duration::from_secs(budget.idle_secs),
-            ping_interval: Duration::from_secs(budget.ping_interval_secs),
-            ping_timeout: Duration::from_secs(budget.ping_timeout_secs),
-            max_age: Duration::from_secs(budget.max_age_secs),
-            budget: BudgetLimits {
-                max_connections,
-                max_per_source: budget.max_per_source,
-                per_sec: f64::from(budget.handshakes_per_sec),
-                burst: f64::from(budget.handshake_burst),
-                max_sources: budget.max_sources,
-            },
-        };
-    let limits = listener_limits(api.max_connections, &api.connections);
-    let public_limits = listener_limits(config.public.max_connections, &config.public.connections);
-    notifier.status("binding the listeners");
+        status,
+    })
+}
+
+/// The listeners, bound (or taken from systemd) before privileges are dropped.
+struct Listeners {
+    api: tokio::net::TcpListener,
+    public: Option<tokio::net::TcpListener>,
+    admin: tokio::net::UnixListener,
+    admin_path: PathBuf,
+    admin_group: Option<nix::unistd::Gid>,
+}
+
+async fn bind_listeners(config: &Config, listen: ListenOverrides) -> Result<Listeners, StartError> {
+    let admin_group = crate::admin::server::admin_group(config.admin.group.as_deref())
+        .map_err(StartError::Config)?;
     let activated = listen.activated;
-    let api_listener = match activated.api {
+    let api = match activated.api {
         Some(l) => adopt(l, "https")?,
-        None => bind(listen.api.unwrap_or(api.listen), "https").await?,
+        None => bind(listen.api.unwrap_or(config.api.listen), "https").await?,
     };
-    let public_listener = match (activated.public, listen.public.or(config.public.listen)) {
+    let public = match (activated.public, listen.public.or(config.public.listen)) {
         (Some(l), _) => Some(adopt(l, "http")?),
         (None, Some(addr)) => Some(bind(addr, "http").await?),
         (None, None) => None,
     };
     let admin_path = config.state_path(&config.admin.socket);
-    let admin_listener =
-        crate::admin::server::bind(&admin_path, admin_group).map_err(|source| {
-            StartError::Admin {
-                path: admin_path.clone(),
-                source,
-            }
-        })?;
+    let admin = crate::admin::server::bind(&admin_path, admin_group).map_err(|source| {
+        StartError::Admin {
+            path: admin_path.clone(),
+            source,
+        }
+    })?;
     tracing::info!(socket = %admin_path.display(), "admin socket ready");
-    if let Some(user) = &config.process.user {
-        drop_privileges(user, &admin_path, admin_group, &spool_dir, config.profile)?;
-    }
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    let admin = Arc::new(crate::admin::server::AdminContext {
-        authority: Arc::clone(&status),
-        audit: audit.clone(),
-        group: admin_group,
-        officer: crate::admin::duties::resolve_group(
-            "officer group",
-            config.admin.officer_group.as_deref(),
-        )
-        .map_err(StartError::Config)?,
-        layout: layout.clone(),
-        daemon: crate::admin::daemon_ops::Daemon {
-            authority: Arc::clone(&status),
-            ocsp: Arc::clone(&admin_ocsp),
-            hsm: hsm.clone(),
-            authz: Arc::clone(&authz),
-            config: source.clone(),
-            audit: audit.clone(),
-            keys,
-            edits: tokio::sync::Mutex::new(()),
-            state_dir: layout.root().to_owned(),
-        },
-    });
-    tasks.spawn(crate::admin::server::serve(
-        admin_listener,
+    Ok(Listeners {
+        api,
+        public,
         admin,
-        stopped(),
-    ));
-    tasks.spawn(reload_on_sighup(source, authz, stopped()));
-    tasks.spawn(Arc::clone(&disk).run(stopped()));
-    tasks.spawn(public_tally.run(
-        audit.clone(),
-        Duration::from_secs(config.disk.public_summary_secs),
-        stopped(),
-    ));
-    tasks.spawn(crate::client_crls::refresh(
-        trust,
-        client_crl_sources(&config),
-        stopped(),
-    ));
-    let refresh_every = Duration::from_secs((config.ocsp.validity_secs / 10).clamp(1, 300));
-    tasks.spawn(Arc::clone(&status).refresh(refresh_every, stopped()));
-    tasks.spawn(
-        crate::ocsp_renewal::Renewal {
-            authority: Arc::clone(&status),
-            ocsp: Arc::clone(&admin_ocsp),
-            hsm: hsm.clone(),
-            cert_path: layout.ocsp_signer_cert(),
-            base_label: config.keys.ocsp_signer.label.clone(),
-            algorithm: crate::settings::key_algorithm(config.keys.ocsp_signer.algorithm),
-            lifetime: Duration::from_secs(config.ocsp.signer_lifetime_secs),
-            new_key: config.ocsp.signer_new_key,
-        }
-        .run(stopped()),
-    );
-    if let Some(public) = public_listener {
-        tasks.spawn(server::serve(
-            public,
-            None,
-            Arc::clone(&app),
-            public_limits,
-            stopped(),
-        ));
+        admin_path,
+        admin_group,
+    })
+}
+
+/// A listener's limits: the API's request limits, and the connection budget of its own
+/// (one listener can never starve the other).
+fn listener_limits(
+    api: &signet_config::ApiConfig,
+    max_connections: usize,
+    budget: &signet_config::ConnectionBudget,
+) -> Limits {
+    Limits {
+        max_header_bytes: api.max_header_bytes,
+        header_timeout: Duration::from_secs(api.header_timeout_secs),
+        shutdown_grace: Duration::from_secs(api.shutdown_grace_secs),
+        drain: Duration::from_secs(api.request_timeout_secs),
+        first_request: Duration::from_secs(budget.first_request_secs),
+        idle: Duration::from_secs(budget.idle_secs),
+        ping_interval: Duration::from_secs(budget.ping_interval_secs),
+        ping_timeout: Duration::from_secs(budget.ping_timeout_secs),
+        max_age: Duration::from_secs(budget.max_age_secs),
+        budget: BudgetLimits {
+            max_connections,
+            max_per_source: budget.max_per_source,
+            per_sec: f64::from(budget.handshakes_per_sec),
+            burst: f64::from(budget.handshake_burst),
+            max_sources: budget.max_sources,
+        },
     }
+}
+
+/// Follow the HSM's readiness (STATUS=, the audit log) and feed the service watchdog while
+/// the reconnect loop is not stuck.
+fn spawn_health<F, Fut>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    hsm: &Hsm,
+    notifier: &Notifier,
+    audit: &AuditLog,
+    stopped: &F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     tasks.spawn(crate::hsm_watch::follow(
         hsm.readiness(),
         notifier.clone(),
@@ -457,24 +605,37 @@ pub async fn run(
             stopped(),
         ));
     }
-    tasks.spawn(server::serve(
-        api_listener,
-        Some(tls_config),
-        app,
-        limits,
-        stopped(),
-    ));
-    // Every listener is bound and its server task runs: connections are answered from here.
-    notifier.ready("serving");
-    shutdown_signal().await;
-    notifier.stopping();
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
-    // Every answer has gone out; seal the log with a last checkpoint.
-    audit.close().await;
-    let _ = std::fs::remove_file(&admin_path);
-    tracing::info!("stopped");
-    Ok(())
+}
+
+/// The background work that keeps what is served fresh: CRLs and OCSP answers re-signed
+/// before they expire, and the delegated OCSP signer renewed at half its life.
+fn spawn_upkeep<F, Fut>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    config: &Config,
+    layout: &StateLayout,
+    hsm: &Hsm,
+    status: &Arc<StatusAuthority>,
+    ocsp: &Arc<OcspService>,
+    stopped: &F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let refresh_every = Duration::from_secs((config.ocsp.validity_secs / 10).clamp(1, 300));
+    tasks.spawn(Arc::clone(status).refresh(refresh_every, stopped()));
+    tasks.spawn(
+        crate::ocsp_renewal::Renewal {
+            authority: Arc::clone(status),
+            ocsp: Arc::clone(ocsp),
+            hsm: hsm.clone(),
+            cert_path: layout.ocsp_signer_cert(),
+            base_label: config.keys.ocsp_signer.label.clone(),
+            algorithm: crate::settings::key_algorithm(config.keys.ocsp_signer.algorithm),
+            lifetime: Duration::from_secs(config.ocsp.signer_lifetime_secs),
+            new_key: config.ocsp.signer_new_key,
+        }
+        .run(stopped()),
+    );
 }
 
 /// Re-read the client policy from `source` on every SIGHUP; a config that does not load

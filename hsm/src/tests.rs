@@ -11,8 +11,8 @@ use secrecy::SecretString;
 
 use signet_pki::{HashAlg, KeyAlgorithm, SignatureScheme};
 
-use super::quirks::Quirks;
 use super::module::find_slot;
+use super::quirks::Quirks;
 use super::session::open_logged_in;
 use super::*;
 
