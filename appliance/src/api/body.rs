@@ -31,6 +31,27 @@ pub enum BodyError {
     Timeout,
 }
 
+impl BodyError {
+    /// The one HTTP status each body failure gets, whatever protocol answers it.
+    pub fn status(&self) -> hyper::StatusCode {
+        use hyper::StatusCode;
+        match self {
+            BodyError::WrongType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Incomplete | BodyError::Timeout => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Its problem code on the JSON API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BodyError::WrongType { .. } => "unsupported-media-type",
+            BodyError::TooLarge { .. } => "body-too-large",
+            BodyError::Incomplete | BodyError::Timeout => "bad-body",
+        }
+    }
+}
+
 /// Whether the request's Content-Type is `expected` (parameters ignored, case-insensitive).
 pub fn has_content_type(req: &Request<Incoming>, expected: &str) -> bool {
     req.headers()
@@ -108,6 +129,28 @@ pub(super) async fn drain(body: &mut Incoming) {
         match body.frame().await {
             Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
             _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BodyError;
+
+    #[test]
+    fn each_body_failure_has_one_status_for_every_protocol() {
+        let cases = [
+            (
+                BodyError::WrongType { expected: "x/y" },
+                415,
+                "unsupported-media-type",
+            ),
+            (BodyError::TooLarge { limit: 1 }, 413, "body-too-large"),
+            (BodyError::Incomplete, 400, "bad-body"),
+            (BodyError::Timeout, 400, "bad-body"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!((e.status().as_u16(), e.code()), (status, code), "{e}");
         }
     }
 }

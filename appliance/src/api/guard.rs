@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use signet_config::Operation;
 
-use super::body::{self, BodyError};
+use super::body;
 use super::problem;
 use super::{App, HttpResponse};
 use crate::authz::{Decision, PeerCert};
@@ -124,20 +124,7 @@ pub async fn json_body<T: DeserializeOwned>(
     }
     let bytes = match body::read(req, app.max_json_bytes, app.body_timeout).await {
         Ok(b) => b,
-        Err(e @ BodyError::TooLarge { .. }) => {
-            return Err(problem::json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                &e.to_string(),
-            ))
-        }
-        Err(e) => {
-            return Err(problem::json(
-                StatusCode::BAD_REQUEST,
-                "bad-body",
-                &e.to_string(),
-            ))
-        }
+        Err(e) => return Err(problem::json(e.status(), e.code(), &e.to_string())),
     };
     serde_json::from_slice(&bytes)
         .map_err(|e| problem::json(StatusCode::BAD_REQUEST, "bad-json", &e.to_string()))

@@ -36,18 +36,12 @@ fn source(req: &Request<Incoming>, listener: Listener) -> Option<IpAddr> {
 pub(super) async fn post(app: &App, req: Request<Incoming>, listener: Listener) -> HttpResponse {
     let from = source(&req, listener);
     if !body::has_content_type(&req, REQUEST) {
-        let resp = http_refusal(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &BodyError::WrongType { expected: REQUEST },
-        );
+        let resp = http_refusal(&BodyError::WrongType { expected: REQUEST });
         return body::refuse(req, resp).await;
     }
     let der = match body::read(req, app.max_body_bytes, app.body_timeout).await {
         Ok(b) => b,
-        Err(e @ BodyError::TooLarge { .. }) => {
-            return http_refusal(StatusCode::PAYLOAD_TOO_LARGE, &e)
-        }
-        Err(e) => return http_refusal(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return http_refusal(&e),
     };
     respond(app.ocsp.answer(&der, from).await, None)
 }
@@ -112,7 +106,8 @@ fn refusal(e: &OcspError) -> HttpResponse {
     }
 }
 
-fn http_refusal(status: StatusCode, err: &BodyError) -> HttpResponse {
+fn http_refusal(err: &BodyError) -> HttpResponse {
+    let status = err.status();
     tracing::info!(error = %err, %status, "OCSP request refused");
     problem::bytes(
         status,

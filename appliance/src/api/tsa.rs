@@ -22,16 +22,12 @@ const REPLY: &str = "application/timestamp-reply";
 
 pub(super) async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
     if !body::has_content_type(&req, QUERY) {
-        let err = BodyError::WrongType { expected: QUERY };
-        let resp = reply_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &err);
+        let resp = reply_error(&BodyError::WrongType { expected: QUERY });
         return body::refuse(req, resp).await;
     }
     let request = match body::read(req, app.max_body_bytes, app.body_timeout).await {
         Ok(b) => b,
-        Err(e @ BodyError::TooLarge { .. }) => {
-            return reply_error(StatusCode::PAYLOAD_TOO_LARGE, &e)
-        }
-        Err(e) => return reply_error(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return reply_error(&e),
     };
     match app.tsa.stamp(&request).await {
         Ok(granted) => problem::bytes(StatusCode::OK, REPLY, granted),
@@ -49,7 +45,8 @@ pub(super) async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
 }
 
 /// An HTTP-level refusal, still with a TimeStampResp (badRequest) a TSP client can read.
-fn reply_error(status: StatusCode, err: &BodyError) -> HttpResponse {
+fn reply_error(err: &BodyError) -> HttpResponse {
+    let status = err.status();
     tracing::info!(error = %err, %status, "time-stamp request refused");
     problem::bytes(
         status,
