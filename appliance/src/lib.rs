@@ -1,4 +1,5 @@
-//! The Signet appliance: the daemon `signetd` and the operator CLI `signetctl`.
+//! The Signet appliance: the daemon `signetd` (its listeners, the signing API, the admin
+//! socket, authorization, TLS, systemd and hardening). The operator CLI is `ctl/`.
 //!
 //! `signet-pki` knows the formats; this crate owns I/O, the HSM, policy and state.
 #![warn(missing_docs)]
@@ -7,7 +8,6 @@ pub mod admin;
 pub mod api;
 pub mod authz;
 pub mod channel_body;
-pub mod cli;
 pub mod client_crls;
 pub mod config_source;
 pub mod conn_budget;

@@ -5,10 +5,18 @@ use signet_pki::KeyAlgorithm;
 
 use signet_hsm::HsmSettings;
 
-/// The HSM settings; the PIN comes from the config (dev) — the sealed config comes later.
+/// Point SoftHSM at the config's dev token, if it has one. Call before any thread starts
+/// (it sets an environment variable).
+pub fn prepare_softhsm(config: &Config) {
+    if let Some(dir) = &config.hsm.softhsm_dir {
+        signet_hsm::softhsm::use_token_dir(&config.state_path(dir));
+    }
+}
+
+/// The HSM settings; the PIN comes from the config (sealed to the TPM in production).
 pub fn hsm(config: &Config) -> Result<HsmSettings, String> {
     let pin = config.hsm.user_pin.clone().ok_or_else(|| {
-        "hsm.user_pin is not set (production PINs come from the sealed config)".to_string()
+        "hsm.user_pin is not set (in production it comes from the sealed config)".to_string()
     })?;
     Ok(HsmSettings {
         module: config.hsm.module.clone(),

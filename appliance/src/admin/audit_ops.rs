@@ -46,22 +46,28 @@ pub async fn live(
     let bytes = log.durable_bytes().map_err(internal)?;
     let cert = layout.audit_cert();
     tokio::task::spawn_blocking(move || {
-        let mut reported = None;
-        let mut report = |done: u64, total: u64| {
-            let step = (total / 100).max(1);
-            if reported.is_some_and(|r| done < total && done < r + step) {
-                return;
-            }
-            reported = Some(done);
-            // Progress is best effort: a full channel (a slow reader) skips a step.
-            if let Some(tx) = &progress {
-                let _ = tx.try_send(Advance { done, total });
-            }
-        };
+        let mut report = reporter(progress);
         run_on_whole_log(&bytes, anchor, counter, &cert, command, &mut report)
     })
     .await
     .map_err(internal)?
+}
+
+/// A callback for `(bytes done, bytes in all)` that passes about every percent on to
+/// `progress`, and the end always.
+pub fn reporter(progress: Option<mpsc::Sender<Advance>>) -> impl FnMut(u64, u64) {
+    let mut reported = None;
+    move |done: u64, total: u64| {
+        let step = (total / 100).max(1);
+        if reported.is_some_and(|r| done < total && done < r + step) {
+            return;
+        }
+        reported = Some(done);
+        // Progress is best effort: a full channel (a slow reader) skips a step.
+        if let Some(tx) = &progress {
+            let _ = tx.try_send(Advance { done, total });
+        }
+    }
 }
 
 /// Run `command` on the files under `layout` (no daemon runs), with the TPM `counter` the

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::{client_edit, key_ops, AdminError, Command};
+use super::{client_edit, key_ops, AdminError};
 use crate::authz::{Authorizer, Policy};
 use crate::hsm::Hsm;
 use crate::ocsp::OcspService;
@@ -48,61 +48,58 @@ impl Daemon {
     }
 }
 
-/// Run one of the daemon-wide commands on the running daemon.
-pub async fn live(d: &Daemon, command: Command) -> Result<Value, AdminError> {
-    match command {
-        Command::Status => status(d).await,
-        Command::KeyList => key_list(&d.hsm),
-        Command::KeyShow { label } => {
-            let mut answer = key_show(&d.hsm, &label)?;
-            let config = d.current_config().ok();
-            if let Some(c) = &config {
-                show_marked(&mut answer, c, &label);
-            }
-            let chain = match d.keys.get(&label) {
-                Some(k) => Some(k.chain.clone()),
-                None => config.and_then(|c| key_ops::stored_chain(&c, &label)),
-            };
-            if let Some(chain) = chain {
-                key_ops::show_chain(&mut answer, &chain);
-            }
-            Ok(answer)
-        }
-        Command::Csr {
-            label,
-            subject,
-            san_dns,
-        } => key_ops::csr(&d.hsm, &label, &subject, &san_dns).await,
-        Command::CertImport { label, chain_pem } => {
-            let config = d.current_config().map_err(internal)?;
-            let target = key_ops::ImportTarget {
-                hsm: &d.hsm,
-                config: &config,
-                store: d.authority.store(),
-                keys: Some(&d.keys),
-            };
-            key_ops::import(target, &label, &chain_pem).await
-        }
-        Command::ClientAdd(client) => {
-            let name = client.name.clone();
-            edit_clients(d, |t| client_edit::add_client(t, &client))
-                .await
-                .map(|n| json!({ "added": name, "clients": n, "config": d.config.name() }))
-        }
-        Command::ClientRemove { name } => edit_clients(d, |t| client_edit::remove_client(t, &name))
-            .await
-            .map(|n| json!({ "removed": name, "clients": n, "config": d.config.name() })),
-        Command::CrlPublish => {
-            d.authority.publish_all().await.map_err(internal)?;
-            Ok(json!({ "published": d.authority.crl_names() }))
-        }
-        Command::ClientList => client_list(&d.config.load().map_err(internal)?),
-        Command::Reload => {
-            let clients = reload_policy(&d.config, &d.authz).map_err(internal)?;
-            Ok(json!({ "clients": clients }))
-        }
-        _ => Err(internal("not a daemon-wide command")),
+/// One key in the token, marked with its `[keys]` role and its chain (the one in service,
+/// else the one stored for it).
+pub fn key_show_live(d: &Daemon, label: &str) -> Result<Value, AdminError> {
+    let mut answer = key_show(&d.hsm, label)?;
+    let config = d.current_config().ok();
+    if let Some(c) = &config {
+        show_marked(&mut answer, c, label);
     }
+    let chain = match d.keys.get(label) {
+        Some(k) => Some(k.chain.clone()),
+        None => config.and_then(|c| key_ops::stored_chain(&c, label)),
+    };
+    if let Some(chain) = chain {
+        key_ops::show_chain(&mut answer, &chain);
+    }
+    Ok(answer)
+}
+
+/// Put an outside CA's chain in service for key `label`, at once.
+pub async fn cert_import(d: &Daemon, label: &str, chain_pem: &str) -> Result<Value, AdminError> {
+    let config = d.current_config().map_err(internal)?;
+    let target = key_ops::ImportTarget {
+        hsm: &d.hsm,
+        config: &config,
+        store: d.authority.store(),
+        keys: Some(&d.keys),
+    };
+    key_ops::import(target, label, chain_pem).await
+}
+
+/// Add an API client to the config and reload the policy.
+pub async fn client_add(d: &Daemon, client: client_edit::NewClient) -> Result<Value, AdminError> {
+    let n = edit_clients(d, |t| client_edit::add_client(t, &client)).await?;
+    Ok(json!({ "added": client.name, "clients": n, "config": d.config.name() }))
+}
+
+/// Remove an API client from the config and reload the policy.
+pub async fn client_remove(d: &Daemon, name: String) -> Result<Value, AdminError> {
+    let n = edit_clients(d, |t| client_edit::remove_client(t, &name)).await?;
+    Ok(json!({ "removed": name, "clients": n, "config": d.config.name() }))
+}
+
+/// Re-sign every CRL (and the OCSP cache) now.
+pub async fn crl_publish(d: &Daemon) -> Result<Value, AdminError> {
+    d.authority.publish_all().await.map_err(internal)?;
+    Ok(json!({ "published": d.authority.crl_names() }))
+}
+
+/// Re-read the client policy from the config file.
+pub fn reload(d: &Daemon) -> Result<Value, AdminError> {
+    let clients = reload_policy(&d.config, &d.authz).map_err(internal)?;
+    Ok(json!({ "clients": clients }))
 }
 
 /// Edit the config's clients, then reload the policy from the file as `reload` does.
@@ -127,7 +124,8 @@ pub fn reload_policy(
     Ok(config.clients.len())
 }
 
-async fn status(d: &Daemon) -> Result<Value, AdminError> {
+/// What the running appliance is doing.
+pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
     let hsm = d.hsm.clone();
     let keys = tokio::task::spawn_blocking(move || hsm.key_labels_blocking())
         .await

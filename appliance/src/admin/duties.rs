@@ -212,14 +212,12 @@ pub fn check_offline(
     config: &signet_config::Config,
     command: &Command,
     infrastructure: impl FnOnce(&str) -> Result<Option<String>, String>,
-) -> Result<(), String> {
+) -> Result<(), AdminError> {
     use std::os::unix::fs::MetadataExt;
-    let Some(duty) =
-        officer_duty(command, &config.clients, infrastructure).map_err(|e| e.to_string())?
-    else {
+    let Some(duty) = officer_duty(command, &config.clients, infrastructure)? else {
         return Ok(());
     };
-    let roles = Roles::from_config(&config.admin)?;
+    let roles = Roles::from_config(&config.admin).map_err(|e| AdminError::new("internal", e))?;
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
     let owner = std::fs::metadata(&config.state_dir).ok().map(|m| m.uid());
@@ -233,7 +231,7 @@ pub fn check_offline(
                 .ok()
                 .flatten()
                 .map_or_else(|| format!("uid {uid}"), |u| u.name);
-            Err(roles.refusal(&who, &duty).to_string())
+            Err(roles.refusal(&who, &duty))
         }
     }
 }

@@ -19,8 +19,10 @@ pub mod audit_ops;
 pub mod client;
 pub mod client_edit;
 pub mod daemon_ops;
+pub mod dispatch;
 pub mod duties;
 pub mod key_ops;
+pub mod offline;
 pub mod ops;
 pub mod server;
 

@@ -1,4 +1,4 @@
-//! What each admin command does. The daemon runs them with its live status authority (so a
+//! The certificate commands. The daemon runs them with its live status authority (so a
 //! revocation also re-signs OCSP answers and the CRL before it returns); `signetctl` runs
 //! them against the database alone when no daemon is running.
 
@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use super::{AdminError, Command};
-use crate::issuance::Issuers;
+use super::AdminError;
+use crate::issuance::{IssueRequest, Issuers};
 use crate::revocation::StatusAuthority;
 use crate::store::certs::{self, normalise_serial};
 use crate::store::{ChangeRefused, StatusChange, Store, StoreError};
@@ -24,8 +24,8 @@ pub const REASONS: [&str; 7] = [
     "privilegeWithdrawn",
 ];
 
-/// Where commands act.
-pub enum Target<'a> {
+/// Where the certificate commands act.
+pub enum Certs<'a> {
     /// The running daemon: database, OCSP cache and CRLs together.
     Live(&'a Arc<StatusAuthority>),
     /// The database alone (no daemon runs; it catches up when it starts), and the CA when
@@ -33,102 +33,94 @@ pub enum Target<'a> {
     Offline(&'a Store, Option<&'a Issuers>),
 }
 
-impl Target<'_> {
+impl Certs<'_> {
     fn store(&self) -> &Store {
         match self {
-            Target::Live(a) => a.store(),
-            Target::Offline(s, _) => s,
+            Certs::Live(a) => a.store(),
+            Certs::Offline(s, _) => s,
         }
     }
 
     fn ca(&self) -> Option<&Issuers> {
         match self {
-            Target::Live(a) => a.ca(),
-            Target::Offline(_, ca) => *ca,
+            Certs::Live(a) => a.ca(),
+            Certs::Offline(_, ca) => *ca,
+        }
+    }
+
+    /// Tell the running daemon of a certificate it did not issue itself (OCSP knows it).
+    async fn issued(&self, record: &certs::CertRecord) {
+        if let Certs::Live(authority) = self {
+            authority.issued(record).await;
         }
     }
 }
 
-/// Run `command`.
-pub async fn execute(target: Target<'_>, command: Command) -> Result<Value, AdminError> {
-    match command {
-        Command::CertList => {
-            let list = target
-                .store()
-                .with(|c| certs::list(c))
-                .await
-                .map_err(internal)?;
-            to_json(&list)
-        }
-        Command::CertShow { serial } => {
-            let (serial, found) = find(&target, &serial).await?;
-            match found.as_slice() {
-                [] => Err(refused(ChangeRefused::NotFound(serial))),
-                [one] => {
-                    let mut v = to_json(one)?;
-                    if let Value::Object(m) = &mut v {
-                        m.insert("pem".into(), Value::String(pem(&one.der)));
-                    }
-                    Ok(v)
-                }
-                _ => Err(refused(ChangeRefused::Ambiguous(serial))),
-            }
-        }
-        Command::CertRevoke { serial, reason } => {
-            if !REASONS.contains(&reason.as_str()) {
-                return Err(AdminError::new(
-                    "bad-reason",
-                    format!("unknown reason {reason:?}; one of {}", REASONS.join(", ")),
-                ));
-            }
-            change(target, &serial, StatusChange::Revoke(reason)).await
-        }
-        Command::CertUnhold { serial } => change(target, &serial, StatusChange::Unhold).await,
-        Command::KeyGenerate {
-            label,
-            algorithm,
-            issue_from,
-        } => generate_key(target, &label, &algorithm, issue_from.as_deref()).await,
-        Command::Audit(_)
-        | Command::Status
-        | Command::KeyList
-        | Command::KeyShow { .. }
-        | Command::CrlPublish
-        | Command::ClientList
-        | Command::Reload
-        | Command::Csr { .. }
-        | Command::CertImport { .. }
-        | Command::ClientAdd(_)
-        | Command::ClientRemove { .. } => Err(AdminError::new(
-            "internal",
-            "served by daemon_ops or audit_ops, not here",
-        )),
-        Command::CertIssue(req) => {
-            let ca = target
-                .ca()
-                .ok_or_else(|| AdminError::new("internal", "no CA to sign with"))?
-                .for_profile(&req.profile);
-            let (profile, cert) = ca.issue(&req).await?;
-            let ca_name = ca.name.clone();
-            let record = target
-                .store()
-                .with(move |c| certs::record(c, &ca_name, &profile, &cert))
-                .await
-                .map_err(internal)?;
-            if let Target::Live(authority) = &target {
-                authority.issued(&record).await;
-            }
-            let mut v = to_json(&record)?;
-            if let Value::Object(m) = &mut v {
-                m.insert("pem".into(), Value::String(pem(&record.der)));
-            }
-            Ok(v)
-        }
+/// Every issued certificate and its status.
+pub async fn list(target: Certs<'_>) -> Result<Value, AdminError> {
+    let list = target
+        .store()
+        .with(|c| certs::list(c))
+        .await
+        .map_err(internal)?;
+    to_json(&list)
+}
+
+/// One certificate, with its PEM.
+pub async fn show(target: Certs<'_>, serial: &str) -> Result<Value, AdminError> {
+    let (serial, found) = find(&target, serial).await?;
+    match found.as_slice() {
+        [] => Err(refused(ChangeRefused::NotFound(serial))),
+        [one] => with_pem(one),
+        _ => Err(refused(ChangeRefused::Ambiguous(serial))),
     }
 }
 
-async fn generate_key(
-    target: Target<'_>,
+/// Revoke (or hold) a certificate, for one of [`REASONS`].
+pub async fn revoke(target: Certs<'_>, serial: &str, reason: String) -> Result<Value, AdminError> {
+    if !REASONS.contains(&reason.as_str()) {
+        return Err(AdminError::new(
+            "bad-reason",
+            format!("unknown reason {reason:?}; one of {}", REASONS.join(", ")),
+        ));
+    }
+    change(target, serial, StatusChange::Revoke(reason)).await
+}
+
+/// Lift a hold.
+pub async fn unhold(target: Certs<'_>, serial: &str) -> Result<Value, AdminError> {
+    change(target, serial, StatusChange::Unhold).await
+}
+
+/// Issue a certificate from a PKCS#10 request and record it.
+pub async fn issue(target: Certs<'_>, req: IssueRequest) -> Result<Value, AdminError> {
+    let ca = target
+        .ca()
+        .ok_or_else(|| AdminError::new("internal", "no CA to sign with"))?
+        .for_profile(&req.profile);
+    let (profile, cert) = ca.issue(&req).await?;
+    let ca_name = ca.name.clone();
+    let record = target
+        .store()
+        .with(move |c| certs::record(c, &ca_name, &profile, &cert))
+        .await
+        .map_err(internal)?;
+    target.issued(&record).await;
+    with_pem(&record)
+}
+
+fn with_pem(record: &certs::CertRecord) -> Result<Value, AdminError> {
+    let mut v = to_json(record)?;
+    if let Value::Object(m) = &mut v {
+        m.insert("pem".into(), Value::String(pem(&record.der)));
+    }
+    Ok(v)
+}
+
+/// Generate a key pair in the token, and with `issue_from` a document-signing certificate
+/// for it from that CA.
+pub async fn generate_key(
+    target: Certs<'_>,
     label: &str,
     algorithm: &str,
     issue_from: Option<&str>,
@@ -189,9 +181,7 @@ async fn generate_key(
                 .with(move |c| certs::record(c, &ca_name, &profile, &cert))
                 .await
                 .map_err(internal)?;
-            if let Target::Live(authority) = &target {
-                authority.issued(&record).await;
-            }
+            target.issued(&record).await;
             answer["serial"] = Value::String(record.serial.clone());
             answer["certificate_chain_pem"] =
                 Value::String(format!("{}{}", pem(&record.der), root_pem));
@@ -207,7 +197,7 @@ async fn generate_key(
 }
 
 async fn change(
-    target: Target<'_>,
+    target: Certs<'_>,
     serial: &str,
     change: StatusChange,
 ) -> Result<Value, AdminError> {
@@ -219,8 +209,8 @@ async fn change(
         ));
     }
     let outcome = match target {
-        Target::Live(authority) => authority.change(&serial, change).await.map_err(Into::into),
-        Target::Offline(store, _) => store
+        Certs::Live(authority) => authority.change(&serial, change).await.map_err(Into::into),
+        Certs::Offline(store, _) => store
             .with(move |c| certs::change_status(c, &serial, &change, SystemTime::now()))
             .await
             .map_err(internal)?
@@ -232,7 +222,7 @@ async fn change(
 /// The certificates with the serial `text` names (one per CA that issued that serial),
 /// with the serial in its normal form.
 async fn find(
-    target: &Target<'_>,
+    target: &Certs<'_>,
     text: &str,
 ) -> Result<(String, Vec<certs::CertRecord>), AdminError> {
     let serial = parse_serial(text)?;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use super::dispatch::{self, Target};
 use super::duties::{self, Grant, Role, Roles};
-use super::ops::{self, Target};
 use super::{parse_request, AdminError, Advance, Command, ProgressLine, Response, MAX_LINE};
 use crate::audit::{AuditLog, Event};
 use crate::infrastructure::Infrastructure;
@@ -243,7 +243,7 @@ async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::
                         if request.progress {
                             execute_reporting(&context, command, &mut write).await
                         } else {
-                            execute(&context, command, None).await
+                            dispatch::execute(Target::Live(&context), command, None).await
                         }
                     }
                 };
@@ -284,7 +284,7 @@ async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::
     }
 }
 
-/// [`execute`], passing on its progress to the peer as it comes. A peer that stops reading
+/// [`dispatch::execute`], passing on its progress to the peer as it comes. A peer that stops reading
 /// stops getting progress, but the command still runs to its end and onto the record.
 async fn execute_reporting(
     context: &AdminContext,
@@ -292,7 +292,7 @@ async fn execute_reporting(
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> Result<serde_json::Value, AdminError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-    let work = execute(context, command, Some(tx));
+    let work = dispatch::execute(Target::Live(context), command, Some(tx));
     tokio::pin!(work);
     let mut listening = true;
     let outcome = loop {
@@ -315,29 +315,6 @@ async fn pass_on(write: &mut tokio::net::unix::OwnedWriteHalf, progress: Advance
     let line = ProgressLine { progress };
     let sent = tokio::time::timeout(PROGRESS_WRITE_TIMEOUT, send(write, &line)).await;
     matches!(sent, Ok(Ok(())))
-}
-
-async fn execute(
-    context: &AdminContext,
-    command: Command,
-    progress: Option<tokio::sync::mpsc::Sender<Advance>>,
-) -> Result<serde_json::Value, AdminError> {
-    match command {
-        Command::Audit(c) => {
-            super::audit_ops::live(&context.audit, &context.layout, c, progress).await
-        }
-        c @ (Command::Status
-        | Command::KeyList
-        | Command::KeyShow { .. }
-        | Command::CrlPublish
-        | Command::ClientList
-        | Command::Reload
-        | Command::Csr { .. }
-        | Command::CertImport { .. }
-        | Command::ClientAdd(_)
-        | Command::ClientRemove { .. }) => super::daemon_ops::live(&context.daemon, c).await,
-        command => ops::execute(Target::Live(&context.authority), command).await,
-    }
 }
 
 async fn send(

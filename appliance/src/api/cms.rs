@@ -17,8 +17,8 @@ use signet_pki::HashAlg;
 
 use super::body;
 use super::guard::{self, Caller};
-use super::problem;
-use super::sign::{decode_digest, hsm_failure, DigestName};
+use super::problem::{self, Problem};
+use super::sign::{decode_digest, DigestName};
 use super::{App, HttpResponse};
 use crate::signing_keys::SigningKey;
 
@@ -174,7 +174,7 @@ async fn sign(
         .hsm
         .sign(&key.key, prepared.scheme(), prepared.signed_bytes())
         .await
-        .map_err(|e| hsm_failure(&e))?;
+        .map_err(|e| Problem::from(&e))?;
     let der = der::Encode::to_der(&prepared.finish(&signature).map_err(internal)?)
         .map_err(|e| internal(e.into()))?;
     if level == Level::Bb {
@@ -187,16 +187,7 @@ async fn sign(
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "signature time-stamp refused");
-            let mut resp = problem::json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timestamp-unavailable",
-                &e.to_string(),
-            );
-            resp.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from_static("1"),
-            );
-            resp
+            Problem::unavailable("timestamp-unavailable", e.to_string(), 1)
         })?;
     cades::add_signature_timestamp(&der, &token).map_err(internal)
 }

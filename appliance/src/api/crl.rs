@@ -1,11 +1,10 @@
 //! `GET /crl/{ca}.crl`: the CA's full CRL, DER (`application/pkix-crl`, RFC 5280 and
 //! RFC 2585), with caching headers that end at its nextUpdate.
 
-use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{HeaderMap, StatusCode};
 
 use super::caching::{self, Freshness};
-use super::problem;
+use super::problem::{self, Problem};
 use super::{App, HttpResponse};
 
 const CRL: &str = "application/pkix-crl";
@@ -23,14 +22,7 @@ pub(super) fn get(app: &App, file: &str, headers: &HeaderMap) -> HttpResponse {
         return problem::json(StatusCode::NOT_FOUND, "not-found", "no such CA");
     }
     let Some(crl) = app.crls.current(ca) else {
-        let mut resp = problem::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "crl-unavailable",
-            "the CRL is being re-signed",
-        );
-        resp.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-        return resp;
+        return Problem::unavailable("crl-unavailable", "the CRL is being re-signed", 5).into();
     };
     let f = Freshness {
         last_modified: crl.this_update,

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
 
 use signet_config::Operation;
 
 use super::body;
-use super::problem;
+use super::problem::{self, Problem};
 use super::{App, HttpResponse};
 use crate::authz::{Decision, PeerCert};
 use crate::signing_keys::SigningKey;
@@ -76,16 +75,14 @@ pub fn charge(app: &App, caller: &Caller, n: usize) -> Result<(), HttpResponse> 
 
 /// 429 with the seconds until a retry may succeed.
 fn rate_limited(client: &str, retry_after: std::time::Duration) -> HttpResponse {
-    let mut resp = problem::json(
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate-limited",
-        &format!("client {client} is over its rate limit"),
-    );
-    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-        resp.headers_mut().insert(RETRY_AFTER, v);
-    }
-    resp
+        format!("client {client} is over its rate limit"),
+    )
+    .retry_after(secs)
+    .into()
 }
 
 /// The signing key `label`, if it exists (404) and the caller may do `op` with it (403/429).
@@ -124,7 +121,7 @@ pub async fn json_body<T: DeserializeOwned>(
     }
     let bytes = match body::read(req, app.max_json_bytes, app.body_timeout).await {
         Ok(b) => b,
-        Err(e) => return Err(problem::json(e.status(), e.code(), &e.to_string())),
+        Err(e) => return Err(Problem::from(e).into()),
     };
     serde_json::from_slice(&bytes)
         .map_err(|e| problem::json(StatusCode::BAD_REQUEST, "bad-json", &e.to_string()))

@@ -254,15 +254,7 @@ fn readiness(hsm: &Hsm) -> HttpResponse {
     if hsm.is_ready() {
         problem::text(StatusCode::OK, "ready\n")
     } else {
-        let mut resp = problem::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: hsm unavailable\n",
-        );
-        resp.headers_mut().insert(
-            hyper::header::RETRY_AFTER,
-            hyper::header::HeaderValue::from_static("1"),
-        );
-        resp
+        problem::text_unavailable("not ready: hsm unavailable\n", 1)
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
 use signet_config::Operation;
@@ -20,10 +20,10 @@ use signet_pki::alg::Hasher;
 use signet_pki::pades::Source;
 
 use super::guard::{self, Caller};
-use super::sign::hsm_failure;
-use super::{body, problem, App, HttpResponse, ResponseBody};
+use super::problem::{self, Problem};
+use super::{body, App, HttpResponse, ResponseBody};
 use crate::channel_body::ChannelBody;
-use crate::pades::{self, Appearance, Level, PadesError, Services, SignedPdf};
+use crate::pades::{self, Appearance, Level, Services, SignedPdf};
 use crate::spool::Spool;
 
 const PDF: &str = "application/pdf";
@@ -84,13 +84,8 @@ async fn sign(
     }
     // Held while the document is spooled and signed.
     let Ok(_slot) = Arc::clone(&app.spool_slots).try_acquire_owned() else {
-        let mut resp = problem::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "spool-busy",
-            "too many PDFs are being signed at once; try again",
-        );
-        resp.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        let busy = "too many PDFs are being signed at once; try again";
+        let resp = Problem::unavailable("spool-busy", busy, 1).into();
         return Err(body::refuse(req, resp).await);
     };
     let hash = key.key.algorithm.default_scheme().hash();
@@ -103,7 +98,7 @@ async fn sign(
     };
     pades::sign(&services, &key, spool, hashed, hash, level, appearance)
         .await
-        .map_err(|e| refusal(&e))
+        .map_err(|e| Problem::from(&e).into())
 }
 
 pub(super) fn parse_query(query: &str) -> Result<(Level, Appearance), String> {
@@ -233,40 +228,6 @@ fn too_large(limit: u64) -> HttpResponse {
         "body-too-large",
         &format!("documents are limited to {limit} bytes"),
     )
-}
-
-/// The problem document for a PDF that was not signed.
-fn refusal(e: &PadesError) -> HttpResponse {
-    match e {
-        PadesError::Pdf(pdf) if pdf.is_bad_input() => {
-            let status = match pdf {
-                signet_pki::pades::PdfError::FieldAlreadySigned(_) => StatusCode::CONFLICT,
-                signet_pki::pades::PdfError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            problem::json(status, pdf.code(), &pdf.to_string())
-        }
-        PadesError::Hsm(e) => hsm_failure(e),
-        PadesError::Timestamp(_) | PadesError::Validation(_) => {
-            tracing::warn!(error = %e, "PAdES level not reachable now");
-            let mut resp = problem::json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "level-unavailable",
-                &e.to_string(),
-            );
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            resp
-        }
-        PadesError::Pdf(_) | PadesError::Internal(_) => {
-            tracing::error!(error = %e, "PDF signing failed");
-            problem::json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the document could not be signed",
-            )
-        }
-    }
 }
 
 /// The signed PDF: the original read back from the spool, then the new revisions.

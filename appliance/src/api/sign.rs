@@ -14,7 +14,7 @@ use signet_pki::{HashAlg, SignatureScheme};
 
 use super::body;
 use super::guard::{self, Caller};
-use super::problem;
+use super::problem::{self, Problem};
 use super::{App, HttpResponse};
 use crate::hsm::HsmError;
 use crate::signing_keys::{SchemeFamily, SigningKey};
@@ -127,7 +127,7 @@ pub(super) async fn sign(
                 "key": key.label,
             }),
         ),
-        Err(e) => hsm_failure(&e),
+        Err(e) => Problem::from(&e).into(),
     }
 }
 
@@ -180,7 +180,7 @@ pub(super) async fn batch(
         .collect();
     let mut signatures = match app.hsm.sign_digests(&key.key, scheme, good).await {
         Ok(s) => s.into_iter(),
-        Err(e) => return hsm_failure(&e),
+        Err(e) => return Problem::from(&e).into(),
     };
     let results: Vec<_> = decoded
         .into_iter()
@@ -242,29 +242,5 @@ fn hsm_code(e: &HsmError) -> &'static str {
         "hsm-unavailable"
     } else {
         "signing-failed"
-    }
-}
-
-/// The answer when the HSM could not sign: 503 with Retry-After when it is busy or gone.
-pub(super) fn hsm_failure(e: &HsmError) -> HttpResponse {
-    if e.is_unavailable() {
-        tracing::warn!(error = %e, "HSM unavailable");
-        let mut resp = problem::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "hsm-unavailable",
-            &e.to_string(),
-        );
-        resp.headers_mut().insert(
-            hyper::header::RETRY_AFTER,
-            hyper::header::HeaderValue::from_static("1"),
-        );
-        resp
-    } else {
-        tracing::error!(error = %e, "signing failed");
-        problem::json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "signing-failed",
-            "the HSM could not sign",
-        )
     }
 }

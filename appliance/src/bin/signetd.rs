@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         }
     };
     // Before any thread exists: SoftHSM reads its config path from the environment.
-    signet::cli::prepare_softhsm(&config);
+    signet::settings::prepare_softhsm(&config);
     signet::init_logging(config.log.json);
     if let Some(w) = warning {
         tracing::warn!("{w}");

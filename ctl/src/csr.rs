@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::cert::{run, Common};
-use crate::admin::Command;
+use crate::transport::{run, Common};
+use signet::admin::Command;
 
 /// Make a certificate request for a key in the token.
 #[derive(Debug, clap::Args)]

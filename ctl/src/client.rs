@@ -5,9 +5,9 @@
 
 use serde_json::Value;
 
-use super::cert::{run, Common};
-use crate::admin::client_edit::NewClient;
-use crate::admin::Command;
+use crate::transport::{run, Common};
+use signet::admin::client_edit::NewClient;
+use signet::admin::Command;
 
 /// API clients.
 #[derive(Debug, clap::Args)]

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use signet_config::validate::{certificate_findings, Finding};
 use signet_config::{Config, Origin, Problem, SpanIndex};
 
-use crate::config_source::{self, ConfigSource};
-use crate::hsm::{Hsm, HsmError};
+use signet::config_source::{self, ConfigSource};
+use signet::hsm::{Hsm, HsmError};
 
 /// Check a config file.
 #[derive(Debug, clap::Args)]
@@ -113,8 +113,8 @@ pub fn check(args: &Args) -> Result<Report, String> {
 /// Every configured key label that the token does not hold as a usable key pair.
 /// Err: the token could not be reached, so nothing was checked.
 fn token_findings(config: &Config) -> Result<Vec<Finding>, String> {
-    super::super::prepare_softhsm(config);
-    let mut settings = crate::settings::hsm(config)?;
+    signet::settings::prepare_softhsm(config);
+    let mut settings = signet::settings::hsm(config)?;
     settings.workers = 1;
     let hsm = Hsm::open(&settings).map_err(|e| e.to_string())?;
     let keys = &config.keys;

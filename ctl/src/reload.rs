@@ -1,8 +1,8 @@
 //! `signetctl reload`: have the running daemon re-read its client policy (as SIGHUP does);
 //! a config that does not load is refused and the policy in force stays.
 
-use super::cert::{run, Common};
-use crate::admin::Command;
+use crate::transport::{run, Common};
+use signet::admin::Command;
 
 /// Re-read the client policy.
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,8 @@
 //! `signetctl crl publish`: have the running daemon sign every CRL (and its OCSP cache)
 //! afresh now, instead of at the next refresh.
 
-use super::cert::{run, Common};
-use crate::admin::Command;
+use crate::transport::{run, Common};
+use signet::admin::Command;
 
 /// CRLs.
 #[derive(Debug, clap::Args)]

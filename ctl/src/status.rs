@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::cert::{run, Common};
-use crate::admin::Command;
+use crate::transport::{run, Common};
+use signet::admin::Command;
 
 /// What the running appliance is doing.
 #[derive(Debug, clap::Args)]

@@ -7,7 +7,7 @@ use signet_config::sealed::{self, PcrSelection, Tpm, DEFAULT_PCRS};
 use signet_config::{Config, Origin};
 use zeroize::Zeroizing;
 
-use crate::config_source;
+use signet::config_source;
 
 /// Seal a config.
 #[derive(Debug, clap::Args)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::hsm::Hsm;
+use signet::hsm::Hsm;
 
 /// Sign in a tight loop with one session per thread (no queue, no verification).
 #[derive(Debug, clap::Args)]
@@ -43,8 +43,8 @@ struct Report<'a> {
 /// Measure and print.
 pub fn exec(args: Args) -> Result<(), String> {
     let config = super::load_config(&args.config, args.state_dir)?;
-    super::prepare_softhsm(&config);
-    let settings = crate::settings::hsm(&config)?;
+    signet::settings::prepare_softhsm(&config);
+    let settings = signet::settings::hsm(&config)?;
     let threads = args.threads.unwrap_or(settings.workers).max(1);
     let hsm = Hsm::open(&settings).map_err(|e| e.to_string())?;
     let key = hsm.key_blocking(&args.label).map_err(|e| e.to_string())?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::ceremony;
+use signet::ceremony;
 
 /// Generate the root CA, TSA and TLS keys in the token and issue their certificates and
 /// the demo client's.
@@ -25,7 +25,7 @@ pub struct Args {
 /// Run the ceremony and report.
 pub fn exec(args: Args) -> Result<(), String> {
     let config = super::load_config(&args.config, args.state_dir)?;
-    super::prepare_softhsm(&config);
+    signet::settings::prepare_softhsm(&config);
     let report = ceremony::init(&config, args.force).map_err(|e| e.to_string())?;
     if args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

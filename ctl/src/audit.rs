@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::cert::{run, run_watched, Common};
 use super::progress::Progress;
-use crate::admin::{AuditCommand, Command};
-use crate::audit::{self, Record, Scope};
+use crate::transport::{run, run_watched, Common};
+use signet::admin::{AuditCommand, Command};
+use signet::audit::{self, Record, Scope};
 
 /// The audit log.
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use signet_config::sealed::{self, PcrSelection, SealedFile, Tpm, PCR_VALUE_LEN};
 use signet_config::{Config, Origin};
 
-use crate::config_source;
+use signet::config_source;
 
 /// Seal a sealed config again.
 #[derive(Debug, clap::Args)]

@@ -15,8 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::cert::Common;
-use crate::channel_body::ChannelBody;
+use crate::transport::Common;
+use signet::channel_body::ChannelBody;
 
 /// Bytes read from IN per chunk.
 const CHUNK: usize = 256 << 10;
@@ -84,7 +84,7 @@ struct SignArgs {
 pub fn exec(args: Args) -> Result<(), String> {
     let Action::Sign(sign) = args.action;
     let config = super::load_config(&args.common.config, args.common.state_dir.clone())?;
-    let layout = crate::layout::StateLayout::new(&config.state_dir);
+    let layout = signet::layout::StateLayout::new(&config.state_dir);
     let url = sign
         .url
         .clone()

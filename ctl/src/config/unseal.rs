@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use signet_config::sealed::redact;
 
-use crate::config_source::{self, ConfigSource, SEALED_PREFIX};
+use signet::config_source::{self, ConfigSource, SEALED_PREFIX};
 
 /// Show a sealed config.
 #[derive(Debug, clap::Args)]

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::cert::{run, run_watched, Common};
 use super::progress::Progress;
-use crate::admin::Command;
+use crate::transport::{run, run_watched, Common};
+use signet::admin::Command;
 
 /// Keys in the token.
 #[derive(Debug, clap::Args)]
@@ -97,7 +97,7 @@ pub fn exec(args: Args) -> Result<(), String> {
                 println!(
                     "{:<10} {}",
                     "not after",
-                    httpdate::fmt_http_date(crate::store::certs::from_unix_secs(t))
+                    httpdate::fmt_http_date(signet::store::certs::from_unix_secs(t))
                 );
             }
             print!(
