@@ -29,6 +29,9 @@ fi
 step "layers"
 scripts/check-layers.sh
 
+step "function length (none over 80 lines outside tests without a \`// Long:\` reason)"
+scripts/check-fn-length.py
+
 step "build"
 # The binaries exactly as the quick start builds them, then the tests on top: one build.
 cargo build --release --locked --bins

@@ -134,38 +134,93 @@ pub async fn run(
     let urgent = hsm.urgent();
     notifier.status("checking the audit anchor");
     let audit = open_audit(&config, &source, &layout, &urgent, Arc::clone(&keys.audit))?;
-    let services = services(&config, &layout, &hsm, &urgent, &certs, &keys)?;
+    let (tsa, services) = services(&config, &layout, &hsm, &urgent, &certs, &keys)?;
     notifier.status("publishing CRLs and OCSP responses");
     services
         .status
         .publish_all()
         .await
         .map_err(StartError::Publish)?;
-    let trust = Arc::new(client_trust(&config, &certs.client_ca[0], &services.ocsp)?);
-    crate::client_crls::load_all(&trust, &config).await;
-    let tls_config = tls::server_config(
+    let edges = edges(
+        &config,
+        &layout,
+        &hsm,
+        &certs,
+        &keys,
+        (tsa, &services),
+        &audit,
+    )
+    .await?;
+    notifier.status("binding the listeners");
+    let listeners = bind_listeners(&config, listen).await?;
+    if let Some(user) = &config.process.user {
+        drop_privileges(
+            user,
+            &listeners.admin_path,
+            listeners.admin_group,
+            &edges.app.spool_dir,
+            config.profile,
+        )?;
+    }
+    let running = Running {
+        config: &config,
+        layout: &layout,
+        hsm: &hsm,
+        services: &services,
+        audit: &audit,
+        notifier: &notifier,
+    };
+    running.serve(source, edges, listeners).await
+}
+
+/// What the listeners serve: the API's shared state, its TLS, and who may call it.
+struct Edges {
+    app: Arc<App>,
+    tls: Arc<rustls::ServerConfig>,
+    trust: Arc<ClientTrust>,
+    authz: Arc<Authorizer>,
+    signing_keys: Arc<KeyRing>,
+    disk: Arc<crate::disk::DiskWatch>,
+    public_tally: Arc<crate::disk::PublicTally>,
+}
+
+/// The API's state over the services: client trust (with the outside CAs' CRLs), TLS
+/// with its key in the HSM's urgent lane, the client policy, the signing keys, the spool
+/// and its disk.
+async fn edges(
+    config: &Config,
+    layout: &StateLayout,
+    hsm: &Hsm,
+    certs: &OwnCerts,
+    keys: &OwnKeys,
+    (tsa, services): (TsaService, &Services),
+    audit: &AuditLog,
+) -> Result<Edges, StartError> {
+    let trust = Arc::new(client_trust(config, &certs.client_ca[0], &services.ocsp)?);
+    crate::client_crls::load_all(&trust, config).await;
+    let tls = tls::server_config(
         to_rustls(&certs.tls_chain, &layout.tls_chain())?,
         Arc::new(HsmSigningKey::new(
-            urgent.clone(),
+            hsm.urgent(),
             Arc::clone(&keys.tls),
             f64::from(config.api.handshake_signatures_per_sec),
             f64::from(config.api.handshake_signature_burst),
         )),
         Arc::clone(&trust),
     )?;
-    let signing_keys = Arc::new(KeyRing::load(&config, &hsm).map_err(StartError::Config)?);
+    let signing_keys = Arc::new(KeyRing::load(config, hsm).map_err(StartError::Config)?);
     let authz = Arc::new(Authorizer::new(
         Policy::new(&config.clients).map_err(StartError::Config)?,
     ));
-    let spool_dir = spool_dir(&config)?;
+    let spool_dir = spool_dir(config)?;
     let disk =
         crate::disk::DiskWatch::new(&layout.audit_dir(), &spool_dir, config.disk.min_free_bytes);
     let public_tally = Arc::new(crate::disk::PublicTally::default());
     let api = &config.api;
     let app = Arc::new(App {
-        tsa: services.tsa,
+        tsa,
         ocsp: Arc::clone(&services.ocsp),
-        crls: services.crls,
+        crls: Arc::clone(&services.crls),
         authz: Arc::clone(&authz),
         trust: Arc::clone(&trust),
         keys: Arc::clone(&signing_keys),
@@ -175,105 +230,144 @@ pub async fn run(
         max_stream_bytes: api.max_stream_bytes,
         max_body_bytes: api.max_body_bytes,
         body_timeout: Duration::from_secs(api.request_timeout_secs),
-        spool_dir: spool_dir.clone(),
+        spool_dir,
         spool_quota: crate::spool::SpoolQuota::new(config.disk.spool_quota_bytes),
         spool_slots: Arc::new(tokio::sync::Semaphore::new(config.disk.spool_max_in_flight)),
         disk: Arc::clone(&disk),
         public_tally: Arc::clone(&public_tally),
         audit: audit.clone(),
     });
-    notifier.status("binding the listeners");
-    let listeners = bind_listeners(&config, listen).await?;
-    if let Some(user) = &config.process.user {
-        drop_privileges(
-            user,
-            &listeners.admin_path,
-            listeners.admin_group,
-            &spool_dir,
-            config.profile,
-        )?;
-    }
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    let daemon = crate::admin::daemon_ops::Daemon {
-        authority: Arc::clone(&services.status),
-        ocsp: Arc::clone(&services.ocsp),
-        hsm: hsm.clone(),
-        authz: Arc::clone(&authz),
-        config: source.clone(),
-        audit: audit.clone(),
-        keys: signing_keys,
-        edits: tokio::sync::Mutex::new(()),
-        state_dir: layout.root().to_owned(),
-    };
-    let admin = admin_context(&config, &layout, listeners.admin_group, &audit, daemon)?;
-    tasks.spawn(crate::admin::server::serve(
-        listeners.admin,
-        Arc::new(admin),
-        stopped(),
-    ));
-    tasks.spawn(reload_on_sighup(source, authz, stopped()));
-    tasks.spawn(Arc::clone(&disk).run(stopped()));
-    tasks.spawn(public_tally.run(
-        audit.clone(),
-        Duration::from_secs(config.disk.public_summary_secs),
-        stopped(),
-    ));
-    tasks.spawn(crate::client_crls::refresh(
+    Ok(Edges {
+        app,
+        tls,
         trust,
-        client_crl_sources(&config),
-        stopped(),
-    ));
-    spawn_upkeep(
-        &mut tasks,
-        &config,
-        &layout,
-        &hsm,
-        &services.status,
-        &services.ocsp,
-        &stopped,
-    );
-    spawn_health(&mut tasks, &hsm, &notifier, &audit, &stopped);
-    if let Some(public) = listeners.public {
-        let limits = listener_limits(
-            api,
-            config.public.max_connections,
-            &config.public.connections,
-        );
-        tasks.spawn(server::serve(
-            public,
-            None,
-            Arc::clone(&app),
-            limits,
+        authz,
+        signing_keys,
+        disk,
+        public_tally,
+    })
+}
+
+/// The started daemon's parts that its tasks share.
+struct Running<'a> {
+    config: &'a Config,
+    layout: &'a StateLayout,
+    hsm: &'a Hsm,
+    services: &'a Services,
+    audit: &'a AuditLog,
+    notifier: &'a Notifier,
+}
+
+impl Running<'_> {
+    /// Serve on `listeners` until SIGTERM or SIGINT, then stop every task, seal the audit
+    /// log with a last checkpoint and remove the admin socket.
+    async fn serve(
+        self,
+        source: crate::config_source::ConfigSource,
+        edges: Edges,
+        listeners: Listeners,
+    ) -> Result<(), StartError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        let daemon = crate::admin::daemon_ops::Daemon {
+            authority: Arc::clone(&self.services.status),
+            ocsp: Arc::clone(&self.services.ocsp),
+            hsm: self.hsm.clone(),
+            authz: Arc::clone(&edges.authz),
+            config: source.clone(),
+            audit: self.audit.clone(),
+            keys: Arc::clone(&edges.signing_keys),
+            edits: tokio::sync::Mutex::new(()),
+            state_dir: self.layout.root().to_owned(),
+        };
+        let (config, audit) = (self.config, self.audit);
+        let admin = admin_context(config, self.layout, listeners.admin_group, audit, daemon)?;
+        tasks.spawn(crate::admin::server::serve(
+            listeners.admin,
+            Arc::new(admin),
             stopped(),
         ));
+        tasks.spawn(reload_on_sighup(
+            source,
+            Arc::clone(&edges.authz),
+            stopped(),
+        ));
+        tasks.spawn(Arc::clone(&edges.disk).run(stopped()));
+        let every = Duration::from_secs(config.disk.public_summary_secs);
+        let tally = Arc::clone(&edges.public_tally);
+        tasks.spawn(tally.run(audit.clone(), every, stopped()));
+        let crl_sources = client_crl_sources(config);
+        tasks.spawn(crate::client_crls::refresh(
+            Arc::clone(&edges.trust),
+            crl_sources,
+            stopped(),
+        ));
+        let status = &self.services.status;
+        let ocsp = &self.services.ocsp;
+        spawn_upkeep(
+            &mut tasks,
+            config,
+            self.layout,
+            self.hsm,
+            status,
+            ocsp,
+            &stopped,
+        );
+        spawn_health(&mut tasks, self.hsm, self.notifier, audit, &stopped);
+        let public = listeners.public;
+        spawn_listeners(&mut tasks, config, public, listeners.api, edges, &stopped);
+        // Every listener is bound and its server task runs: connections are answered from here.
+        self.notifier.ready("serving");
+        shutdown_signal().await;
+        self.notifier.stopping();
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        // Every answer has gone out; seal the log with a last checkpoint.
+        audit.close().await;
+        let _ = std::fs::remove_file(&listeners.admin_path);
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The public listener (if any) and the mutual-TLS API listener, each with its budgets.
+fn spawn_listeners<F, Fut>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    config: &Config,
+    public: Option<tokio::net::TcpListener>,
+    api_listener: tokio::net::TcpListener,
+    edges: Edges,
+    stopped: &F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let api = &config.api;
+    if let Some(public) = public {
+        let public_config = &config.public;
+        let limits = listener_limits(
+            api,
+            public_config.max_connections,
+            &public_config.connections,
+        );
+        let app = Arc::clone(&edges.app);
+        tasks.spawn(server::serve(public, None, app, limits, stopped()));
     }
     let limits = listener_limits(api, api.max_connections, &api.connections);
+    let tls = Some(edges.tls);
     tasks.spawn(server::serve(
-        listeners.api,
-        Some(tls_config),
-        app,
+        api_listener,
+        tls,
+        edges.app,
         limits,
         stopped(),
     ));
-    // Every listener is bound and its server task runs: connections are answered from here.
-    notifier.ready("serving");
-    shutdown_signal().await;
-    notifier.stopping();
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
-    // Every answer has gone out; seal the log with a last checkpoint.
-    audit.close().await;
-    let _ = std::fs::remove_file(&listeners.admin_path);
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// What the admin socket's commands reach: the daemon's services, and who may use them.
@@ -418,9 +512,9 @@ fn open_audit(
     Ok(audit)
 }
 
-/// The services the listeners and the admin socket use.
+/// The services the listeners, the admin socket and the upkeep tasks share (the TSA is
+/// the API's alone, returned beside them).
 struct Services {
-    tsa: TsaService,
     ocsp: Arc<OcspService>,
     crls: Arc<CrlService>,
     status: Arc<StatusAuthority>,
@@ -434,7 +528,7 @@ fn services(
     urgent: &Hsm,
     certs: &OwnCerts,
     keys: &OwnKeys,
-) -> Result<Services, StartError> {
+) -> Result<(TsaService, Services), StartError> {
     let store = Store::open(&layout.database())?;
     let signer = SignerIdentity::new(
         certs.tsa[0].clone(),
@@ -499,12 +593,8 @@ fn services(
         Arc::clone(&crls),
         status_lock,
     ));
-    Ok(Services {
-        tsa: tsa.with_status_index(Arc::clone(&ocsp)),
-        ocsp,
-        crls,
-        status,
-    })
+    let tsa = tsa.with_status_index(Arc::clone(&ocsp));
+    Ok((tsa, Services { ocsp, crls, status }))
 }
 
 /// The listeners, bound (or taken from systemd) before privileges are dropped.

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{App, Listener, RemoteAddr};
+use crate::authz::PeerCert;
 use crate::conn_budget::{Budget, BudgetLimits, Slot};
 
 /// Limits of the listener.
@@ -71,22 +72,10 @@ pub async fn serve(
     let acceptor = tls.map(TlsAcceptor::from);
     let (closing_tx, closing_rx) = watch::channel(false);
     let budget = Budget::new(limits.budget.clone());
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    http.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(limits.ping_interval))
-        .keep_alive_timeout(limits.ping_timeout);
-    let http = Arc::new(http);
+    let http = Arc::new(http_builder(&limits));
     let limits = Arc::new(limits);
     tokio::pin!(shutdown);
-    let mut refused: u64 = 0;
-    let mut refused_logged: Option<Instant> = None;
+    let mut refusals = Refusals::default();
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -106,21 +95,7 @@ pub async fn serve(
             Err(why) => {
                 // Closed at once: no handshake, no read, no task.
                 drop(tcp);
-                refused += 1;
-                if refused_logged.is_none_or(|at| {
-                    accepted.saturating_duration_since(at) >= Duration::from_secs(10)
-                }) {
-                    tracing::warn!(
-                        ?kind,
-                        %peer,
-                        reason = %why,
-                        refused,
-                        open = budget.open(),
-                        "connections refused over budget (count since the last report)"
-                    );
-                    refused = 0;
-                    refused_logged = Some(accepted);
-                }
+                refusals.count(accepted, || (kind, peer, why.to_string(), budget.open()));
                 continue;
             }
         };
@@ -152,6 +127,59 @@ pub async fn serve(
     .is_err()
     {
         tracing::warn!("grace period over; closing remaining connections");
+    }
+}
+
+/// HTTP/1 and HTTP/2 with the listener's header limits and timers.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(limits.ping_interval))
+        .keep_alive_timeout(limits.ping_timeout);
+    http
+}
+
+/// Connections refused over budget, logged at most every ten seconds with their count:
+/// a flood must not become a flood of log lines.
+#[derive(Default)]
+struct Refusals {
+    since_report: u64,
+    reported: Option<Instant>,
+}
+
+impl Refusals {
+    /// Count one refusal at `now`; `what` says the listener, the peer, why, and how many
+    /// connections are open, when a report is due.
+    fn count(
+        &mut self,
+        now: Instant,
+        what: impl FnOnce() -> (Listener, SocketAddr, String, usize),
+    ) {
+        self.since_report += 1;
+        let due = self
+            .reported
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(10));
+        if !due {
+            return;
+        }
+        let (kind, peer, why, open) = what();
+        tracing::warn!(
+            ?kind,
+            %peer,
+            reason = %why,
+            refused = self.since_report,
+            open,
+            "connections refused over budget (count since the last report)"
+        );
+        self.since_report = 0;
+        self.reported = Some(now);
     }
 }
 
@@ -191,45 +219,55 @@ impl Drop for InFlight {
 }
 
 impl Connection {
+    /// The TLS handshake (API listener), by `first_deadline` and the header timeout, and
+    /// who the verified client certificate says is calling; `None` when refused (recorded).
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        acceptor: Option<TlsAcceptor>,
+        slot: &Slot,
+        first_deadline: Instant,
+    ) -> Option<(Io, Option<Arc<PeerCert>>)> {
+        let Some(acceptor) = acceptor else {
+            return Some((Io::Plain(tcp), None));
+        };
+        let refused = |why: &str| {
+            handshake_refused(&self.app, self.peer, why);
+            None
+        };
+        let deadline = first_deadline.min(self.accepted + self.limits.header_timeout);
+        let handshake = tokio::select! {
+            h = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => h,
+            () = slot.evicted() => return refused("evicted by a newer connection (listener full)"),
+        };
+        let tls = match handshake {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return refused(&handshake_error(&e)),
+            Err(_) => return refused("handshake timed out"),
+        };
+        // The verified client certificate: who is calling, for every request on this
+        // connection (each request checks it is still in standing).
+        let identified = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| self.app.trust.identify(c));
+        match identified {
+            Some(Ok(peer)) => Some((Io::Tls(Box::new(tls)), Some(Arc::new(peer)))),
+            Some(Err(refusal)) => refused(&refusal.to_string()),
+            None => refused("no client certificate"),
+        }
+    }
+
+    /// Serve the connection until it ends, closing it at its deadlines: no first request
+    /// in time, idle, too old, evicted while silent, or past the shutdown grace.
+    // Long: one select loop over every deadline of the connection; split, its state (the
+    // connection future, the activity, the hard-close time) would be passed in pieces.
     async fn run(self, tcp: TcpStream, acceptor: Option<TlsAcceptor>, slot: Slot) {
         let first_deadline = self.accepted + self.limits.first_request;
-        let (io, client) = match acceptor {
-            None => (Io::Plain(tcp), None),
-            Some(acceptor) => {
-                let deadline = first_deadline.min(self.accepted + self.limits.header_timeout);
-                let handshake = tokio::select! {
-                    h = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => h,
-                    () = slot.evicted() => {
-                        return handshake_refused(&self.app, self.peer, "evicted by a newer connection (listener full)")
-                    }
-                };
-                let tls = match handshake {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        return handshake_refused(&self.app, self.peer, &handshake_error(&e))
-                    }
-                    Err(_) => {
-                        return handshake_refused(&self.app, self.peer, "handshake timed out")
-                    }
-                };
-                // The verified client certificate: who is calling, for every request
-                // on this connection (each request checks it is still in standing).
-                let identified = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| self.app.trust.identify(c));
-                match identified {
-                    Some(Ok(peer)) => (Io::Tls(Box::new(tls)), Some(Arc::new(peer))),
-                    Some(Err(refusal)) => {
-                        return handshake_refused(&self.app, self.peer, &refusal.to_string())
-                    }
-                    None => {
-                        return handshake_refused(&self.app, self.peer, "no client certificate")
-                    }
-                }
-            }
+        let Some((io, client)) = self.handshake(tcp, acceptor, &slot, first_deadline).await else {
+            return;
         };
         let activity = Arc::new(Activity {
             served: AtomicBool::new(false),

@@ -105,6 +105,11 @@ pub fn exec(args: Args) -> Result<(), String> {
     if args.common.json {
         return super::print_json(&v);
     }
+    print_list(&v);
+    Ok(())
+}
+
+fn print_list(v: &Value) {
     println!("{:<16} {:<24} {:<20} MATCHES", "NAME", "OPERATIONS", "KEYS");
     let list = |c: &Value, k: &str| -> String {
         c.get(k)
@@ -138,5 +143,4 @@ pub fn exec(args: Args) -> Result<(), String> {
             list(c, "keys"),
         );
     }
-    Ok(())
 }

@@ -48,107 +48,112 @@ enum Action {
 
 /// Run it and print what was made or found.
 pub fn exec(args: Args) -> Result<(), String> {
-    let (label, algorithm, issue_from, out) = match args.action {
+    let json = args.common.json;
+    match args.action {
         Action::List => {
             let result = run(&args.common, Command::KeyList)?;
-            if args.common.json {
-                return super::print_json(&result);
+            match json {
+                true => super::print_json(&result),
+                false => {
+                    print_list(&result);
+                    Ok(())
+                }
             }
-            println!("{:<24} ALGORITHM", "LABEL");
-            for k in result.as_array().into_iter().flatten() {
-                let alg = k
-                    .get("algorithm")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .or_else(|| k.get("refused").map(|r| format!("refused: {r}")))
-                    .unwrap_or_default();
-                println!(
-                    "{:<24} {alg}",
-                    k.get("label").and_then(Value::as_str).unwrap_or("")
-                );
-            }
-            return Ok(());
         }
         Action::Show { label } => {
             let result = run(&args.common, Command::KeyShow { label })?;
-            if args.common.json {
-                return super::print_json(&result);
-            }
-            for key in ["label", "algorithm"] {
-                if let Some(v) = result.get(key).and_then(Value::as_str) {
-                    println!("{key:<10} {v}");
+            match json {
+                true => super::print_json(&result),
+                false => {
+                    print_key(&result);
+                    Ok(())
                 }
             }
-            if let Some(v) = result.get("origin_detail").and_then(Value::as_str) {
-                let marked = match result.get("marked_imported").and_then(Value::as_bool) {
-                    Some(true) => ", marked imported in [[signing_keys]]",
-                    _ => "",
-                };
-                println!("{:<10} {v}{marked}", "origin");
-            }
-            // Its certificate, when the appliance holds one for it.
-            let cert = &result["certificate"];
-            for key in ["subject", "issuer", "serial"] {
-                if let Some(v) = cert.get(key).and_then(Value::as_str) {
-                    println!("{key:<10} {v}");
-                }
-            }
-            if let Some(t) = cert.get("not_after").and_then(Value::as_u64) {
-                println!(
-                    "{:<10} {}",
-                    "not after",
-                    httpdate::fmt_http_date(signet::store::certs::from_unix_secs(t))
-                );
-            }
-            print!(
-                "{}",
-                result
-                    .get("public_key_pem")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-            );
-            return Ok(());
         }
         Action::Generate {
             label,
             algorithm,
             issue_from,
             out,
-        } => (label, algorithm, issue_from, out),
-    };
-    let progress = Progress::spinner(
-        args.common.json,
-        &format!("generating {algorithm} key {label:?} in the token"),
-    );
-    let result = run_watched(
-        &args.common,
-        Command::KeyGenerate {
-            label,
-            algorithm,
-            issue_from,
-        },
-        &progress,
-    );
-    progress.finish();
-    let result = result?;
-    let chain = result.get("certificate_chain_pem").and_then(Value::as_str);
-    if let (Some(path), Some(pem)) = (&out, chain) {
-        std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if args.common.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
-        );
-    } else {
-        for key in ["label", "algorithm", "serial"] {
-            if let Some(v) = result.get(key).and_then(Value::as_str) {
-                println!("{key:<10} {v}");
+        } => {
+            let what = format!("generating {algorithm} key {label:?} in the token");
+            let progress = Progress::spinner(json, &what);
+            let command = Command::KeyGenerate {
+                label,
+                algorithm,
+                issue_from,
+            };
+            let result = run_watched(&args.common, command, &progress);
+            progress.finish();
+            let result = result?;
+            let chain = result.get("certificate_chain_pem").and_then(Value::as_str);
+            if let (Some(path), Some(pem)) = (&out, chain) {
+                std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
             }
-        }
-        if let Some(path) = &out {
-            println!("{:<10} {}", "chain", path.display());
+            if json {
+                return super::print_json(&result);
+            }
+            for key in ["label", "algorithm", "serial"] {
+                if let Some(v) = result.get(key).and_then(Value::as_str) {
+                    println!("{key:<10} {v}");
+                }
+            }
+            if let Some(path) = &out {
+                println!("{:<10} {}", "chain", path.display());
+            }
+            Ok(())
         }
     }
-    Ok(())
+}
+
+fn print_list(result: &Value) {
+    println!("{:<24} ALGORITHM", "LABEL");
+    for k in result.as_array().into_iter().flatten() {
+        let alg = k
+            .get("algorithm")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| k.get("refused").map(|r| format!("refused: {r}")))
+            .unwrap_or_default();
+        println!(
+            "{:<24} {alg}",
+            k.get("label").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+}
+
+fn print_key(result: &Value) {
+    for key in ["label", "algorithm"] {
+        if let Some(v) = result.get(key).and_then(Value::as_str) {
+            println!("{key:<10} {v}");
+        }
+    }
+    if let Some(v) = result.get("origin_detail").and_then(Value::as_str) {
+        let marked = match result.get("marked_imported").and_then(Value::as_bool) {
+            Some(true) => ", marked imported in [[signing_keys]]",
+            _ => "",
+        };
+        println!("{:<10} {v}{marked}", "origin");
+    }
+    // Its certificate, when the appliance holds one for it.
+    let cert = &result["certificate"];
+    for key in ["subject", "issuer", "serial"] {
+        if let Some(v) = cert.get(key).and_then(Value::as_str) {
+            println!("{key:<10} {v}");
+        }
+    }
+    if let Some(t) = cert.get("not_after").and_then(Value::as_u64) {
+        println!(
+            "{:<10} {}",
+            "not after",
+            httpdate::fmt_http_date(signet::store::certs::from_unix_secs(t))
+        );
+    }
+    print!(
+        "{}",
+        result
+            .get("public_key_pem")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    );
 }

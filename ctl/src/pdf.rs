@@ -209,30 +209,11 @@ async fn upload(
     tls: Arc<rustls::ClientConfig>,
     args: &SignArgs,
 ) -> Result<String, String> {
-    let io = |what: &Path| {
-        let what = what.display().to_string();
-        move |e: std::io::Error| format!("{what}: {e}")
-    };
-    let mut file = tokio::fs::File::open(&args.input)
+    let file = tokio::fs::File::open(&args.input)
         .await
         .map_err(io(&args.input))?;
     let len = file.metadata().await.map_err(io(&args.input))?.len();
-
-    let tcp = tokio::net::TcpStream::connect(target.addr)
-        .await
-        .map_err(|e| format!("{}: {e}", target.host))?;
-    let name = ServerName::try_from(args.server_name.clone()).map_err(|e| e.to_string())?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS with {}: {e}", target.host))?;
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-
+    let mut sender = connect(target, tls, &args.server_name).await?;
     // Before a long upload: is the key offered to this client at all?
     check_key(&mut sender, &target.host, &args.key).await?;
 
@@ -241,51 +222,11 @@ async fn upload(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message("uploading");
-    let (tx, body) = ChannelBody::new(len);
-    let reader_bar = bar.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            match file.read(&mut buf).await {
-                Ok(0) => return,
-                Ok(n) => {
-                    reader_bar.inc(n as u64);
-                    if tx
-                        .send(Ok(Bytes::copy_from_slice(&buf[..n])))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            }
-        }
-    });
-
-    let mut query = vec![format!("level={}", args.level)];
-    for (name, value) in [
-        ("field", &args.field),
-        ("reason", &args.reason),
-        ("location", &args.location),
-        ("contact_info", &args.contact_info),
-        ("name", &args.name),
-    ] {
-        if let Some(v) = value {
-            let encoded =
-                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
-            query.push(format!("{name}={encoded}"));
-        }
-    }
-    let path = format!("/v1/pdf/{}?{}", args.key, query.join("&"));
-    let req = Request::post(path)
+    let req = Request::post(sign_path(args))
         .header("host", &target.host)
         .header("content-type", "application/pdf")
         .header("content-length", len)
-        .body(body)
+        .body(stream_file(file, len, bar.clone()))
         .map_err(|e| e.to_string())?;
     let resp = sender
         .send_request(req)
@@ -312,8 +253,90 @@ async fn upload(
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         return Err(format!("{status}: {detail}"));
     }
-    // Write beside OUT, then rename: OUT is never a partial document.
-    let partial = args.output.with_extension("partial");
+    download(&mut body, &args.output).await?;
+    Ok(field)
+}
+
+/// An error about `what` (a file), for people.
+fn io(what: &Path) -> impl Fn(std::io::Error) -> String {
+    let what = what.display().to_string();
+    move |e: std::io::Error| format!("{what}: {e}")
+}
+
+/// HTTP/1.1 over mutual TLS to the appliance's API.
+async fn connect(
+    target: &Target,
+    tls: Arc<rustls::ClientConfig>,
+    server_name: &str,
+) -> Result<http1::SendRequest<ChannelBody>, String> {
+    let tcp = tokio::net::TcpStream::connect(target.addr)
+        .await
+        .map_err(|e| format!("{}: {e}", target.host))?;
+    let name = ServerName::try_from(server_name.to_owned()).map_err(|e| e.to_string())?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {}: {e}", target.host))?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// `/v1/pdf/{key}` with the level and the signature's optional texts.
+fn sign_path(args: &SignArgs) -> String {
+    let mut query = vec![format!("level={}", args.level)];
+    for (name, value) in [
+        ("field", &args.field),
+        ("reason", &args.reason),
+        ("location", &args.location),
+        ("contact_info", &args.contact_info),
+        ("name", &args.name),
+    ] {
+        if let Some(v) = value {
+            let encoded =
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
+            query.push(format!("{name}={encoded}"));
+        }
+    }
+    format!("/v1/pdf/{}?{}", args.key, query.join("&"))
+}
+
+/// The file as a request body of `len` bytes, read as it is sent, moving `bar`.
+fn stream_file(mut file: tokio::fs::File, len: u64, bar: ProgressBar) -> ChannelBody {
+    let (tx, body) = ChannelBody::new(len);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match file.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(n) => {
+                    bar.inc(n as u64);
+                    if tx
+                        .send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    });
+    body
+}
+
+/// The signed document into `output`, written beside it and then renamed: `output` is
+/// never a partial document.
+async fn download(body: &mut hyper::body::Incoming, output: &Path) -> Result<(), String> {
+    let partial = output.with_extension("partial");
     let mut out = tokio::fs::File::create(&partial)
         .await
         .map_err(io(&partial))?;
@@ -324,8 +347,7 @@ async fn upload(
         }
     }
     out.sync_all().await.map_err(io(&partial))?;
-    tokio::fs::rename(&partial, &args.output)
+    tokio::fs::rename(&partial, output)
         .await
-        .map_err(io(&args.output))?;
-    Ok(field)
+        .map_err(io(output))
 }

@@ -38,12 +38,25 @@ fn budget_findings(b: &crate::ConnectionBudget) -> Vec<(&'static str, String)> {
     out
 }
 
-/// Every rule `config` breaks, when it was read from `origin`.
+/// Every rule `config` breaks, when it was read from `origin`: each part of the config is
+/// checked by a function of its own below.
 pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
     let mut bad = |key: &str, message: String| out.push((key.to_owned(), message));
-    let production = config.profile == Profile::Production;
+    secrets(config, origin, &mut bad);
+    hsm_limits(config, &mut bad);
+    tsa(config, &mut bad);
+    listeners(config, &mut bad);
+    signing_keys(config, &mut bad);
+    let ca_names = client_cas(config, &mut bad);
+    clients(config, &ca_names, &mut bad);
+    revocation_and_disk(config, &mut bad);
+    out
+}
 
+/// The PINs by profile and origin, SoftHSM, and the audit log's TPM counter.
+fn secrets(config: &Config, origin: Origin, bad: &mut dyn FnMut(&str, String)) {
+    let production = config.profile == Profile::Production;
     match (production, origin, config.hsm.user_pin.is_some()) {
         (true, Origin::Clear, true) => bad(
             "hsm.user_pin",
@@ -89,6 +102,10 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
                 .into(),
         );
     }
+}
+
+/// The worker pool, its queue and its timeout.
+fn hsm_limits(config: &Config, bad: &mut dyn FnMut(&str, String)) {
     if config.hsm.workers == 0 || config.hsm.workers > 256 {
         bad(
             "hsm.workers",
@@ -107,7 +124,10 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             ),
         );
     }
+}
 
+/// The TSA's policies, accuracy and serial blocks.
+fn tsa(config: &Config, bad: &mut dyn FnMut(&str, String)) {
     if let Err(why) = check_oid(&config.tsa.policy) {
         bad("tsa.policy", format!("`{}`: {why}", config.tsa.policy));
     }
@@ -128,7 +148,10 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
     if config.tsa.serial_block == 0 {
         bad("tsa.serial_block", "must be at least 1".into());
     }
+}
 
+/// The API's limits and both listeners' connection budgets.
+fn listeners(config: &Config, bad: &mut dyn FnMut(&str, String)) {
     let api = &config.api;
     if api.max_body_bytes == 0 {
         bad("api.max_body_bytes", "must be at least 1".into());
@@ -171,7 +194,11 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             bad(&format!("{prefix}.{key}"), problem);
         }
     }
+}
 
+/// Signing keys: declared once, not an infrastructure key, imported ones by profile.
+fn signing_keys(config: &Config, bad: &mut dyn FnMut(&str, String)) {
+    let production = config.profile == Profile::Production;
     let infrastructure = config.keys.entries();
     let mut labels = HashSet::new();
     for (i, k) in config.signing_keys.iter().enumerate() {
@@ -204,6 +231,10 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             );
         }
     }
+}
+
+/// Outside client CAs; returns every client CA name a client may name.
+fn client_cas<'a>(config: &'a Config, bad: &mut dyn FnMut(&str, String)) -> HashSet<&'a str> {
     let mut ca_names: HashSet<&str> = HashSet::from([crate::OWN_CLIENT_CA]);
     for (i, ca) in config.client_cas.iter().enumerate() {
         let name_ok = !ca.name.is_empty()
@@ -249,6 +280,16 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             _ => {}
         }
     }
+    ca_names
+}
+
+/// API clients: their match criteria and grants.
+fn clients(config: &Config, ca_names: &HashSet<&str>, bad: &mut dyn FnMut(&str, String)) {
+    let labels: HashSet<&str> = config
+        .signing_keys
+        .iter()
+        .map(|k| k.label.as_str())
+        .collect();
     for (i, c) in config.clients.iter().enumerate() {
         let m = &c.matches;
         if let Some(issuer) = &m.issuer {
@@ -301,7 +342,10 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             );
         }
     }
+}
 
+/// OCSP and CRL lifetimes, live-signing budgets, the disk, the public URL.
+fn revocation_and_disk(config: &Config, bad: &mut dyn FnMut(&str, String)) {
     if config.ocsp.validity_secs < 60 {
         bad("ocsp.validity_secs", "must be at least 60".into());
     }
@@ -369,7 +413,6 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
             );
         }
     }
-    out
 }
 
 /// A dotted OID that the ASN.1 stack can hold: digits only, first arc 0 to 2, second arc

@@ -79,6 +79,62 @@ pub struct InitReport {
     pub database: PathBuf,
 }
 
+/// One certificate the root signs in the ceremony, for a key it makes in the token.
+struct Step {
+    key: KeySpec,
+    profile: Profile,
+    subject: String,
+    lifetime: Duration,
+    /// When validity starts, if not a few minutes ago.
+    not_before: Option<SystemTime>,
+    /// Where it is written; with `with_root`, the root's certificate follows it there.
+    file: PathBuf,
+    with_root: bool,
+    /// Its profile in the database.
+    recorded_as: &'static str,
+}
+
+/// What the root certifies, in order: the infrastructure keys, then (dev) the
+/// document-signing keys the config declares, so that the quick start signs at once.
+// A table reads best a row per certificate.
+#[rustfmt::skip]
+fn steps(config: &Config, layout: &StateLayout) -> Vec<Step> {
+    let (keys, pki) = (&config.keys, &config.pki);
+    let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+    let (leaf, long) = (days(pki.leaf_days), days(pki.root_days));
+    // Short-lived: signetd renews it at half its life (`ocsp.signer_lifetime_secs`).
+    let signer = Duration::from_secs(config.ocsp.signer_lifetime_secs);
+    let step = |key: &KeySpec, profile, subject: &str, lifetime, file, with_root, recorded_as| Step {
+        key: key.clone(), profile, subject: subject.to_owned(), lifetime, not_before: None,
+        file, with_root, recorded_as,
+    };
+    let tls_server = Profile::TlsServer(alt_names(&pki.tls_names));
+    let mut steps = vec![
+        step(&keys.tsa, Profile::TimeStamping, &pki.tsa_subject, leaf, layout.tsa_cert(), false, "tsa"),
+        step(&keys.tls_server, tls_server, &pki.tls_subject, leaf, layout.tls_chain(), true, "tls-server"),
+        Step {
+            not_before: Some(crate::ocsp_renewal::not_before(signer)),
+            ..step(&keys.ocsp_signer, Profile::OcspSigning, &pki.ocsp_signer_subject, signer,
+                   layout.ocsp_signer_cert(), false, "ocsp-signer")
+        },
+        // The audit key signs checkpoints, not documents; its certificate only names it.
+        step(&keys.audit, Profile::DocumentSigning, &pki.audit_subject, long, layout.audit_cert(), true, "audit"),
+        // Client certificates come from a CA of their own, so that trusting it for client
+        // authentication trusts nothing the root signs for the infrastructure.
+        step(&keys.client_ca, Profile::Ca { path_len: Some(0) }, &pki.client_ca_subject, long,
+             layout.client_ca(), false, "ca"),
+    ];
+    if config.profile == signet_config::Profile::Dev {
+        for declared in &config.signing_keys {
+            let key = KeySpec { label: declared.label.clone(), algorithm: declared.algorithm };
+            let subject = format!("CN=Signet Dev Signer {},O=Signet", declared.label);
+            let file = config.state_path(&declared.certificate_chain);
+            steps.push(step(&key, Profile::DocumentSigning, &subject, leaf, file, true, "document-signing"));
+        }
+    }
+    steps
+}
+
 /// Run the ceremony for `config`. With `force`, an existing PKI and its keys are replaced.
 pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     let layout = StateLayout::new(&config.state_dir);
@@ -89,7 +145,132 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     let _state = StateLock::acquire(layout.root())?;
     create_private_dir(&layout.pki_dir())?;
     create_private_dir(&layout.demo_dir())?;
+    let hsm = open_token(config, force)?;
+    if force {
+        destroy_old_keys(&hsm, config)?;
+    }
 
+    let signer = Signer::new(&hsm, config, force)?;
+    let mut made = Vec::new();
+    let mut client_ca = None;
+    for step in steps(config, &layout) {
+        let (key, cert) = signer.certify(&step)?;
+        if step.key.label == config.keys.client_ca.label {
+            client_ca = Some((key, cert.clone()));
+        }
+        made.push((step, cert));
+    }
+    let client_ca = client_ca.ok_or_else(|| CeremonyError::Config("no client CA".into()))?;
+    let (client_key_pem, client) = signer.demo_client(config, &client_ca)?;
+
+    let root = &signer.root;
+    write_pem(&layout.root_ca(), &[root])?;
+    for (step, cert) in &made {
+        match step.with_root {
+            true => write_pem(&step.file, &[cert, root])?,
+            false => write_pem(&step.file, &[cert])?,
+        }
+    }
+    write_pem(&layout.demo_cert(), &[&client])?;
+    write_private(&layout.demo_key(), client_key_pem.as_bytes())?;
+    set_old_audit_log_aside(&layout)?;
+    let store = Store::open(&layout.database())?;
+    store.with_blocking(|c| {
+        let tx = c.transaction()?;
+        certs::clear(&tx)?;
+        certs::record(&tx, ROOT_CA, "ca", root)?;
+        for (step, cert) in &made {
+            certs::record(&tx, ROOT_CA, step.recorded_as, cert)?;
+        }
+        certs::record(&tx, CLIENT_CA, "tls-client", &client)?;
+        tx.commit()?;
+        Ok(())
+    })?;
+    Ok(InitReport::of(&layout, config))
+}
+
+/// The root CA, made first (its key and self-signed certificate), and what it signs with.
+struct Signer<'a> {
+    hsm: &'a Hsm,
+    config: &'a Config,
+    force: bool,
+    root_key: Arc<KeyInfo>,
+    root: Certificate,
+    issuer: Issuer,
+    now: SystemTime,
+}
+
+impl<'a> Signer<'a> {
+    fn new(hsm: &'a Hsm, config: &'a Config, force: bool) -> Result<Self, CeremonyError> {
+        let pki = &config.pki;
+        let root_key = fresh_key(hsm, &config.keys.root_ca, force)?;
+        let now = SystemTime::now() - Duration::from_secs(300);
+        let lifetime = Duration::from_secs(u64::from(pki.root_days) * 86_400);
+        let params = CertificateParams {
+            profile: Profile::Ca { path_len: None },
+            subject: x509::parse_name(&pki.root_subject)?,
+            public_key: root_key.spki.clone(),
+            serial: hsm.random_blocking(16)?,
+            not_before: now,
+            lifetime,
+            revocation: revocation_urls(config, ROOT_CA),
+        };
+        let root = sign_certificate(hsm, &root_key, params, None)?;
+        let issuer = Issuer::from_certificate(&root, root_key.algorithm.default_scheme());
+        Ok(Signer {
+            hsm,
+            config,
+            force,
+            root_key,
+            root,
+            issuer,
+            now,
+        })
+    }
+
+    /// Make `step`'s key in the token and its certificate, signed by the root.
+    fn certify(&self, step: &Step) -> Result<(Arc<KeyInfo>, Certificate), CeremonyError> {
+        let key = fresh_key(self.hsm, &step.key, self.force)?;
+        let params = CertificateParams {
+            profile: step.profile.clone(),
+            subject: x509::parse_name(&step.subject)?,
+            public_key: key.spki.clone(),
+            serial: self.hsm.random_blocking(16)?,
+            not_before: step.not_before.unwrap_or(self.now),
+            lifetime: step.lifetime,
+            // Where relying parties check status (RFC 5280 4.2.2.1, 4.2.1.13).
+            revocation: revocation_urls(self.config, ROOT_CA),
+        };
+        let cert = sign_certificate(self.hsm, &self.root_key, params, Some(&self.issuer))?;
+        Ok((key, cert))
+    }
+
+    /// The demo application's client certificate, from the client CA, for a software key.
+    fn demo_client(
+        &self,
+        config: &Config,
+        (ca_key, ca_cert): &(Arc<KeyInfo>, Certificate),
+    ) -> Result<(zeroize::Zeroizing<String>, Certificate), CeremonyError> {
+        let issuer = Issuer::from_certificate(ca_cert, ca_key.algorithm.default_scheme());
+        let (key_pem, spki) = demo_client_key()?;
+        let pki = &config.pki;
+        let params = CertificateParams {
+            profile: Profile::TlsClient(Vec::new()),
+            subject: x509::parse_name(&pki.demo_client_subject)?,
+            public_key: spki,
+            serial: self.hsm.random_blocking(16)?,
+            not_before: self.now,
+            lifetime: Duration::from_secs(u64::from(pki.leaf_days) * 86_400),
+            revocation: revocation_urls(config, CLIENT_CA),
+        };
+        let cert = sign_certificate(self.hsm, ca_key, params, Some(&issuer))?;
+        Ok((key_pem, cert))
+    }
+}
+
+/// The token, made first if the module has none with the configured label (and SoftHSM's
+/// own files, dev).
+fn open_token(config: &Config, force: bool) -> Result<Hsm, CeremonyError> {
     let hsm_settings = settings::hsm(config).map_err(CeremonyError::Config)?;
     if let Some(dir) = &config.hsm.softhsm_dir {
         prepare_softhsm_dir(&config.state_path(dir), force)?;
@@ -97,239 +278,70 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     if !token::exists(&config.hsm.module, &config.hsm.token_label)? {
         make_token(config)?;
     }
-    let hsm = Hsm::open(&hsm_settings)?;
+    Ok(Hsm::open(&hsm_settings)?)
+}
+
+/// With `--force`: every key the ceremony makes, gone before any new one is made.
+fn destroy_old_keys(hsm: &Hsm, config: &Config) -> Result<(), CeremonyError> {
+    // All before any generation: tpm2-pkcs11 hands out the object handles it frees again,
+    // and after a destroy/generate/destroy interleaving its search returned a handle whose
+    // object has no CKA_SENSITIVE.
     let keys = &config.keys;
-    if force {
-        // Every old key goes before any new one is made: tpm2-pkcs11 hands out the object
-        // handles it frees again, and after a destroy/generate/destroy interleaving its
-        // search returned a handle whose object has no CKA_SENSITIVE.
-        let dev_signers = config.signing_keys.iter().map(|k| k.label.as_str());
-        for label in [
-            &keys.root_ca.label,
-            &keys.tsa.label,
-            &keys.tls_server.label,
-            &keys.ocsp_signer.label,
-            &keys.audit.label,
-            &keys.client_ca.label,
-        ]
-        .into_iter()
-        .map(String::as_str)
-        .chain(dev_signers.filter(|_| config.profile == signet_config::Profile::Dev))
-        {
-            hsm.destroy_blocking(label)?;
-        }
-        // The OCSP signer's key after a renewal (renewals alternate between two labels).
-        hsm.destroy_blocking(&crate::ocsp_renewal::alternate_label(
-            &keys.ocsp_signer.label,
-        ))?;
+    let dev_signers = config.signing_keys.iter().map(|k| k.label.as_str());
+    for label in [
+        &keys.root_ca.label,
+        &keys.tsa.label,
+        &keys.tls_server.label,
+        &keys.ocsp_signer.label,
+        &keys.audit.label,
+        &keys.client_ca.label,
+    ]
+    .into_iter()
+    .map(String::as_str)
+    .chain(dev_signers.filter(|_| config.profile == signet_config::Profile::Dev))
+    {
+        hsm.destroy_blocking(label)?;
     }
-    let root_key = fresh_key(&hsm, &keys.root_ca, force)?;
-    let tsa_key = fresh_key(&hsm, &keys.tsa, force)?;
-    let tls_key = fresh_key(&hsm, &keys.tls_server, force)?;
-    let ocsp_key = fresh_key(&hsm, &keys.ocsp_signer, force)?;
-    let audit_key = fresh_key(&hsm, &keys.audit, force)?;
-    let client_ca_key = fresh_key(&hsm, &keys.client_ca, force)?;
-    // Where relying parties check the status of what each CA issues (RFC 5280 4.2.2.1, 4.2.1.13).
-    let revocation = revocation_urls(config, ROOT_CA);
+    // The OCSP signer's key after a renewal (renewals alternate between two labels).
+    hsm.destroy_blocking(&crate::ocsp_renewal::alternate_label(
+        &keys.ocsp_signer.label,
+    ))?;
+    Ok(())
+}
 
-    let pki = &config.pki;
-    let now = SystemTime::now() - Duration::from_secs(300);
-    let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
-    let params = |profile,
-                  subject: &str,
-                  key: SubjectPublicKeyInfoOwned,
-                  lifetime|
-     -> Result<CertificateParams, CeremonyError> {
-        Ok(CertificateParams {
-            profile,
-            subject: x509::parse_name(subject)?,
-            public_key: key,
-            serial: hsm.random_blocking(16)?,
-            not_before: now,
-            lifetime,
-            revocation: revocation.clone(),
-        })
-    };
-
-    let root_scheme = root_key.algorithm.default_scheme();
-    let root = sign_certificate(
-        &hsm,
-        &root_key,
-        params(
-            Profile::Ca { path_len: None },
-            &pki.root_subject,
-            root_key.spki.clone(),
-            days(pki.root_days),
-        )?,
-        None,
-    )?;
-    let issuer = Issuer::from_certificate(&root, root_scheme);
-    let tsa = sign_certificate(
-        &hsm,
-        &root_key,
-        params(
-            Profile::TimeStamping,
-            &pki.tsa_subject,
-            tsa_key.spki.clone(),
-            days(pki.leaf_days),
-        )?,
-        Some(&issuer),
-    )?;
-    let tls = sign_certificate(
-        &hsm,
-        &root_key,
-        params(
-            Profile::TlsServer(alt_names(&pki.tls_names)),
-            &pki.tls_subject,
-            tls_key.spki.clone(),
-            days(pki.leaf_days),
-        )?,
-        Some(&issuer),
-    )?;
-    // Short-lived: signetd renews it at half its life (`ocsp.signer_lifetime_secs`).
-    let signer_lifetime = Duration::from_secs(config.ocsp.signer_lifetime_secs);
-    let ocsp_signer = sign_certificate(
-        &hsm,
-        &root_key,
-        CertificateParams {
-            not_before: crate::ocsp_renewal::not_before(signer_lifetime),
-            ..params(
-                Profile::OcspSigning,
-                &pki.ocsp_signer_subject,
-                ocsp_key.spki.clone(),
-                signer_lifetime,
-            )?
-        },
-        Some(&issuer),
-    )?;
-    // The audit key signs checkpoints, not documents; its certificate only names it.
-    let audit = sign_certificate(
-        &hsm,
-        &root_key,
-        params(
-            Profile::DocumentSigning,
-            &pki.audit_subject,
-            audit_key.spki.clone(),
-            days(pki.root_days),
-        )?,
-        Some(&issuer),
-    )?;
-    // Dev: the document-signing keys the config declares, so the quick start signs at once.
-    let mut document_signers = Vec::new();
-    if config.profile == signet_config::Profile::Dev {
-        for declared in &config.signing_keys {
-            let key = fresh_key(
-                &hsm,
-                &KeySpec {
-                    label: declared.label.clone(),
-                    algorithm: declared.algorithm,
-                },
-                force,
-            )?;
-            let cert = sign_certificate(
-                &hsm,
-                &root_key,
-                params(
-                    Profile::DocumentSigning,
-                    &format!("CN=Signet Dev Signer {},O=Signet", declared.label),
-                    key.spki.clone(),
-                    days(pki.leaf_days),
-                )?,
-                Some(&issuer),
-            )?;
-            document_signers.push((config.state_path(&declared.certificate_chain), cert));
-        }
-    }
-    // Client certificates come from a CA of their own, so that trusting it for client
-    // authentication trusts nothing the root signs for the infrastructure.
-    let client_ca = sign_certificate(
-        &hsm,
-        &root_key,
-        params(
-            Profile::Ca { path_len: Some(0) },
-            &pki.client_ca_subject,
-            client_ca_key.spki.clone(),
-            days(pki.root_days),
-        )?,
-        Some(&issuer),
-    )?;
-    let client_issuer =
-        Issuer::from_certificate(&client_ca, client_ca_key.algorithm.default_scheme());
-    let (client_key_pem, client_spki) = demo_client_key()?;
-    let client = sign_certificate(
-        &hsm,
-        &client_ca_key,
-        CertificateParams {
-            revocation: revocation_urls(config, CLIENT_CA),
-            ..params(
-                Profile::TlsClient(Vec::new()),
-                &pki.demo_client_subject,
-                client_spki,
-                days(pki.leaf_days),
-            )?
-        },
-        Some(&client_issuer),
-    )?;
-
-    write_pem(&layout.root_ca(), &[&root])?;
-    write_pem(&layout.tsa_cert(), &[&tsa])?;
-    write_pem(&layout.tls_chain(), &[&tls, &root])?;
-    write_pem(&layout.ocsp_signer_cert(), &[&ocsp_signer])?;
-    write_pem(&layout.client_ca(), &[&client_ca])?;
-    write_pem(&layout.audit_cert(), &[&audit, &root])?;
-    // A new PKI starts a new audit chain; the old log is kept aside, never deleted (it
-    // verifies with the old audit certificate, which an auditor keeps with it).
+/// A new PKI starts a new audit chain; the old log is kept aside, never deleted (it
+/// verifies with the old audit certificate, which an auditor keeps with it).
+fn set_old_audit_log_aside(layout: &StateLayout) -> Result<(), CeremonyError> {
     let audit_dir = layout.audit_dir();
-    if audit_dir.exists() {
-        let secs = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let aside = layout.root().join(format!("audit.before-{secs}"));
-        std::fs::rename(&audit_dir, &aside).map_err(|source| CeremonyError::Io {
-            path: aside,
-            source,
-        })?;
+    if !audit_dir.exists() {
+        return Ok(());
     }
-    for (path, cert) in &document_signers {
-        write_pem(path, &[cert, &root])?;
-    }
-    write_pem(&layout.demo_cert(), &[&client])?;
-    write_private(&layout.demo_key(), client_key_pem.as_bytes())?;
-    let store = Store::open(&layout.database())?;
-    store.with_blocking(|c| {
-        let tx = c.transaction()?;
-        certs::clear(&tx)?;
-        for (profile, cert) in [
-            ("ca", &root),
-            ("tsa", &tsa),
-            ("tls-server", &tls),
-            ("ocsp-signer", &ocsp_signer),
-            ("audit", &audit),
-            ("ca", &client_ca),
-        ] {
-            certs::record(&tx, ROOT_CA, profile, cert)?;
-        }
-        certs::record(&tx, CLIENT_CA, "tls-client", &client)?;
-        for (_, cert) in &document_signers {
-            certs::record(&tx, ROOT_CA, "document-signing", cert)?;
-        }
-        tx.commit()?;
-        Ok(())
-    })?;
-
-    Ok(InitReport {
-        state_dir: layout.root().to_owned(),
-        token_label: config.hsm.token_label.clone(),
-        root_ca: layout.root_ca(),
-        tsa_certificate: layout.tsa_cert(),
-        tls_certificate: layout.tls_chain(),
-        ocsp_signer_certificate: layout.ocsp_signer_cert(),
-        audit_certificate: layout.audit_cert(),
-        client_ca: layout.client_ca(),
-        client_certificate: layout.demo_cert(),
-        client_key: layout.demo_key(),
-        database: layout.database(),
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = layout.root().join(format!("audit.before-{secs}"));
+    std::fs::rename(&audit_dir, &aside).map_err(|source| CeremonyError::Io {
+        path: aside,
+        source,
     })
+}
+
+impl InitReport {
+    fn of(layout: &StateLayout, config: &Config) -> Self {
+        InitReport {
+            state_dir: layout.root().to_owned(),
+            token_label: config.hsm.token_label.clone(),
+            root_ca: layout.root_ca(),
+            tsa_certificate: layout.tsa_cert(),
+            tls_certificate: layout.tls_chain(),
+            ocsp_signer_certificate: layout.ocsp_signer_cert(),
+            audit_certificate: layout.audit_cert(),
+            client_ca: layout.client_ca(),
+            client_certificate: layout.demo_cert(),
+            client_key: layout.demo_key(),
+            database: layout.database(),
+        }
+    }
 }
 
 /// Issue a certificate: prepare the TBSCertificate, sign its digest in the HSM, finish.

@@ -230,57 +230,66 @@ async fn connection(stream: UnixStream, context: Arc<AdminContext>) -> std::io::
             let e = AdminError::new("bad-request", format!("request over {MAX_LINE} bytes"));
             return send(&mut write, &Response::from_result(Err(e))).await;
         }
-        let mut duty = None;
-        let (command, outcome) = match parse_request(&line) {
-            Ok(request) => {
-                let command = request.command;
-                tracing::info!(uid = peer.uid, ?command, "admin command");
-                let shown = serde_json::to_value(&command).unwrap_or_default();
-                let outcome = match check_duty(&context, &roles, &peer, &command).await {
-                    Err(e) => Err(e),
-                    Ok(d) => {
-                        duty = d;
-                        if request.progress {
-                            execute_reporting(&context, command, &mut write).await
-                        } else {
-                            dispatch::execute(Target::Live(&context), command, None).await
-                        }
-                    }
-                };
-                (shown, outcome)
-            }
-            Err(e) => (
-                serde_json::Value::String(
-                    String::from_utf8_lossy(&line).chars().take(256).collect(),
-                ),
-                Err(e),
-            ),
-        };
-        if let (Err(e), None) = (&outcome, &duty) {
-            // A refusal for want of the officer role names the duty it was refused.
-            if e.code == "forbidden" {
-                duty = Some(e.message.clone());
-            }
-        }
-        if let Err(e) = &outcome {
-            tracing::info!(uid = peer.uid, error = %e, "admin command failed");
-        }
-        let event = Event::Admin {
-            uid: peer.uid,
-            user: peer.user.clone(),
-            command,
-            ok: outcome.is_ok(),
-            error: outcome.as_ref().err().map(|e| e.code.clone()),
-            role: peer.grant.as_ref().map(|g| g.role.name().to_owned()),
-            role_via: peer.grant.as_ref().map(|g| g.via.clone()),
-            duty,
-        };
-        // The answer goes out only once the command is on record.
-        let outcome = match context.audit.record(event).await {
-            Ok(_) => outcome,
-            Err(e) => Err(AdminError::new("audit-unavailable", e.to_string())),
-        };
+        let outcome = answer(&context, &roles, &peer, &line, &mut write).await;
         send(&mut write, &Response::from_result(outcome)).await?;
+    }
+}
+
+/// Run one request line for `peer` and put it on record; the outcome to send back.
+async fn answer(
+    context: &AdminContext,
+    roles: &Roles,
+    peer: &Peer,
+    line: &[u8],
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> Result<serde_json::Value, AdminError> {
+    let mut duty = None;
+    let (command, outcome) = match parse_request(line) {
+        Ok(request) => {
+            let command = request.command;
+            tracing::info!(uid = peer.uid, ?command, "admin command");
+            let shown = serde_json::to_value(&command).unwrap_or_default();
+            let outcome = match check_duty(context, roles, peer, &command).await {
+                Err(e) => Err(e),
+                Ok(d) => {
+                    duty = d;
+                    if request.progress {
+                        execute_reporting(context, command, write).await
+                    } else {
+                        dispatch::execute(Target::Live(context), command, None).await
+                    }
+                }
+            };
+            (shown, outcome)
+        }
+        Err(e) => (
+            serde_json::Value::String(String::from_utf8_lossy(line).chars().take(256).collect()),
+            Err(e),
+        ),
+    };
+    if let (Err(e), None) = (&outcome, &duty) {
+        // A refusal for want of the officer role names the duty it was refused.
+        if e.code == "forbidden" {
+            duty = Some(e.message.clone());
+        }
+    }
+    if let Err(e) = &outcome {
+        tracing::info!(uid = peer.uid, error = %e, "admin command failed");
+    }
+    let event = Event::Admin {
+        uid: peer.uid,
+        user: peer.user.clone(),
+        command,
+        ok: outcome.is_ok(),
+        error: outcome.as_ref().err().map(|e| e.code.clone()),
+        role: peer.grant.as_ref().map(|g| g.role.name().to_owned()),
+        role_via: peer.grant.as_ref().map(|g| g.via.clone()),
+        duty,
+    };
+    // The answer goes out only once the command is on record.
+    match context.audit.record(event).await {
+        Ok(_) => outcome,
+        Err(e) => Err(AdminError::new("audit-unavailable", e.to_string())),
     }
 }
 

@@ -35,66 +35,71 @@ struct Args {
 fn main() -> ExitCode {
     // Nothing Signet writes (keys, database, logs) is for other users.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let args = Args::parse();
-    if let Some(dir) = &args.generate_docs {
-        return match signet::docs::write(
-            <Args as clap::CommandFactory>::command().name("signetd"),
-            dir,
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("signetd: {}: {e}", dir.display());
-                ExitCode::FAILURE
-            }
-        };
-    }
-    // Before any secret is read: no core dumps, not dumpable, memory locked.
-    if let Err(e) = signet::hardening::forbid_dumps() {
-        eprintln!("signetd: {e}");
-        return ExitCode::FAILURE;
-    }
-    let memory = signet::hardening::lock_memory();
-    // Before any thread exists: taking the sockets unsets LISTEN_FDS.
-    let activated = match signet::systemd::ActivatedListeners::take_from_env() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("signetd: sockets from the service manager: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let source = ConfigSource::new(&args.config, config_source::tcti(args.tcti));
-    // No fallback: a sealed config that does not unseal stops the start here.
-    let loaded = source.load().and_then(|mut config| {
-        let warning = source.daemon_warning(&config)?;
-        if let Some(dir) = args.state_dir {
-            config.state_dir = dir;
-        }
-        Ok((config, warning))
-    });
-    let (config, warning) = match loaded {
-        Ok(c) => c,
+    match start(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("signetd: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+/// Harden the process, load the config, and run the daemon until it stops.
+fn start(args: Args) -> Result<(), String> {
+    if let Some(dir) = &args.generate_docs {
+        let command = <Args as clap::CommandFactory>::command().name("signetd");
+        return signet::docs::write(command, dir).map_err(|e| format!("{}: {e}", dir.display()));
+    }
+    // Before any secret is read: no core dumps, not dumpable, memory locked.
+    signet::hardening::forbid_dumps().map_err(|e| e.to_string())?;
+    let memory = signet::hardening::lock_memory();
+    // Before any thread exists: taking the sockets unsets LISTEN_FDS.
+    let activated = signet::systemd::ActivatedListeners::take_from_env()
+        .map_err(|e| format!("sockets from the service manager: {e}"))?;
+    let source = ConfigSource::new(&args.config, config_source::tcti(args.tcti));
+    // No fallback: a sealed config that does not unseal stops the start here.
+    let mut config = source.load()?;
+    let warning = source.daemon_warning(&config)?;
+    if let Some(dir) = args.state_dir {
+        config.state_dir = dir;
+    }
     // Before any thread exists: SoftHSM reads its config path from the environment.
     signet::settings::prepare_softhsm(&config);
     signet::init_logging(config.log.json);
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
-    if let Err(why) = memory_policy(memory, config.profile) {
-        tracing::error!("{why}");
-        eprintln!("signetd: {why}");
-        return ExitCode::FAILURE;
+    memory_policy(memory, config.profile).inspect_err(|why| tracing::error!("{why}"))?;
+    let public = config.public.listen.is_some()
+        || args.public_listen.is_some()
+        || activated.public.is_some();
+    check_open_files(&config, public);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.api.worker_threads {
+        runtime.worker_threads(n);
     }
-    // Every connection is a descriptor: the limit must cover both listeners' budgets.
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let listen = signet::daemon::ListenOverrides {
+        api: args.listen,
+        public: args.public_listen,
+        activated,
+    };
+    runtime
+        .block_on(signet::daemon::run(config, source, listen))
+        .map_err(|e| {
+            tracing::error!("cannot start: {e}");
+            e.to_string()
+        })
+}
+
+/// Every connection is a descriptor: raise the open-files limit, and say so when it does
+/// not cover both listeners' budgets (`public`: the public listener is in use).
+fn check_open_files(config: &signet_config::Config, public: bool) {
     let connections = config.api.max_connections as u64
-        + if config.public.listen.is_some()
-            || args.public_listen.is_some()
-            || activated.public.is_some()
-        {
+        + if public {
             config.public.max_connections as u64
         } else {
             0
@@ -117,33 +122,6 @@ fn main() -> ExitCode {
              (or `ulimit -Hn`) or lower max_connections"
         ),
         Err(e) => tracing::warn!("open files limit: {e}"),
-    }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.api.worker_threads {
-        runtime.worker_threads(n);
-    }
-    let runtime = match runtime.enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("signetd: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(signet::daemon::run(
-        config,
-        source,
-        signet::daemon::ListenOverrides {
-            api: args.listen,
-            public: args.public_listen,
-            activated,
-        },
-    )) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("cannot start: {e}");
-            eprintln!("signetd: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -147,6 +147,8 @@ struct Section {
 
 /// The section at `offset`, its entries taken from `budget`; a `companion` is the stream
 /// of a hybrid file's table, and must be a stream.
+// Long: one pass over hostile bytes, each bound checked where the value is read; split,
+// the budget and the offsets would travel through every piece.
 fn read_section(
     src: &(impl Source + ?Sized),
     offset: u64,
@@ -288,6 +290,8 @@ pub fn stream_header(bytes: &[u8]) -> core::result::Result<(Dict, usize), Syntax
 }
 
 /// The entries of a cross-reference stream whose object starts at `offset`, at most `budget`.
+// Long: the /W, /Index and /Size checks and the decode loop share every bound; they are
+// read in order, as ISO 32000 7.5.8 lays them out.
 fn stream_entries(
     src: &(impl Source + ?Sized),
     offset: u64,

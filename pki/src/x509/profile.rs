@@ -59,6 +59,8 @@ pub enum Profile {
 }
 
 impl Profile {
+    // Long: the whole extension set of every profile in one place, so that what each kind
+    // of certificate carries (RFC 5280 4.2) is read side by side.
     pub(super) fn extensions(
         &self,
         subject_key_id: &[u8],
