@@ -26,8 +26,9 @@ if [ "$(.tools/bin/cargo-deny --version 2>/dev/null)" != "cargo-deny $DENY_VERSI
 fi
 .tools/bin/cargo-deny --log-level warn check bans licenses
 
-step "layers"
+step "layers (crates point down; no import cycle between a crate's modules)"
 scripts/check-layers.sh
+scripts/check-module-cycles.py
 
 step "function length (none over 80 lines outside tests without a \`// Long:\` reason)"
 scripts/check-fn-length.py
