@@ -12,8 +12,10 @@
 //! one background thread initialises the module again until the token, the login and
 //! every key in use are back unchanged. No caller waits longer than the operation timeout.
 
+mod bench;
 mod error;
 mod health;
+mod key_calls;
 mod keys;
 mod mechanism;
 mod module;
@@ -24,6 +26,7 @@ mod reconnect;
 mod session;
 mod shared;
 mod sign;
+mod signing;
 pub mod softhsm;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,6 @@
-//! The worker pool and the handle the rest of the appliance uses.
+//! The worker pool and the handle the rest of the appliance uses: opening the token, the
+//! lanes, and running a job on a worker within the operation timeout. The calls made
+//! through it are in `signing.rs`, `key_calls.rs` and `bench.rs`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,11 +12,8 @@ use cryptoki::types::AuthPin;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
-use signet_pki::{KeyAlgorithm, SignatureScheme};
-
 use super::error::HsmError;
 use super::health::{Health, Readiness};
-use super::keys::{self, KeyInfo};
 use super::module::find_slot;
 use super::module::{load_module, Module};
 use super::queue::{Call, Lane, Queue, Refused, Reply};
@@ -22,7 +21,6 @@ use super::quirks::Quirks;
 use super::reconnect;
 use super::session::{open_logged_in, WorkerSession};
 use super::shared::Shared;
-use super::sign::sign_digest;
 
 /// How to reach the token.
 #[derive(Clone)]
@@ -40,14 +38,6 @@ pub struct HsmSettings {
     /// Longest a caller waits for one operation, queue included.
     pub op_timeout: Duration,
 }
-
-/// The longest wait for a key pair to be generated.
-const KEYGEN_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Digests in one job of a batch: small, so that a batch holds a worker for a few
-/// signatures at a time (about 150 ms on a token that makes 55 a second) and the urgent
-/// lane gets the next free worker soon.
-const BATCH_JOB: usize = 8;
 
 /// A handle on the HSM: cheap to clone, safe to share. Each handle queues its jobs in
 /// one lane (see [`Hsm::urgent`]).
@@ -219,7 +209,18 @@ impl Hsm {
         self.module().ctx.clone()
     }
 
-    fn module(&self) -> std::sync::RwLockReadGuard<'_, Module> {
+    /// What the workers share: the module, the health, the key cache, the PIN.
+    pub(super) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// What this token does differently.
+    pub(super) fn quirks(&self) -> Quirks {
+        self.inner.quirks
+    }
+
+    /// The module, read-locked: it is not initialised again while this is held.
+    pub(super) fn module(&self) -> std::sync::RwLockReadGuard<'_, Module> {
         self.inner
             .shared
             .module
@@ -258,7 +259,7 @@ impl Hsm {
 
     /// Wait for a submitted job until `deadline`; `done_before` is [`Health::jobs_done`]
     /// when it was submitted.
-    async fn wait<T>(
+    pub(super) async fn wait<T>(
         &self,
         rx: oneshot::Receiver<Result<T, HsmError>>,
         deadline: tokio::time::Instant,
@@ -284,7 +285,8 @@ impl Hsm {
         HsmError::Timeout(limit)
     }
 
-    fn deadline(&self) -> (tokio::time::Instant, u64) {
+    /// The deadline of a job submitted now, and [`Health::jobs_done`] now.
+    pub(super) fn deadline(&self) -> (tokio::time::Instant, u64) {
         (
             tokio::time::Instant::now() + self.inner.shared.op_timeout,
             self.inner.shared.health.jobs_done(),
@@ -312,7 +314,7 @@ impl Hsm {
     }
 
     /// [`Hsm::run_blocking`] with a wait of `limit` instead.
-    fn run_blocking_within<T: Send + 'static>(
+    pub(super) fn run_blocking_within<T: Send + 'static>(
         &self,
         limit: Duration,
         op: impl FnOnce(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
@@ -334,258 +336,5 @@ impl Hsm {
             Err(_) => wait(),
         };
         result?
-    }
-
-    /// The public side of the key labelled `label`, read once and cached. A key that could
-    /// leave the token now (extractable, or not sensitive) is refused.
-    pub fn key_blocking(&self, label: &str) -> Result<Arc<KeyInfo>, HsmError> {
-        let key = self.key_even_if_exposed_blocking(label)?;
-        keys::refuse_exposed(label, key.origin)?;
-        Ok(key)
-    }
-
-    /// Like [`Hsm::key_blocking`], but a key that could leave the token is returned too, its
-    /// origin saying so: for a signing key the operator marked imported, and to show keys.
-    pub fn key_even_if_exposed_blocking(&self, label: &str) -> Result<Arc<KeyInfo>, HsmError> {
-        if let Some(k) = self.cached_key(label) {
-            return Ok(k);
-        }
-        let l = label.to_owned();
-        let info = self.run_blocking(move |w| {
-            w.with_retry(|w| {
-                let origin = w.signing_key(&l)?.origin;
-                keys::read_public_key(w.session()?, &l, origin)
-            })
-        })?;
-        Ok(self.cache_key(info))
-    }
-
-    fn cached_key(&self, label: &str) -> Option<Arc<KeyInfo>> {
-        self.inner.shared.keys.read().ok()?.get(label).cloned()
-    }
-
-    fn cache_key(&self, info: KeyInfo) -> Arc<KeyInfo> {
-        let info = Arc::new(info);
-        if let Ok(mut keys) = self.inner.shared.keys.write() {
-            keys.insert(info.label.clone(), Arc::clone(&info));
-        }
-        info
-    }
-
-    /// Sign `message` with `key`: hashed here, the digest signed in the token, the signature
-    /// verified over the message before it is returned (DER for ECDSA).
-    pub async fn sign(
-        &self,
-        key: &KeyInfo,
-        scheme: SignatureScheme,
-        message: &[u8],
-    ) -> Result<Vec<u8>, HsmError> {
-        let (label, digest) = (key.label.clone(), scheme.hash().digest(message));
-        let signature = self
-            .run(move |w| sign_digest(w, &label, scheme, &digest))
-            .await?;
-        verified(
-            key,
-            key.public.verify_message(scheme, message, &signature),
-            signature,
-        )
-    }
-
-    /// [`Hsm::sign`] for callers outside async code.
-    pub fn sign_blocking(
-        &self,
-        key: &KeyInfo,
-        scheme: SignatureScheme,
-        message: &[u8],
-    ) -> Result<Vec<u8>, HsmError> {
-        let (label, digest) = (key.label.clone(), scheme.hash().digest(message));
-        let signature = self.run_blocking(move |w| sign_digest(w, &label, scheme, &digest))?;
-        verified(
-            key,
-            key.public.verify_message(scheme, message, &signature),
-            signature,
-        )
-    }
-
-    /// Sign a digest computed elsewhere (the message is not at hand): verification then
-    /// goes over the digest, which is slower.
-    pub async fn sign_digest(
-        &self,
-        key: &KeyInfo,
-        scheme: SignatureScheme,
-        digest: &[u8],
-    ) -> Result<Vec<u8>, HsmError> {
-        let (label, d) = (key.label.clone(), digest.to_vec());
-        let signature = self
-            .run(move |w| sign_digest(w, &label, scheme, &d))
-            .await?;
-        verified(
-            key,
-            key.public.verify_digest(scheme, digest, &signature),
-            signature,
-        )
-    }
-
-    /// Sign many digests with one key. The batch is cut into jobs of a few digests; at
-    /// most one per worker is queued at a time, so parallel batches and single requests
-    /// take turns, and each job is timed on its own: a long batch on a slow token is not a
-    /// token that stopped answering. If the caller goes away the jobs not yet begun are
-    /// dropped. One result per digest, in order; a full queue or a timeout fails the whole
-    /// batch.
-    pub async fn sign_digests(
-        &self,
-        key: &Arc<KeyInfo>,
-        scheme: SignatureScheme,
-        digests: Vec<Vec<u8>>,
-    ) -> Result<Vec<Result<Vec<u8>, HsmError>>, HsmError> {
-        let window = self.inner.workers.max(1);
-        let mut chunks = digests.chunks(BATCH_JOB).map(<[Vec<u8>]>::to_vec);
-        let mut pending = std::collections::VecDeque::with_capacity(window);
-        let mut results = Vec::with_capacity(digests.len());
-        loop {
-            while pending.len() < window {
-                let Some(chunk) = chunks.next() else { break };
-                let key = Arc::clone(key);
-                let rx = self.submit(move |w| Ok(sign_and_verify_all(w, &key, scheme, &chunk)))?;
-                pending.push_back((rx, self.deadline()));
-            }
-            let Some((rx, (deadline, done))) = pending.pop_front() else {
-                return Ok(results);
-            };
-            results.extend(self.wait(rx, deadline, done).await?);
-        }
-    }
-
-    /// Generate a key pair inside the token (sensitive, never extractable) and return its public side.
-    pub fn generate_key_blocking(
-        &self,
-        label: &str,
-        algorithm: KeyAlgorithm,
-    ) -> Result<Arc<KeyInfo>, HsmError> {
-        let id = self.random_blocking(16)?;
-        let l = label.to_owned();
-        let quirks = self.inner.quirks;
-        // Generating an RSA key takes seconds on some tokens: not bound by the signing timeout.
-        let info = self.run_blocking_within(KEYGEN_TIMEOUT, move |w| {
-            if let KeyAlgorithm::Rsa(bits) = algorithm {
-                w.check_rsa_size(&l, bits)?;
-            }
-            w.with_retry(|w| keys::generate(w.session()?, &l, algorithm, &id, quirks))?;
-            w.forget_handles();
-            w.with_retry(|w| {
-                let origin = w.signing_key(&l)?.origin;
-                keys::read_public_key(w.session()?, &l, origin)
-            })
-        })?;
-        Ok(self.cache_key(info))
-    }
-
-    /// Labels of every private key in the token.
-    pub fn key_labels_blocking(&self) -> Result<Vec<String>, HsmError> {
-        self.run_blocking(|w| w.with_retry(|w| keys::private_key_labels(w.session()?)))
-    }
-
-    /// Destroy every object labelled `label`; returns how many there were.
-    pub fn destroy_blocking(&self, label: &str) -> Result<usize, HsmError> {
-        if let Ok(mut keys) = self.inner.shared.keys.write() {
-            keys.remove(label);
-        }
-        let l = label.to_owned();
-        self.run_blocking(move |w| {
-            let n = w.with_retry(|w| keys::destroy(w.session()?, &l))?;
-            w.forget_handles();
-            Ok(n)
-        })
-    }
-
-    /// `len` random bytes from the token's generator.
-    pub fn random_blocking(&self, len: u32) -> Result<Vec<u8>, HsmError> {
-        self.run_blocking(move |w| w.with_retry(|w| Ok(w.session()?.generate_random_vec(len)?)))
-    }
-
-    /// `len` random bytes from the token's generator, without blocking the executor.
-    pub async fn random(&self, len: u32) -> Result<Vec<u8>, HsmError> {
-        self.run(move |w| w.with_retry(|w| Ok(w.session()?.generate_random_vec(len)?)))
-            .await
-    }
-
-    /// The raw C_Sign ceiling: `threads` threads, each with its own session, signing
-    /// `digest` with `key` in a tight loop for `duration`; no queue, no verification.
-    /// Returns signatures per second. For benchmarks.
-    pub fn raw_sign_rate(
-        &self,
-        key: &KeyInfo,
-        scheme: SignatureScheme,
-        threads: usize,
-        duration: std::time::Duration,
-    ) -> Result<f64, HsmError> {
-        let module = self.module();
-        let digest = vec![0x5a; scheme.hash().output_len()];
-        let start = std::time::Instant::now();
-        let counts: Vec<Result<u64, HsmError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let mut w = WorkerSession::new(
-                        &module,
-                        self.inner.shared.token_label.clone(),
-                        Arc::clone(&self.inner.shared.pin),
-                    );
-                    let label = key.label.clone();
-                    let digest = digest.clone();
-                    s.spawn(move || -> Result<u64, HsmError> {
-                        let mut n = 0u64;
-                        while start.elapsed() < duration {
-                            sign_digest(&mut w, &label, scheme, &digest)?;
-                            n += 1;
-                        }
-                        Ok(n)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(Err(HsmError::Unavailable)))
-                .collect()
-        });
-        let mut total = 0;
-        for c in counts {
-            total += c?;
-        }
-        Ok(total as f64 / start.elapsed().as_secs_f64())
-    }
-}
-
-/// Sign each of `digests` and check each signature; one result per digest.
-fn sign_and_verify_all(
-    w: &mut WorkerSession,
-    key: &KeyInfo,
-    scheme: SignatureScheme,
-    digests: &[Vec<u8>],
-) -> Vec<Result<Vec<u8>, HsmError>> {
-    digests
-        .iter()
-        .map(|d| {
-            let signature = sign_digest(w, &key.label, scheme, d)?;
-            verified(
-                key,
-                key.public.verify_digest(scheme, d, &signature),
-                signature,
-            )
-        })
-        .collect()
-}
-
-/// Release a signature only if it verified with the key's public key.
-fn verified(
-    key: &KeyInfo,
-    check: Result<(), signet_pki::Error>,
-    signature: Vec<u8>,
-) -> Result<Vec<u8>, HsmError> {
-    match check {
-        Ok(()) => Ok(signature),
-        Err(_) => {
-            tracing::error!(key = %key.label, "the token returned a signature that does not verify");
-            Err(HsmError::BadSignature(key.label.clone()))
-        }
     }
 }

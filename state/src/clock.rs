@@ -1,4 +1,7 @@
-//! Is the system clock synchronised? The kernel knows (adjtimex, read-only).
+//! The system clock: is it synchronised (the kernel knows: adjtimex, read-only), and the
+//! time now as the audit records carry it.
+
+use std::time::SystemTime;
 
 /// What the kernel says of the clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +28,13 @@ pub fn sync_status() -> ClockSync {
     } else {
         ClockSync::Synchronised
     }
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock set before it).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::audit::{AuditLog, Event};
+use crate::clock::now_ms;
 
 /// How often free space is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
@@ -196,12 +197,6 @@ impl PublicTally {
             .as_ref()
             .map_or(0, |s| s.requests)
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

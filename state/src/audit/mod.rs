@@ -14,10 +14,13 @@
 //! truncated to an earlier checkpoint: see [`anchor`].
 
 pub mod anchor;
+mod backward;
 pub mod context;
+mod error;
 pub mod log;
 pub mod record;
 pub mod verify;
+mod writer;
 
 pub use anchor::{Anchor, AnchorError, TpmCounter};
 pub use log::{AuditError, AuditLog, AuditSigner, CheckpointPolicy};

@@ -70,7 +70,6 @@ pub fn verify(
     scope: &Scope,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Verified, Broken> {
-    use base64::Engine;
     let scheme = key.algorithm().default_scheme();
     let mut v = Verified::default();
     let mut expected: Option<u64> = match scope {
@@ -90,79 +89,32 @@ pub fn verify(
     let mut line_no = 0u64;
     while offset < bytes.len() {
         line_no += 1;
-        let here = expected.unwrap_or(0);
-        let broken = |reason: String| Broken {
-            seq: here,
-            line: line_no,
-            reason,
-        };
         let rest = &bytes[offset..];
         let Some(end) = rest.iter().position(|b| *b == b'\n') else {
-            return Err(broken("incomplete last line (torn or truncated)".into()));
+            return Err(Broken {
+                seq: expected.unwrap_or(0),
+                line: line_no,
+                reason: "incomplete last line (torn or truncated)".into(),
+            });
         };
         let line = &rest[..end];
         offset += end + 1;
         if line_no & 0x3ff == 0 {
             progress(offset as u64);
         }
-        let record: Record =
-            serde_json::from_slice(line).map_err(|e| broken(format!("not a record: {e}")))?;
-        if record.to_line().as_bytes() != line {
-            return Err(broken("edited: not the form the log writes".into()));
-        }
-        if hex::encode(record.digest()) != record.hash {
-            return Err(broken("its contents do not match its hash".into()));
-        }
-        match expected {
-            Some(want) if record.seq != want => {
-                return Err(broken(format!(
-                    "missing or out of order (found record {} here)",
-                    record.seq
-                )))
-            }
-            _ => {}
-        }
-        let here = record.seq;
-        let broken = |reason: String| Broken {
-            seq: here,
-            line: line_no,
-            reason,
-        };
-        if let Some(p) = &prev {
-            if &record.prev != p {
-                return Err(broken(
-                    "does not follow the record before it (prev hash differs)".into(),
-                ));
-            }
-        }
-        if let Event::Checkpoint {
-            algorithm,
-            signature,
-        } = &record.event
-        {
-            if *algorithm != scheme_name(scheme) {
-                return Err(broken(format!(
-                    "checkpoint signed with {algorithm}, the audit key signs with {}",
-                    scheme_name(scheme)
-                )));
-            }
-            let prev_hash = hash_from_hex(&record.prev)
-                .ok_or_else(|| broken("prev is not a SHA-256 hash".into()))?;
-            let sig = base64::engine::general_purpose::STANDARD
-                .decode(signature)
-                .map_err(|_| broken("checkpoint signature is not base64".into()))?;
-            let message = Record::signed_bytes(record.seq, record.time_ms, &prev_hash);
-            key.verify_message(scheme, &message, &sig)
-                .map_err(|_| broken("checkpoint signature does not verify".into()))?;
+        let record = check_record(line, line_no, expected, prev.as_deref(), key, scheme)?;
+        if matches!(record.event, Event::Checkpoint { .. }) {
             v.checkpoints += 1;
             v.last_checkpoint = Some(record.seq);
         }
         if let Some(a) = &anchor {
             if a.seq == record.seq {
                 if a.hash != record.hash {
-                    return Err(broken(
-                        "differs from the checkpoint the anchor recorded".into(),
-                    ));
+                    return Err(Broken {
+                        seq: record.seq,
+                        line: line_no,
+                        reason: "differs from the checkpoint the anchor recorded".into(),
+                    });
                 }
                 anchor_seen = true;
             }
@@ -191,6 +143,77 @@ pub fn verify(
         )),
         _ => Ok(v),
     }
+}
+
+/// The record on `line` (line `line_no`), checked on its own and against the chain before
+/// it: canonical, its hash right, numbered `expected`, following `prev`, and a checkpoint
+/// signed by `key`.
+fn check_record(
+    line: &[u8],
+    line_no: u64,
+    expected: Option<u64>,
+    prev: Option<&str>,
+    key: &PublicKey,
+    scheme: SignatureScheme,
+) -> Result<Record, Broken> {
+    use base64::Engine;
+    let here = expected.unwrap_or(0);
+    let broken = |reason: String| Broken {
+        seq: here,
+        line: line_no,
+        reason,
+    };
+    let record: Record =
+        serde_json::from_slice(line).map_err(|e| broken(format!("not a record: {e}")))?;
+    if record.to_line().as_bytes() != line {
+        return Err(broken("edited: not the form the log writes".into()));
+    }
+    if hex::encode(record.digest()) != record.hash {
+        return Err(broken("its contents do not match its hash".into()));
+    }
+    match expected {
+        Some(want) if record.seq != want => {
+            return Err(broken(format!(
+                "missing or out of order (found record {} here)",
+                record.seq
+            )))
+        }
+        _ => {}
+    }
+    let here = record.seq;
+    let broken = |reason: String| Broken {
+        seq: here,
+        line: line_no,
+        reason,
+    };
+    if let Some(p) = prev {
+        if record.prev != p {
+            return Err(broken(
+                "does not follow the record before it (prev hash differs)".into(),
+            ));
+        }
+    }
+    if let Event::Checkpoint {
+        algorithm,
+        signature,
+    } = &record.event
+    {
+        if *algorithm != scheme_name(scheme) {
+            return Err(broken(format!(
+                "checkpoint signed with {algorithm}, the audit key signs with {}",
+                scheme_name(scheme)
+            )));
+        }
+        let prev_hash = hash_from_hex(&record.prev)
+            .ok_or_else(|| broken("prev is not a SHA-256 hash".into()))?;
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(signature)
+            .map_err(|_| broken("checkpoint signature is not base64".into()))?;
+        let message = Record::signed_bytes(record.seq, record.time_ms, &prev_hash);
+        key.verify_message(scheme, &message, &sig)
+            .map_err(|_| broken("checkpoint signature does not verify".into()))?;
+    }
+    Ok(record)
 }
 
 /// The records `from..=to` and those up to the first checkpoint at or after `to`, which

@@ -1,0 +1,466 @@
+//! The writer: one thread owns the log file. Callers hand it events and wait for their
+//! record to be durable; it takes every event waiting at that moment, appends them in one
+//! write, and makes them durable with one `fdatasync` (group commit). After
+//! `checkpoint_every` records, or `checkpoint_secs` with records not yet covered, it adds a
+//! checkpoint signed by the audit key in the HSM and notes it in the anchor file, signed
+//! too, with the TPM counter's next value; then it increments the counter. All of that is
+//! on this thread, once per checkpoint, never on a request's path.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use signet_config::sealed::CounterState;
+use signet_hsm::{Hsm, KeyInfo};
+
+use super::anchor::{Anchor, TpmCounter};
+use super::error::AuditError;
+use super::record::{Event, Record, GENESIS};
+use super::verify::scheme_name;
+use crate::clock::now_ms;
+
+/// Events taken into one write at most.
+const MAX_BATCH: usize = 4096;
+/// After a checkpoint could not be signed (the HSM lost), the next try waits this long:
+/// neither a log line per request nor a busy loop while the HSM is away.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
+
+/// When checkpoints are made.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckpointPolicy {
+    /// After this many records.
+    pub every: u64,
+    /// Or after this long with records not covered.
+    pub interval: Duration,
+}
+
+/// The audit key in the token.
+pub struct AuditSigner {
+    /// The HSM.
+    pub hsm: Hsm,
+    /// The key.
+    pub key: Arc<KeyInfo>,
+}
+
+/// What the handle asks of the writer.
+pub(super) enum Job {
+    Record(Event, Option<oneshot::Sender<Result<u64, AuditError>>>),
+    Checkpoint(oneshot::Sender<Result<u64, AuditError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// Lock `m`, even if a thread panicked holding it.
+pub(super) fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The thread that owns the log file: the chain after its last record, and what a
+/// checkpoint needs.
+pub(super) struct Writer {
+    file: File,
+    anchor: PathBuf,
+    next_seq: u64,
+    prev: String,
+    uncovered: u64,
+    oldest_uncovered: Option<Instant>,
+    signer: AuditSigner,
+    policy: CheckpointPolicy,
+    /// The log's length up to its last durable record, shared with the handle.
+    pub(super) durable: Arc<AtomicU64>,
+    /// How many records are durable, shared with the handle.
+    pub(super) records: Arc<AtomicU64>,
+    /// Since when writes fail, if they do.
+    failing: Option<Failure>,
+    /// A failed write may have left part of itself after the last durable record, and
+    /// cutting it off failed too: the next write cuts first.
+    torn: bool,
+    /// Not before then is a due checkpoint tried again after one failed.
+    checkpoint_retry: Option<Instant>,
+    counter: Option<TpmCounter>,
+    /// Held while the anchor and the counter change together; shared with the handle.
+    pub(super) anchor_lock: Arc<Mutex<()>>,
+}
+
+type Reply = oneshot::Sender<Result<u64, AuditError>>;
+
+/// Writes failing since `since`: the first error, and how many records were not written.
+struct Failure {
+    error: String,
+    since: Instant,
+    refused: u64,
+}
+
+/// The chain after the last durable record: what a failed write goes back to.
+struct ChainHead {
+    next_seq: u64,
+    prev: String,
+    uncovered: u64,
+    oldest_uncovered: Option<Instant>,
+}
+
+impl Writer {
+    /// A writer for `file`, `len` bytes long with `tail` its last record; checkpoints are
+    /// noted in the anchor file at `anchor` (and the TPM `counter`, if kept).
+    pub(super) fn new(
+        file: File,
+        len: u64,
+        tail: Option<&Record>,
+        anchor: &Path,
+        signer: AuditSigner,
+        policy: CheckpointPolicy,
+        counter: Option<TpmCounter>,
+    ) -> Writer {
+        let mut writer = Writer {
+            file,
+            anchor: anchor.to_owned(),
+            next_seq: tail.map_or(0, |r| r.seq + 1),
+            prev: tail.map_or(GENESIS.to_owned(), |r| r.hash.clone()),
+            uncovered: 0,
+            oldest_uncovered: None,
+            signer,
+            policy: CheckpointPolicy {
+                every: policy.every.max(1),
+                interval: policy.interval.max(Duration::from_millis(10)),
+            },
+            durable: Arc::new(AtomicU64::new(len)),
+            records: Arc::new(AtomicU64::new(tail.map_or(0, |r| r.seq + 1))),
+            failing: None,
+            torn: false,
+            checkpoint_retry: None,
+            counter,
+            anchor_lock: Arc::new(Mutex::new(())),
+        };
+        // Records after the last checkpoint (before a crash) count as not covered.
+        if tail.is_some_and(|r| !matches!(r.event, Event::Checkpoint { .. })) {
+            writer.uncovered = 1;
+            writer.oldest_uncovered = Some(Instant::now());
+        }
+        writer
+    }
+
+    /// Start the writer's thread; it takes jobs from the sender returned.
+    pub(super) fn spawn(self) -> std::io::Result<mpsc::Sender<Job>> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || self.run(rx))?;
+        Ok(tx)
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        loop {
+            let backoff = self
+                .checkpoint_retry
+                .map(|r| r.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
+            let wait = match self.oldest_uncovered {
+                Some(t) => self
+                    .policy
+                    .interval
+                    .saturating_sub(t.elapsed())
+                    .max(backoff),
+                None => Duration::from_secs(3600),
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.commit(self.head(), Vec::new(), Vec::new(), true);
+                    return;
+                }
+            };
+            let head = self.head();
+            let mut records = Vec::new();
+            if let Some(f) = &self.failing {
+                // Tried first in the next write: if it lands, the log says what it missed.
+                let resumed = Event::WritesResumed {
+                    error: f.error.clone(),
+                    refused: f.refused,
+                    failed_ms: u64::try_from(f.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                };
+                records.push(self.append(resumed));
+            }
+            let mut waiting: Vec<(Option<Reply>, Option<u64>)> = Vec::new();
+            let mut force = false;
+            let mut close = None;
+            for job in first.into_iter().chain(rx.try_iter().take(MAX_BATCH)) {
+                match job {
+                    Job::Record(event, reply) => {
+                        let r = self.append(event);
+                        waiting.push((reply, Some(r.seq)));
+                        records.push(r);
+                    }
+                    Job::Checkpoint(reply) => {
+                        force = true;
+                        waiting.push((Some(reply), None));
+                    }
+                    Job::Close(reply) => {
+                        force = true;
+                        close = Some(reply);
+                    }
+                }
+            }
+            self.commit(head, records, waiting, force);
+            if let Some(reply) = close {
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+
+    fn head(&self) -> ChainHead {
+        ChainHead {
+            next_seq: self.next_seq,
+            prev: self.prev.clone(),
+            uncovered: self.uncovered,
+            oldest_uncovered: self.oldest_uncovered,
+        }
+    }
+
+    /// Forget the records chained since `head`: they were not written.
+    fn rewind(&mut self, head: ChainHead) {
+        self.next_seq = head.next_seq;
+        self.prev = head.prev;
+        self.uncovered = head.uncovered;
+        self.oldest_uncovered = head.oldest_uncovered;
+    }
+
+    /// Chain `event` after the last record.
+    fn append(&mut self, event: Event) -> Record {
+        let r = Record::seal(self.next_seq, now_ms(), self.prev.clone(), event);
+        self.next_seq += 1;
+        self.prev = r.hash.clone();
+        if !matches!(r.event, Event::Checkpoint { .. }) {
+            self.uncovered += 1;
+            self.oldest_uncovered.get_or_insert_with(Instant::now);
+        }
+        r
+    }
+
+    /// Write `records` (and a checkpoint if one is due or `force`d) in one write, sync,
+    /// then answer everyone waiting.
+    fn commit(
+        &mut self,
+        head: ChainHead,
+        mut records: Vec<Record>,
+        waiting: Vec<(Option<Reply>, Option<u64>)>,
+        force: bool,
+    ) {
+        let mut checkpoint = None;
+        if let Some(r) = self.checkpoint_if_due(force) {
+            checkpoint = Some((r.seq, r.hash.clone()));
+            records.push(r);
+        }
+        let outcome = if records.is_empty() {
+            Ok(())
+        } else {
+            self.write(&records)
+        };
+        match &outcome {
+            Err(AuditError::Write(e)) => {
+                self.rewind(head);
+                let lost = records
+                    .iter()
+                    .filter(|r| !matches!(r.event, Event::WritesResumed { .. }))
+                    .count() as u64;
+                match &mut self.failing {
+                    Some(f) => f.refused += lost,
+                    None => {
+                        tracing::error!(error = %e, "audit log write failed: refusing requests until it takes writes again");
+                        self.failing = Some(Failure {
+                            error: e.clone(),
+                            since: Instant::now(),
+                            refused: lost,
+                        });
+                    }
+                }
+            }
+            Ok(()) if !records.is_empty() => {
+                if let Some(f) = self.failing.take() {
+                    tracing::warn!(
+                        refused = f.refused,
+                        after = ?f.since.elapsed(),
+                        "audit log takes writes again"
+                    );
+                }
+            }
+            _ => {}
+        }
+        if outcome.is_ok() {
+            for r in &records {
+                emit(r);
+            }
+            if let Some((seq, hash)) = &checkpoint {
+                if let Err(e) = self.anchor(*seq, hash) {
+                    tracing::error!(error = %e, seq, "audit anchor not written");
+                }
+            }
+        }
+        let last_checkpoint = checkpoint.as_ref().map(|a| a.0);
+        for (reply, seq) in waiting {
+            let Some(reply) = reply else { continue };
+            let answer = match (&outcome, seq) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(()), Some(seq)) => Ok(seq),
+                (Ok(()), None) => Ok(last_checkpoint.unwrap_or(self.next_seq.saturating_sub(1))),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// A signed checkpoint, if records are not covered and one is due (or `force`d), and
+    /// writes do not fail. After one could not be signed, not again before
+    /// [`CHECKPOINT_RETRY`] unless forced.
+    fn checkpoint_if_due(&mut self, force: bool) -> Option<Record> {
+        let due = self.uncovered >= self.policy.every
+            || self
+                .oldest_uncovered
+                .is_some_and(|t| t.elapsed() >= self.policy.interval);
+        let backing_off = self.checkpoint_retry.is_some_and(|r| Instant::now() < r);
+        if self.uncovered > 0 && (due && !backing_off || force) && self.failing.is_none() {
+            match self.sign_checkpoint() {
+                Ok(r) => {
+                    self.checkpoint_retry = None;
+                    return Some(r);
+                }
+                Err(e) => {
+                    self.checkpoint_retry = Some(Instant::now() + CHECKPOINT_RETRY);
+                    tracing::error!(error = %e, "audit checkpoint not signed; retrying later")
+                }
+            }
+        }
+        None
+    }
+
+    fn sign_checkpoint(&mut self) -> Result<Record, String> {
+        let seq = self.next_seq;
+        let time_ms = now_ms();
+        let prev = super::record::hash_from_hex(&self.prev).ok_or("bad chain head")?;
+        let scheme = self.signer.key.algorithm.default_scheme();
+        let message = Record::signed_bytes(seq, time_ms, &prev);
+        let signature = self
+            .signer
+            .hsm
+            .sign_blocking(&self.signer.key, scheme, &message)
+            .map_err(|e| e.to_string())?;
+        use base64::Engine;
+        let r = Record::seal(
+            seq,
+            time_ms,
+            self.prev.clone(),
+            Event::Checkpoint {
+                algorithm: scheme_name(scheme),
+                signature: base64::engine::general_purpose::STANDARD.encode(signature),
+            },
+        );
+        self.next_seq += 1;
+        self.prev = r.hash.clone();
+        self.uncovered = 0;
+        self.oldest_uncovered = None;
+        Ok(r)
+    }
+
+    /// Note checkpoint `seq` (hash `hash`, durable) in the anchor: read the TPM counter,
+    /// sign the anchor with its next value, write it, then increment the counter. A crash
+    /// between the last two leaves the anchor one ahead, which verifies; the other order
+    /// would leave the counter ahead, a rollback. A failure leaves the anchor as it was (the
+    /// log still reaches it) until the next checkpoint.
+    fn anchor(&mut self, seq: u64, hash: &str) -> Result<(), String> {
+        let _both = lock(&self.anchor_lock);
+        let mut tpm = match &self.counter {
+            Some(c) => Some(c.open().map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let next = match (&self.counter, &mut tpm) {
+            (Some(c), Some(tpm)) => match tpm.counter_state(c.index).map_err(|e| e.to_string())? {
+                CounterState::Value(v) => Some(v.saturating_add(1)),
+                other => return Err(format!("the TPM counter holds no value ({other:?})")),
+            },
+            _ => None,
+        };
+        let scheme = self.signer.key.algorithm.default_scheme();
+        let anchor = Anchor::sign(seq, hash, next, scheme, |m| {
+            self.signer.hsm.sign_blocking(&self.signer.key, scheme, m)
+        })?;
+        write_anchor(&self.anchor, &anchor).map_err(|e| e.to_string())?;
+        if let (Some(c), Some(tpm)) = (&self.counter, &mut tpm) {
+            let now = tpm
+                .counter_increment(c.index)
+                .map_err(|e| format!("the anchor is written, the counter not incremented: {e}"))?;
+            if Some(now) != next {
+                tracing::warn!(
+                    counter = now,
+                    anchor = next,
+                    "the TPM counter moved besides the audit log: is another program using NV index {:#010x}?",
+                    c.index
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, records: &[Record]) -> Result<(), AuditError> {
+        if self.torn {
+            self.cut_back()
+                .map_err(|e| AuditError::Write(format!("cutting off a failed write: {e}")))?;
+        }
+        let mut buf = Vec::with_capacity(records.len() * 400);
+        for r in records {
+            buf.extend_from_slice(r.to_line().as_bytes());
+            buf.push(b'\n');
+        }
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|_| self.file.sync_data());
+        if let Err(e) = written {
+            // Part of the write may be in the file (a disk that filled midway): cut it
+            // off, so that the next write follows the last durable record.
+            self.torn = self.cut_back().is_err();
+            return Err(AuditError::Write(e.to_string()));
+        }
+        self.durable.fetch_add(buf.len() as u64, Ordering::AcqRel);
+        self.records.store(self.next_seq, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Writer {
+    /// Cut the file back to its last durable record. Shrinking needs no free space.
+    fn cut_back(&mut self) -> std::io::Result<()> {
+        self.file.set_len(self.durable.load(Ordering::Acquire))?;
+        self.file.sync_data()?;
+        self.torn = false;
+        Ok(())
+    }
+}
+
+/// Each record also goes to the daemon's log (the journal, or stdout/stderr as JSON).
+fn emit(r: &Record) {
+    tracing::info!(
+        target: "signet::audit",
+        seq = r.seq,
+        kind = r.event.kind(),
+        record = %r.to_line(),
+        "audit"
+    );
+}
+
+fn write_anchor(path: &Path, anchor: &Anchor) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(anchor).map_err(std::io::Error::other)?;
+    let mut f = File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
