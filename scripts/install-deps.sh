@@ -12,6 +12,7 @@ APT_PACKAGES=(
   libsystemd-dev
   openssl curl gnutls-bin poppler-utils qpdf ghostscript libnss3-tools
   golang-cfssl iproute2 util-linux bsdutils
+  prometheus
   systemd dpkg-dev man-db
   python3 python3-venv
 )

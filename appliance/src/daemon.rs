@@ -176,6 +176,8 @@ pub async fn run(
 /// What the listeners serve: the API's shared state, its TLS, and who may call it.
 struct Edges {
     app: Arc<App>,
+    /// What a scrape reads its gauges from.
+    sources: Arc<crate::metrics::Sources>,
     tls: Arc<rustls::ServerConfig>,
     trust: Arc<ClientTrust>,
     authz: Arc<Authorizer>,
@@ -236,9 +238,21 @@ async fn edges(
         disk: Arc::clone(&disk),
         public_tally: Arc::clone(&public_tally),
         audit: audit.clone(),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+    });
+    let serials = Arc::clone(&app);
+    let sources = Arc::new(crate::metrics::Sources {
+        hsm: hsm.clone(),
+        tsa: Arc::new(move || serials.tsa.serials_left()),
+        ocsp: Arc::clone(&services.ocsp),
+        crls: Arc::clone(&services.crls),
+        keys: Arc::clone(&signing_keys),
+        ocsp_validity: Duration::from_secs(config.ocsp.validity_secs),
+        infrastructure: infrastructure_expiry(certs),
     });
     Ok(Edges {
         app,
+        sources,
         tls,
         trust,
         authz,
@@ -246,6 +260,22 @@ async fn edges(
         disk,
         public_tally,
     })
+}
+
+/// The notAfter of the certificates read at start, by name (the OCSP signer's, which
+/// renews itself, and the signing keys', which an import replaces, are read at each scrape).
+fn infrastructure_expiry(certs: &OwnCerts) -> Vec<(String, std::time::SystemTime)> {
+    let not_after = |c: &Certificate| c.tbs_certificate.validity.not_after.to_system_time();
+    [
+        ("root", certs.root.first()),
+        ("tsa", certs.tsa.first()),
+        ("tls-server", certs.tls_chain.first()),
+        ("client-ca", certs.client_ca.first()),
+        ("audit", certs.audit.first()),
+    ]
+    .into_iter()
+    .filter_map(|(name, cert)| Some((name.to_owned(), not_after(cert?))))
+    .collect()
 }
 
 /// The started daemon's parts that its tasks share.
@@ -285,6 +315,7 @@ impl Running<'_> {
             keys: Arc::clone(&edges.signing_keys),
             edits: tokio::sync::Mutex::new(()),
             state_dir: self.layout.root().to_owned(),
+            sources: Arc::clone(&edges.sources),
         };
         let (config, audit) = (self.config, self.audit);
         let admin = admin_context(config, self.layout, listeners.admin_group, audit, daemon)?;
@@ -298,28 +329,7 @@ impl Running<'_> {
             Arc::clone(&edges.authz),
             stopped(),
         ));
-        tasks.spawn(Arc::clone(&edges.disk).run(stopped()));
-        let every = Duration::from_secs(config.disk.public_summary_secs);
-        let tally = Arc::clone(&edges.public_tally);
-        tasks.spawn(tally.run(audit.clone(), every, stopped()));
-        let crl_sources = client_crl_sources(config);
-        tasks.spawn(crate::client_crls::refresh(
-            Arc::clone(&edges.trust),
-            crl_sources,
-            stopped(),
-        ));
-        let status = &self.services.status;
-        let ocsp = &self.services.ocsp;
-        spawn_upkeep(
-            &mut tasks,
-            config,
-            self.layout,
-            self.hsm,
-            status,
-            ocsp,
-            &stopped,
-        );
-        spawn_health(&mut tasks, self.hsm, self.notifier, audit, &stopped);
+        self.spawn_upkeep_tasks(&mut tasks, &edges, listeners.metrics, &stopped);
         let public = listeners.public;
         spawn_listeners(&mut tasks, config, public, listeners.api, edges, &stopped);
         // Every listener is bound and its server task runs: connections are answered from here.
@@ -333,6 +343,45 @@ impl Running<'_> {
         let _ = std::fs::remove_file(&listeners.admin_path);
         tracing::info!("stopped");
         Ok(())
+    }
+
+    /// What runs beside the listeners: disk and public-request tallies, client CRLs,
+    /// re-signing, health, certificate expiry warnings, and the metrics listener.
+    fn spawn_upkeep_tasks<F, Fut>(
+        &self,
+        tasks: &mut tokio::task::JoinSet<()>,
+        edges: &Edges,
+        metrics: Option<tokio::net::TcpListener>,
+        stopped: &F,
+    ) where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (config, audit) = (self.config, self.audit);
+        tasks.spawn(Arc::clone(&edges.disk).run(stopped()));
+        let every = Duration::from_secs(config.disk.public_summary_secs);
+        let tally = Arc::clone(&edges.public_tally);
+        tasks.spawn(tally.run(audit.clone(), every, stopped()));
+        let crl_sources = client_crl_sources(config);
+        tasks.spawn(crate::client_crls::refresh(
+            Arc::clone(&edges.trust),
+            crl_sources,
+            stopped(),
+        ));
+        let status = &self.services.status;
+        let ocsp = &self.services.ocsp;
+        spawn_upkeep(tasks, config, self.layout, self.hsm, status, ocsp, stopped);
+        spawn_health(tasks, self.hsm, self.notifier, audit, stopped);
+        tasks.spawn(warn_of_expiry(Arc::clone(&edges.sources), stopped()));
+        if let Some(listener) = metrics {
+            let serve = crate::metrics::server::serve(
+                listener,
+                Arc::clone(&edges.app.metrics),
+                Arc::clone(&edges.sources),
+                stopped(),
+            );
+            tasks.spawn(serve);
+        }
     }
 }
 
@@ -370,6 +419,29 @@ fn spawn_listeners<F, Fut>(
     ));
 }
 
+/// Once a day (the first at start), a warning for each certificate the appliance depends
+/// on that is close to its end.
+async fn warn_of_expiry(
+    sources: Arc<crate::metrics::Sources>,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    loop {
+        let now = std::time::SystemTime::now();
+        for (name, not_after) in sources.certificates() {
+            let left = not_after.duration_since(now).ok();
+            if crate::metrics::expiring(&name, left) {
+                let days = left.map_or(0, |l| l.as_secs() / 86_400);
+                tracing::warn!(certificate = %name, days_left = days, "certificate close to its end: renew it");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(86_400)) => {}
+            () = &mut stopped => return,
+        }
+    }
+}
+
 /// What the admin socket's commands reach: the daemon's services, and who may use them.
 fn admin_context(
     config: &Config,
@@ -399,6 +471,7 @@ struct OwnCerts {
     tsa: Vec<Certificate>,
     client_ca: Vec<Certificate>,
     ocsp_signer: Vec<Certificate>,
+    audit: Vec<Certificate>,
 }
 
 /// The appliance's own keys in the token, each checked against its certificate.
@@ -424,6 +497,7 @@ fn own_keys(
         tsa: read_certs(&layout.tsa_cert())?,
         client_ca: read_certs(&layout.client_ca())?,
         ocsp_signer: read_certs(&layout.ocsp_signer_cert())?,
+        audit: read_certs(&layout.audit_cert())?,
     };
     let labels = &config.keys;
     let checked = |cert: &Certificate, label: &str, path: &Path| {
@@ -454,8 +528,7 @@ fn own_keys(
         &layout.tls_chain(),
     )?;
     let tsa = checked(&certs.tsa[0], &labels.tsa.label, &layout.tsa_cert())?;
-    let audit_cert = read_certs(&layout.audit_cert())?;
-    let audit = checked(&audit_cert[0], &labels.audit.label, &layout.audit_cert())?;
+    let audit = checked(&certs.audit[0], &labels.audit.label, &layout.audit_cert())?;
     let keys = OwnKeys {
         tls,
         tsa,
@@ -601,6 +674,7 @@ fn services(
 struct Listeners {
     api: tokio::net::TcpListener,
     public: Option<tokio::net::TcpListener>,
+    metrics: Option<tokio::net::TcpListener>,
     admin: tokio::net::UnixListener,
     admin_path: PathBuf,
     admin_group: Option<nix::unistd::Gid>,
@@ -627,9 +701,21 @@ async fn bind_listeners(config: &Config, listen: ListenOverrides) -> Result<List
         }
     })?;
     tracing::info!(socket = %admin_path.display(), "admin socket ready");
+    let metrics = match config.metrics.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            tracing::info!("metrics at http://{bound}/metrics");
+            Some(listener)
+        }
+        None => None,
+    };
     Ok(Listeners {
         api,
         public,
+        metrics,
         admin,
         admin_path,
         admin_group,

@@ -40,6 +40,20 @@ pub fn exec(args: Args) -> Result<(), String> {
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     println!("{:<28} {expiring}", "expiring within 30 days");
+    for c in v
+        .get("own_certificates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = c.get("certificate").and_then(Value::as_str).unwrap_or("");
+        let days = c.get("days_left").and_then(Value::as_u64).unwrap_or(0);
+        let flag = match c.get("expiring").and_then(Value::as_bool) {
+            Some(true) => "  RENEW",
+            _ => "",
+        };
+        println!("{:<28} {days} days left{flag}", format!("  {name}"));
+    }
     println!("{:<28} {}", "clock", text("clock"));
     println!(
         "{:<28} {}",

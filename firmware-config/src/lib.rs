@@ -116,6 +116,9 @@ pub struct Config {
     /// The plain-HTTP listener for relying parties (OCSP, CRLs).
     #[serde(default)]
     pub public: PublicConfig,
+    /// The Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The admin socket that signetctl speaks to.
     #[serde(default)]
     pub admin: AdminConfig,
@@ -484,6 +487,16 @@ impl Default for CrlConfig {
             validity_secs: 7 * 86_400,
         }
     }
+}
+
+/// The Prometheus metrics listener: `GET /metrics`, plain HTTP, on a loopback address
+/// (a local agent or a reverse proxy scrapes it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to listen on, `IP:PORT` (off when absent; dev.toml: 127.0.0.1:9464).
+    #[serde(deserialize_with = "listen::optional_address")]
+    pub listen: Option<SocketAddr>,
 }
 
 /// The plain-HTTP public listener.

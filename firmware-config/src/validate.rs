@@ -405,6 +405,14 @@ fn revocation_and_disk(config: &Config, bad: &mut dyn FnMut(&str, String)) {
     if config.crl.validity_secs < 60 {
         bad("crl.validity_secs", "must be at least 60".into());
     }
+    if let Some(addr) = config.metrics.listen {
+        if !addr.ip().is_loopback() {
+            bad(
+                "metrics.listen",
+                format!("{addr}: the metrics listener speaks plain HTTP and binds loopback only"),
+            );
+        }
+    }
     if let Some(url) = &config.public.url {
         if !(url.starts_with("http://") || url.starts_with("https://")) || !url.is_ascii() {
             bad(

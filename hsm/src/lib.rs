@@ -18,6 +18,7 @@ mod health;
 mod key_calls;
 mod keys;
 mod mechanism;
+pub mod metrics;
 mod module;
 mod pool;
 mod queue;

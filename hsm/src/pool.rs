@@ -106,6 +106,9 @@ impl Hsm {
                     .watched_by(Arc::clone(&health)),
             );
         }
+        if let Some(first) = workers.first_mut() {
+            log_mechanisms(&settings.token_label, first);
+        }
         let shared = Arc::new(Shared {
             module: RwLock::new(module),
             health,
@@ -198,6 +201,16 @@ impl Hsm {
         self.inner.workers
     }
 
+    /// Jobs waiting in the urgent and the bulk lane.
+    pub fn queued(&self) -> (usize, usize) {
+        self.inner.queue.depth()
+    }
+
+    /// Workers in a job now.
+    pub fn busy_workers(&self) -> u64 {
+        self.inner.shared.health.busy()
+    }
+
     /// The token's label.
     pub fn token_label(&self) -> &str {
         &self.inner.shared.token_label
@@ -282,6 +295,7 @@ impl Hsm {
         if all_busy && health.jobs_done() == done_before {
             health.mark_lost(&format!("no answer within {limit:?} and no job finished"));
         }
+        super::metrics::timed_out();
         HsmError::Timeout(limit)
     }
 
@@ -336,5 +350,30 @@ impl Hsm {
             Err(_) => wait(),
         };
         result?
+    }
+}
+
+/// One line at start: the token and which of the mechanisms Signet signs with it offers.
+fn log_mechanisms(token: &str, worker: &mut WorkerSession) {
+    use cryptoki::mechanism::MechanismType;
+    match worker.token_mechanisms() {
+        Ok(offered) => {
+            let used: Vec<String> = [
+                MechanismType::RSA_PKCS,
+                MechanismType::RSA_PKCS_PSS,
+                MechanismType::ECDSA,
+            ]
+            .into_iter()
+            .filter(|m| offered.contains(m))
+            .map(|m| m.to_string())
+            .collect();
+            tracing::info!(
+                token,
+                offered = offered.len(),
+                signs_with = %used.join(", "),
+                "token mechanisms"
+            );
+        }
+        Err(e) => tracing::info!(token, error = %e, "token mechanisms not listed yet"),
     }
 }

@@ -179,7 +179,6 @@ impl Queue {
     }
 
     /// Jobs waiting, urgent and bulk.
-    #[cfg(test)]
     pub(super) fn depth(&self) -> (usize, usize) {
         let lanes = self.lock();
         (lanes.urgent.len(), lanes.bulk.len())

@@ -48,6 +48,7 @@ pub(super) fn run(shared: Arc<Shared>, queue: Arc<Queue>) {
         match reconnect(&shared) {
             Ok(()) => {
                 tracing::info!(took = ?started.elapsed(), "HSM reconnected; keys checked");
+                super::metrics::reconnected();
                 shared.health.mark_ready();
                 continue;
             }

@@ -28,6 +28,7 @@ pub(super) fn sign_digest(
         SignatureScheme::RsaPss(h) => (Mechanism::RsaPkcsPss(pss_params(h)), digest.to_vec()),
         SignatureScheme::Ecdsa(_) => (Mechanism::Ecdsa, digest.to_vec()),
     };
+    let started = std::time::Instant::now();
     let raw = worker.with_retry(|w| {
         let key = w.signing_key(label)?;
         let offered = w.token_mechanisms()?;
@@ -39,9 +40,19 @@ pub(super) fn sign_digest(
         })?;
         Ok(w.session()?.sign(&mechanism, key.handle, &data)?)
     })?;
+    super::metrics::observe("sign", mechanism_name(scheme), started.elapsed());
     match scheme {
         SignatureScheme::Ecdsa(_) => Ok(ecdsa_sig::raw_to_der(&raw)?),
         _ => Ok(raw),
+    }
+}
+
+/// The PKCS#11 name of the mechanism `scheme` signs with (a metrics label).
+fn mechanism_name(scheme: SignatureScheme) -> &'static str {
+    match scheme {
+        SignatureScheme::RsaPkcs1v15(_) => "CKM_RSA_PKCS",
+        SignatureScheme::RsaPss(_) => "CKM_RSA_PKCS_PSS",
+        SignatureScheme::Ecdsa(_) => "CKM_ECDSA",
     }
 }
 

@@ -176,6 +176,16 @@ impl KeyRing {
         })
     }
 
+    /// Every key the API offers.
+    pub fn all(&self) -> Vec<Arc<SigningKey>> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The key labelled `label`.
     pub fn get(&self, label: &str) -> Option<Arc<SigningKey>> {
         self.keys

@@ -122,6 +122,11 @@ impl TsaService {
         Err(TspError::SystemFailure)
     }
 
+    /// Serials reserved in the store and not used yet (`None` when busy taking one).
+    pub fn serials_left(&self) -> Option<u64> {
+        self.serials.reserved_left()
+    }
+
     /// The TSA's certificate, then its issuers.
     pub fn chain(&self) -> Vec<x509_cert::Certificate> {
         let signer = self.authority.signer();

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod disk;
 pub mod layout;
+pub mod metrics;
 pub mod spool;
 pub mod statelock;
 pub mod store;

@@ -180,6 +180,11 @@ impl Appliance {
             toml::Value::String(dir.path().to_string_lossy().into_owned()),
         );
         token::configure(&mut table);
+        // Tests run side by side: each daemon's metrics on a port of its own (see
+        // `Appliance::metrics_addr`).
+        let mut metrics = toml::Table::new();
+        metrics.insert("listen".into(), toml::Value::String("127.0.0.1:0".into()));
+        table.insert("metrics".into(), toml::Value::Table(metrics));
         edit(&mut table);
         let config = dir.path().join("appliance.toml");
         std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("write config");
@@ -254,6 +259,13 @@ impl Appliance {
             "1234",
         ]);
         cmd
+    }
+
+    /// Where the running daemon serves `/metrics`, from its log.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let log = self.log();
+        let rest = log.rsplit("metrics at http://").next()?;
+        rest.split('/').next()?.trim().parse().ok()
     }
 
     /// A path under the state directory.

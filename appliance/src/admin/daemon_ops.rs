@@ -37,6 +37,8 @@ pub struct Daemon {
     pub edits: tokio::sync::Mutex<()>,
     /// The state directory in use (`signetd --state-dir` may override the config's).
     pub state_dir: std::path::PathBuf,
+    /// The certificates the appliance depends on (and the other gauges' sources).
+    pub sources: Arc<crate::metrics::Sources>,
 }
 
 impl Daemon {
@@ -187,8 +189,27 @@ pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
         "ocsp_oldest_response_age_secs": ocsp_age,
         "ocsp_signer": ocsp_signer(&d.ocsp, now),
         "tsa_refused_certificate_unusable": crate::tsa::refused_for_certificate(),
+        "own_certificates": own_certificates(&d.sources, now),
         "audit_head": d.audit.head(),
     }))
+}
+
+/// Each certificate the appliance depends on: its notAfter, days left, and whether an
+/// operator must act (under 30 days; the self-renewing OCSP signer: under a day).
+fn own_certificates(sources: &crate::metrics::Sources, now: SystemTime) -> Vec<Value> {
+    sources
+        .certificates()
+        .into_iter()
+        .map(|(name, not_after)| {
+            let left = not_after.duration_since(now).ok();
+            json!({
+                "certificate": name,
+                "not_after": certs::unix_secs(not_after),
+                "days_left": left.map_or(0, |l| l.as_secs() / 86_400),
+                "expiring": crate::metrics::expiring(&name, left),
+            })
+        })
+        .collect()
 }
 
 /// The root's delegated OCSP signer: its serial, key, end of validity, and why the root

@@ -73,7 +73,10 @@ pub(super) async fn handle(
         }
     };
     match sign(app, &key, hash, &digest, level, profile).await {
-        Ok(der) => problem::bytes(StatusCode::OK, SIGNATURE, der),
+        Ok(der) => {
+            app.metrics.signed(&key.label, "cms", 1);
+            problem::bytes(StatusCode::OK, SIGNATURE, der)
+        }
         Err(resp) => resp,
     }
 }

@@ -55,7 +55,7 @@ pub fn authorize(
             retry_after,
         } => {
             tracing::info!(%client, ?op, "request refused: rate limit");
-            Err(rate_limited(&client, retry_after))
+            Err(rate_limited(app, &client, retry_after))
         }
     }
 }
@@ -68,13 +68,14 @@ pub fn charge(app: &App, caller: &Caller, n: usize) -> Result<(), HttpResponse> 
         None => Ok(()),
         Some((client, retry_after)) => {
             tracing::info!(%client, digests = n + 1, "batch refused: rate limit");
-            Err(rate_limited(&client, retry_after))
+            Err(rate_limited(app, &client, retry_after))
         }
     }
 }
 
 /// 429 with the seconds until a retry may succeed.
-fn rate_limited(client: &str, retry_after: std::time::Duration) -> HttpResponse {
+fn rate_limited(app: &App, client: &str, retry_after: std::time::Duration) -> HttpResponse {
+    app.metrics.rate_limited(client);
     let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     Problem::new(
         StatusCode::TOO_MANY_REQUESTS,

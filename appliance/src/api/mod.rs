@@ -81,6 +81,18 @@ pub struct App {
     pub public_tally: Arc<crate::disk::PublicTally>,
     /// Where every request is recorded before it is answered.
     pub audit: AuditLog,
+    /// What the edges count, for Prometheus.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Listener {
+    /// Its name in records and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Api => "api",
+            Listener::Public => "public",
+        }
+    }
 }
 
 /// The address a request's connection came from (a request extension).
@@ -111,7 +123,12 @@ impl App {
         let (method, path) = (req.method().clone(), req.uri().path().to_owned());
         // Probes of the load balancer and the service manager: answered, not audited.
         if path == "/healthz" || path == "/readyz" {
-            return Arc::clone(&self).dispatch(req, listener, client).await;
+            let resp = Arc::clone(&self).dispatch(req, listener, client).await;
+            let route = path.trim_start_matches('/');
+            let took = started.elapsed();
+            self.metrics
+                .request(listener.name(), route, resp.status().as_u16(), took);
+            return resp;
         }
         // A client revoked after its handshake is refused here, on the connection it holds.
         let refused = match (listener, &client) {
@@ -138,6 +155,10 @@ impl App {
             }
         };
         let (operation, key) = audited_operation(&method, &path);
+        let route = operation.split(' ').next().unwrap_or("other");
+        let status = resp.status().as_u16();
+        self.metrics
+            .request(listener.name(), route, status, started.elapsed());
         // Anyone can send public requests: while the disk is short they are counted, and
         // the count recorded per interval, rather than each taking a record of its own.
         if listener == Listener::Public && self.disk.audit_short() {
@@ -145,11 +166,7 @@ impl App {
             return resp;
         }
         let event = Event::Request {
-            listener: match listener {
-                Listener::Api => "api",
-                Listener::Public => "public",
-            }
-            .into(),
+            listener: listener.name().into(),
             client: client.as_ref().map(|c| c.subject.clone()),
             client_sha256: client.as_ref().map(|c| hex::encode(c.fingerprint)),
             operation,

@@ -43,7 +43,7 @@ pub(super) async fn post(app: &App, req: Request<Incoming>, listener: Listener) 
         Ok(b) => b,
         Err(e) => return http_refusal(&e),
     };
-    respond(app.ocsp.answer(&der, from).await, None)
+    respond(app, app.ocsp.answer(&der, from).await, None)
 }
 
 /// `GET /ocsp/{base64}`: `encoded` is what follows `/ocsp/`, still percent-encoded.
@@ -55,13 +55,19 @@ pub(super) async fn get(
 ) -> HttpResponse {
     let der = match ocsp::decode_get_path(encoded) {
         Ok(d) => d,
-        Err(e) => return respond(Answer::Refused(e), None),
+        Err(e) => return respond(app, Answer::Refused(e), None),
     };
     let from = source(req, listener);
-    respond(app.ocsp.answer(&der, from).await, Some(req.headers()))
+    respond(app, app.ocsp.answer(&der, from).await, Some(req.headers()))
 }
 
-fn respond(answer: Answer, get: Option<&HeaderMap>) -> HttpResponse {
+fn respond(app: &App, answer: Answer, get: Option<&HeaderMap>) -> HttpResponse {
+    use crate::metrics::OcspPath;
+    app.metrics.ocsp_answer(match &answer {
+        Answer::Presigned(_) => OcspPath::presigned,
+        Answer::Live { .. } => OcspPath::live,
+        Answer::Refused(_) => OcspPath::refused,
+    });
     match answer {
         Answer::Presigned(p) => match get {
             Some(headers) => {

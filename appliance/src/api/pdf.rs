@@ -40,7 +40,10 @@ pub(super) async fn handle(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     match sign(app, caller, label, req).await {
-        Ok(signed) => stream_answer(signed),
+        Ok(signed) => {
+            app.metrics.signed(label, "pades", 1);
+            stream_answer(signed)
+        }
         Err(resp) => resp.map(Either::Left),
     }
 }

@@ -118,7 +118,11 @@ pub(super) async fn sign(
         Ok(d) => d,
         Err((code, detail)) => return problem::json(StatusCode::BAD_REQUEST, code, &detail),
     };
-    match app.hsm.sign_digest(&key.key, scheme, &digest).await {
+    let signed = app.hsm.sign_digest(&key.key, scheme, &digest).await;
+    if signed.is_ok() {
+        app.metrics.signed(&key.label, scheme_name(scheme), 1);
+    }
+    match signed {
         Ok(signature) => problem::json_value(
             StatusCode::OK,
             &json!({
@@ -182,6 +186,9 @@ pub(super) async fn batch(
         Ok(s) => s.into_iter(),
         Err(e) => return Problem::from(&e).into(),
     };
+    let made = signatures.as_slice().iter().filter(|s| s.is_ok()).count();
+    app.metrics
+        .signed(&key.label, scheme_name(scheme), made as u64);
     let results: Vec<_> = decoded
         .into_iter()
         .map(|d| match d {

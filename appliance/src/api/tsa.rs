@@ -27,9 +27,14 @@ pub(super) async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
     }
     let request = match body::read(req, app.max_body_bytes, app.body_timeout).await {
         Ok(b) => b,
-        Err(e) => return reply_error(&e),
+        Err(e) => {
+            app.metrics.stamp(Some("badRequest"));
+            return reply_error(&e);
+        }
     };
-    match app.tsa.stamp(&request).await {
+    let stamped = app.tsa.stamp(&request).await;
+    app.metrics.stamp(stamped.as_ref().err().map(failure_name));
+    match stamped {
         Ok(granted) => problem::bytes(StatusCode::OK, REPLY, granted),
         Err(e @ TspError::SystemFailure) => {
             let mut resp = problem::bytes(StatusCode::SERVICE_UNAVAILABLE, REPLY, rejection(&e));
@@ -53,4 +58,17 @@ fn reply_error(err: &BodyError) -> HttpResponse {
         REPLY,
         rejection(&TspError::Malformed(err.to_string())),
     )
+}
+
+/// The PKIFailureInfo name of a rejection (RFC 3161 2.4.2), a metrics label.
+fn failure_name(e: &TspError) -> &'static str {
+    match e {
+        TspError::BadAlg(_) => "badAlg",
+        TspError::Malformed(_) | TspError::BadRequest(_) => "badRequest",
+        TspError::BadDataFormat { .. } => "badDataFormat",
+        TspError::UnacceptedPolicy(_) => "unacceptedPolicy",
+        TspError::UnacceptedExtension(_) => "unacceptedExtension",
+        TspError::TimeNotAvailable => "timeNotAvailable",
+        _ => "systemFailure",
+    }
 }

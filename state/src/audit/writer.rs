@@ -297,6 +297,7 @@ impl Writer {
                 emit(r);
             }
             if let Some((seq, hash)) = &checkpoint {
+                crate::metrics::checkpointed();
                 if let Err(e) = self.anchor(*seq, hash) {
                     tracing::error!(error = %e, seq, "audit anchor not written");
                 }
@@ -415,6 +416,7 @@ impl Writer {
             buf.extend_from_slice(r.to_line().as_bytes());
             buf.push(b'\n');
         }
+        let started = std::time::Instant::now();
         let written = self
             .file
             .write_all(&buf)
@@ -425,6 +427,7 @@ impl Writer {
             self.torn = self.cut_back().is_err();
             return Err(AuditError::Write(e.to_string()));
         }
+        crate::metrics::committed(records.len(), started.elapsed());
         self.durable.fetch_add(buf.len() as u64, Ordering::AcqRel);
         self.records.store(self.next_seq, Ordering::Release);
         Ok(())

@@ -47,6 +47,14 @@ impl SerialAllocator {
         }
     }
 
+    /// Serials reserved and not handed out yet (the current block and the next one), or
+    /// `None` while a caller holds the blocks.
+    pub fn reserved_left(&self) -> Option<u64> {
+        let blocks = self.inner.state.try_lock().ok()?;
+        let next = blocks.next.as_ref().map_or(0, |r| r.end - r.start);
+        Some(blocks.current.end - blocks.current.start + next)
+    }
+
     /// The next serial. Every serial handed out lies in a block that is already durable.
     pub async fn next(&self) -> Result<u64, StoreError> {
         let mut blocks = self.inner.state.lock().await;
