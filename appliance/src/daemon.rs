@@ -557,11 +557,17 @@ fn open_audit(
             index: config.audit.tpm_counter_index,
         })
     } else {
-        tracing::warn!(
-            "audit rollback protection is limited: the anchor is signed, but no TPM counter \
-             is kept (a clear-text config, or audit.tpm_counter = \"off\"), so an older log \
-             and anchor put back together are not detected"
-        );
+        let why = "audit rollback protection is limited: the anchor is signed, but no TPM \
+                   counter is kept, so an older log and anchor put back together are not \
+                   detected";
+        // Turned off by the operator: a warning. A clear-text dev config: what its own
+        // warning ("without the TPM") already says.
+        match config.audit.tpm_counter {
+            signet_config::TpmCounterMode::Off => {
+                tracing::warn!("{why} (audit.tpm_counter = \"off\")")
+            }
+            _ => tracing::info!("{why} (a clear-text config)"),
+        }
         None
     };
     let audit = tokio::task::block_in_place(|| {

@@ -304,7 +304,9 @@ fn the_shipped_alert_rules_pass_their_unit_tests() {
 }
 
 /// What a healthy dev start may warn about, and why each is expected.
-const DEV_WARNINGS: [&str; 2] = [
+const DEV_WARNINGS: [&str; 3] = [
+    // The documented dev-profile warning: a clear-text config, without the TPM.
+    "running from the clear-text config",
     // A test machine's clock without NTP (containers, CI): the dev profile stamps and says
     // so; production refuses to stamp instead.
     "clock is not synchronised; stamping anyway",
