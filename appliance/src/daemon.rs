@@ -238,7 +238,9 @@ async fn edges(
         disk: Arc::clone(&disk),
         public_tally: Arc::clone(&public_tally),
         audit: audit.clone(),
-        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics: Arc::new(crate::metrics::Metrics::new(
+            config.metrics.listen.is_some(),
+        )),
     });
     let serials = Arc::clone(&app);
     let sources = Arc::new(crate::metrics::Sources {

@@ -138,7 +138,7 @@ fn main() {
     ];
     // ===================================================================================
     // signetd: its rows join here, measured exactly like the peers'.
-    let signetd = start_signetd(&dir.path().join("signetd"));
+    let mut signetd = start_signetd(&dir.path().join("signetd"));
     targets.extend(signetd_targets(&signetd));
     let ceiling = raw_ceiling(&signetd.app, seconds);
     // ===================================================================================
@@ -217,10 +217,56 @@ fn main() {
     }
     print_ratios(&results);
     print_ceiling(&results, ceiling);
+    metrics_cost(&mut signetd, duration);
 
     drop(signetd);
     drop(cfssl);
     drop(openssl);
+}
+
+/// What counting for Prometheus costs pre-signed answers (the path with the least work of
+/// its own): 32 clients, metrics on and off in turns, three rounds each, the daemon
+/// restarted between.
+fn metrics_cost(signetd: &mut Signetd, duration: Duration) {
+    let request = LoadRequest::post(
+        SIGNETD_OCSP_PATH,
+        OCSP_REQUEST,
+        signetd.requests.plain.clone(),
+    )
+    .check(check_ocsp_response);
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for metrics in [false, true] {
+            signetd.app.stop();
+            signetd.app.edit_config(|t| match metrics {
+                true => {
+                    let mut m = toml::Table::new();
+                    m.insert("listen".into(), toml::Value::String("127.0.0.1:0".into()));
+                    t.insert("metrics".into(), toml::Value::Table(m));
+                }
+                false => {
+                    t.remove("metrics");
+                }
+            });
+            signetd.app.start();
+            let addr = signetd.app.public_addr.expect("public listener");
+            let rate = load::run(addr, request.clone(), 32, duration).rate;
+            match metrics {
+                true => on.push(rate),
+                false => off.push(rate),
+            }
+        }
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let (off, on) = (median(&mut off), median(&mut on));
+    println!(
+        "metrics cost (signetd pre-signed POST, 32 clients, median of 3): off {off:.0} req/s, \
+         on {on:.0} req/s: {:+.1}%",
+        100.0 * (on - off) / off
+    );
 }
 
 /// A check that the answer is exactly `expected`, and a successful OCSPResponse.

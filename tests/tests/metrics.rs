@@ -388,3 +388,35 @@ fn a_certificate_close_to_its_end_is_flagged_at_the_console_in_the_log_and_in_me
     assert!(left - now < 10.5 * 86_400.0, "{scraped}");
     app.stop();
 }
+
+/// The token behind `p11-kit server` (as a network HSM is reached), killed and started
+/// again: Prometheus sees `signet_hsm_token_up` fall to 0 and come back, and a reconnect.
+#[test]
+fn prometheus_sees_the_token_lost_and_back() {
+    use signet_e2e::p11kit::{client_module, P11KitServer};
+    let mut app = Appliance::init();
+    let mut server =
+        P11KitServer::start(&app.path("p11-kit.sock"), &app.softhsm_conf(), "signet-dev");
+    let module = client_module().to_string_lossy().into_owned();
+    app.edit_config(|t| {
+        if let Some(toml::Value::Table(hsm)) = t.get_mut("hsm") {
+            hsm.insert("module".into(), toml::Value::String(module));
+            hsm.insert("op_timeout_ms".into(), toml::Value::Integer(2000));
+        }
+    });
+    let (key, value) = server.client_env();
+    app.spawn(&signet_e2e::Launch {
+        env: vec![(key.into(), value.into())],
+        ..signet_e2e::Launch::default()
+    });
+    app.wait_listening().expect("signetd on p11-kit's client");
+    let addr = app.metrics_addr().expect("metrics address");
+    let prometheus = Prometheus::start(addr);
+    prometheus.value("signet_hsm_token_up", |v| v == 1.0);
+    server.kill9();
+    prometheus.value("signet_hsm_token_up", |v| v == 0.0);
+    server.restart();
+    prometheus.value("signet_hsm_token_up", |v| v == 1.0);
+    prometheus.value("signet_hsm_reconnects_total", |v| v >= 1.0);
+    app.stop();
+}

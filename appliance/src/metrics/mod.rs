@@ -85,11 +85,14 @@ pub struct Metrics {
     signatures: Family<SignatureLabels, Counter>,
     rate_limited: Family<ClientLabels, Counter>,
     gauges: gauges::Gauges,
+    /// Whether anything scrapes: without a listener the edges count nothing.
+    counting: bool,
 }
 
 impl Metrics {
-    /// Every family, registered; the HSM's and the audit log's too.
-    pub fn new() -> Metrics {
+    /// Every family, registered; the HSM's and the audit log's too. With `counting` off
+    /// (no metrics listener) the edges' counters stay at zero and cost nothing.
+    pub fn new(counting: bool) -> Metrics {
         let mut root = Registry::default();
         process::register(&mut root);
         let registry = root.sub_registry_with_prefix("signet");
@@ -145,11 +148,15 @@ impl Metrics {
             signatures,
             rate_limited,
             gauges,
+            counting,
         }
     }
 
     /// A request answered with `status` after `took`.
     pub fn request(&self, listener: &'static str, route: &str, status: u16, took: Duration) {
+        if !self.counting {
+            return;
+        }
         let route = route.to_owned();
         self.requests
             .get_or_create(&RequestLabels {
@@ -165,6 +172,9 @@ impl Metrics {
 
     /// A time-stamp granted (`reason` `None`) or rejected for `reason`.
     pub fn stamp(&self, rejected: Option<&'static str>) {
+        if !self.counting {
+            return;
+        }
         let labels = match rejected {
             None => TsaLabels {
                 outcome: "granted",
@@ -180,11 +190,17 @@ impl Metrics {
 
     /// An OCSP answer made by `path`.
     pub fn ocsp_answer(&self, path: OcspPath) {
+        if !self.counting {
+            return;
+        }
         self.ocsp_answers.get_or_create(&OcspLabels { path }).inc();
     }
 
     /// `n` signatures by key `key` with `scheme`.
     pub fn signed(&self, key: &str, scheme: impl Into<String>, n: u64) {
+        if !self.counting {
+            return;
+        }
         self.signatures
             .get_or_create(&SignatureLabels {
                 key: key.to_owned(),
@@ -195,6 +211,9 @@ impl Metrics {
 
     /// A request refused for client `client`'s rate limit.
     pub fn rate_limited(&self, client: &str) {
+        if !self.counting {
+            return;
+        }
         self.rate_limited
             .get_or_create(&ClientLabels {
                 client: client.to_owned(),
@@ -208,12 +227,6 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.root)?;
         Ok(text)
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
     }
 }
 
