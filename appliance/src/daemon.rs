@@ -376,10 +376,22 @@ impl Running<'_> {
         spawn_health(tasks, self.hsm, self.notifier, audit, stopped);
         tasks.spawn(warn_of_expiry(Arc::clone(&edges.sources), stopped()));
         if let Some(listener) = metrics {
+            // With mTLS (required beyond loopback): only clients granted `metrics`.
+            let gate = config.metrics.mtls.then(|| {
+                // The API's TLS, speaking HTTP/1.1 only (the metrics listener's one protocol).
+                let mut tls = (*edges.tls).clone();
+                tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Arc::new(crate::metrics::server::MtlsGate {
+                    acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+                    trust: Arc::clone(&edges.trust),
+                    authz: Arc::clone(&edges.authz),
+                })
+            });
             let serve = crate::metrics::server::serve(
                 listener,
                 Arc::clone(&edges.app.metrics),
                 Arc::clone(&edges.sources),
+                gate,
                 stopped(),
             );
             tasks.spawn(serve);
@@ -715,7 +727,8 @@ async fn bind_listeners(config: &Config, listen: ListenOverrides) -> Result<List
                 .await
                 .map_err(|source| StartError::Bind { addr, source })?;
             let bound = listener.local_addr().unwrap_or(addr);
-            tracing::info!("metrics at http://{bound}/metrics");
+            let scheme = if config.metrics.mtls { "https" } else { "http" };
+            tracing::info!("metrics at {scheme}://{bound}/metrics");
             Some(listener)
         }
         None => None,

@@ -44,7 +44,7 @@ enum Action {
         /// SHA-256 of its certificate (DER), hex, colons allowed.
         #[arg(long, group = "matches")]
         fingerprint: Option<String>,
-        /// What it may do: sign, cms, pdf, tsa (comma-separated or repeated).
+        /// What it may do: sign, cms, pdf, tsa, metrics (comma-separated or repeated).
         #[arg(long, value_delimiter = ',', required = true)]
         operations: Vec<String>,
         /// The signing keys it may use (comma-separated or repeated).

@@ -489,14 +489,18 @@ impl Default for CrlConfig {
     }
 }
 
-/// The Prometheus metrics listener: `GET /metrics`, plain HTTP, on a loopback address
-/// (a local agent or a reverse proxy scrapes it).
+/// The Prometheus metrics listener: `GET /metrics`, plain HTTP on a loopback address (a
+/// local agent scrapes it), mutual TLS with the API's client policy on any other (a client
+/// granted `metrics` scrapes it).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address to listen on, `IP:PORT` (off when absent; dev.toml: 127.0.0.1:9464).
     #[serde(deserialize_with = "listen::optional_address")]
     pub listen: Option<SocketAddr>,
+    /// Mutual TLS with the API's certificate and client policy: only clients granted
+    /// `metrics` scrape. Required for an address beyond loopback.
+    pub mtls: bool,
 }
 
 /// The plain-HTTP public listener.
@@ -680,6 +684,8 @@ pub enum Operation {
     Pdf,
     /// Time-stamps (`/v1/tsa`).
     Tsa,
+    /// Scrapes of `/metrics` when the metrics listener is bound beyond loopback (mTLS).
+    Metrics,
 }
 
 /// The name of the appliance's own client CA, the default issuer of `[[clients]]`.
@@ -956,6 +962,21 @@ mod tests {
         let c = Config::parse(Path::new("dev.toml"), DEV_TOML).expect("dev.toml is valid");
         assert_eq!(c.profile, Profile::Dev);
         assert!(!c.require_clock_sync());
+    }
+
+    #[test]
+    fn a_metrics_listener_beyond_loopback_needs_mutual_tls() {
+        let dev_line = "listen = \"127.0.0.1:9464\"";
+        assert!(DEV_TOML.contains(dev_line), "the dev metrics line moved");
+        let open = DEV_TOML.replace(dev_line, "listen = \"0.0.0.0:9464\"");
+        let err =
+            Config::parse(Path::new("m.toml"), &open).expect_err("plain HTTP beyond loopback");
+        assert!(err.to_string().contains("metrics.mtls"), "{err}");
+        let gated = DEV_TOML.replace(dev_line, "listen = \"0.0.0.0:9464\"\nmtls = true");
+        let c = Config::parse(Path::new("m.toml"), &gated).expect("mTLS beyond loopback");
+        assert!(c.metrics.mtls);
+        let dev = Config::parse(Path::new("dev.toml"), DEV_TOML).expect("dev.toml");
+        assert!(dev.metrics.listen.is_some_and(|a| a.ip().is_loopback()) && !dev.metrics.mtls);
     }
 
     #[test]

@@ -344,8 +344,17 @@ fn clients(config: &Config, ca_names: &HashSet<&str>, bad: &mut dyn FnMut(&str, 
     }
 }
 
-/// OCSP and CRL lifetimes, live-signing budgets, the disk, the public URL.
+/// OCSP and CRL lifetimes, live-signing budgets, the disk, the public URL, the metrics
+/// listener.
 fn revocation_and_disk(config: &Config, bad: &mut dyn FnMut(&str, String)) {
+    if let Some(addr) = config.metrics.listen {
+        if !addr.ip().is_loopback() && !config.metrics.mtls {
+            bad(
+                "metrics.mtls",
+                format!("{addr} is beyond loopback: set metrics.mtls = true (clients granted `metrics`)"),
+            );
+        }
+    }
     if config.ocsp.validity_secs < 60 {
         bad("ocsp.validity_secs", "must be at least 60".into());
     }
@@ -404,14 +413,6 @@ fn revocation_and_disk(config: &Config, bad: &mut dyn FnMut(&str, String)) {
     }
     if config.crl.validity_secs < 60 {
         bad("crl.validity_secs", "must be at least 60".into());
-    }
-    if let Some(addr) = config.metrics.listen {
-        if !addr.ip().is_loopback() {
-            bad(
-                "metrics.listen",
-                format!("{addr}: the metrics listener speaks plain HTTP and binds loopback only"),
-            );
-        }
     }
     if let Some(url) = &config.public.url {
         if !(url.starts_with("http://") || url.starts_with("https://")) || !url.is_ascii() {

@@ -264,7 +264,8 @@ impl Appliance {
     /// Where the running daemon serves `/metrics`, from its log.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         let log = self.log();
-        let rest = log.rsplit("metrics at http://").next()?;
+        let (_, rest) = log.rsplit_once("metrics at http")?;
+        let rest = rest.trim_start_matches('s').strip_prefix("://")?;
         rest.split('/').next()?.trim().parse().ok()
     }
 

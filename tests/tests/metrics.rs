@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -418,5 +419,61 @@ fn prometheus_sees_the_token_lost_and_back() {
     server.restart();
     prometheus.value("signet_hsm_token_up", |v| v == 1.0);
     prometheus.value("signet_hsm_reconnects_total", |v| v >= 1.0);
+    app.stop();
+}
+
+/// With `metrics.mtls`, a scrape needs a client certificate the API trusts and the
+/// `metrics` grant: the demo client (not granted) and a caller without a certificate get
+/// nothing; a client granted `metrics` scrapes.
+#[test]
+fn over_mutual_tls_only_a_client_granted_metrics_scrapes() {
+    let mut app = Appliance::init_with(|t| {
+        if let Some(toml::Value::Table(m)) = t.get_mut("metrics") {
+            m.insert("mtls".into(), toml::Value::Boolean(true));
+        }
+        let scraper: toml::Table = toml::from_str(
+            r#"
+            name = "scraper"
+            match = { issuer = "client-ca", subject = "CN=scraper,O=Signet" }
+            operations = ["metrics"]
+            "#,
+        )
+        .expect("a client");
+        if let Some(toml::Value::Array(clients)) = t.get_mut("clients") {
+            clients.push(toml::Value::Table(scraper));
+        }
+    });
+    let (cert, key) = app.issue_client("scraper");
+    app.start();
+    assert!(app.log().contains("metrics at https://"), "{}", app.log());
+    let addr = app.metrics_addr().expect("metrics address");
+    let url = format!("https://localhost:{}/metrics", addr.port());
+    let curl = |client: Option<(&Path, &Path)>| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(app.path("pki/root-ca.pem"))
+            .arg("--resolve")
+            .arg(format!("localhost:{}:127.0.0.1", addr.port()));
+        if let Some((cert, key)) = client {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let out = run(cmd.arg(&url));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let code = text.rsplit('\n').next().unwrap_or("").trim().to_owned();
+        (code, text)
+    };
+    let (code, text) = curl(Some((cert.as_path(), key.as_path())));
+    assert_eq!(code, "200", "{text}\n{}", app.log());
+    assert!(text.contains("signet_hsm_token_up 1"), "{text}");
+    let (demo_cert, demo_key) = (app.path("demo/client.pem"), app.path("demo/client.key"));
+    let (code, _) = curl(Some((demo_cert.as_path(), demo_key.as_path())));
+    assert_ne!(code, "200", "the demo client is not granted metrics");
+    let (code, _) = curl(None);
+    assert_ne!(code, "200", "no client certificate, no metrics");
     app.stop();
 }
