@@ -10,6 +10,7 @@ pub mod crl;
 mod error;
 pub mod infrastructure;
 pub mod issuance;
+pub mod metrics;
 pub mod ocsp;
 pub mod ocsp_renewal;
 pub mod pades;

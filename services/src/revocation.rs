@@ -139,6 +139,7 @@ impl StatusAuthority {
                 self.crls.refresh_due(&guard).await
             };
             let responses = self.ocsp.refresh_due().await;
+            crate::metrics::resigned(responses, crls);
             if crls + responses > 0 {
                 tracing::info!(crls, responses, "re-signed before nextUpdate");
             }

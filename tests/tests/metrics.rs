@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use signet_e2e::{repo_root, run, tsp, Appliance};
+use signet_e2e::{ocsp, repo_root, run, tsp, Appliance};
 
 /// One plain HTTP/1.1 request to the metrics listener: (status, body).
 fn http(addr: SocketAddr, request: &str) -> (u16, String) {
@@ -105,6 +105,23 @@ fn a_scrape_counts_what_happened_and_passes_promtool() {
     assert!(text.contains(r#"signet_crl_next_update_in_seconds{ca="root"}"#));
     assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|b| b > 1e6));
     assert!(sample(&text, "process_open_fds").is_some_and(|n| n > 3.0));
+
+    // OCSP on the public listener: pre-signed without a nonce, live with one.
+    let root = ocsp::pki_cert(&app, "root-ca.pem");
+    let tsa_cert = ocsp::pki_cert(&app, "tsa.pem");
+    let public = app.public_addr.expect("the public listener");
+    for nonce_len in [0, 16] {
+        let body = ocsp::request(&root, &[&tsa_cert], nonce_len);
+        let request =
+            signet_e2e::load::LoadRequest::post("/ocsp", "application/ocsp-request", body);
+        let (status, _) = signet_e2e::load::fetch(public, &request).expect("an OCSP answer");
+        assert_eq!(status, 200);
+    }
+    let text = scrape(addr);
+    for path in ["presigned", "live"] {
+        let series = format!(r#"signet_ocsp_answers_total{{path="{path}"}}"#);
+        assert_eq!(sample(&text, &series), Some(1.0), "{path}: {text}");
+    }
 
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])

@@ -66,6 +66,7 @@ fn respond(app: &App, answer: Answer, get: Option<&HeaderMap>) -> HttpResponse {
     app.metrics.ocsp_answer(match &answer {
         Answer::Presigned(_) => OcspPath::presigned,
         Answer::Live { .. } => OcspPath::live,
+        Answer::Refused(OcspError::Unauthorized) => OcspPath::unauthorized,
         Answer::Refused(_) => OcspPath::refused,
     });
     match answer {

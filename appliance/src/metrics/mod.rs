@@ -54,7 +54,9 @@ pub enum OcspPath {
     presigned,
     /// Signed for this request.
     live,
-    /// An unsigned error status (malformedRequest, unauthorized, tryLater, ...).
+    /// `unauthorized`: a certificate of a CA this responder does not answer for.
+    unauthorized,
+    /// Another unsigned error status (malformedRequest, tryLater, internalError).
     refused,
 }
 
@@ -138,6 +140,7 @@ impl Metrics {
         );
         signet_hsm::metrics::register(registry.sub_registry_with_prefix("hsm"));
         signet_state::metrics::register(registry.sub_registry_with_prefix("audit"));
+        signet_services::metrics::register(registry);
         let gauges = gauges::Gauges::register(registry);
         Metrics {
             root,
