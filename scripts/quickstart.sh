@@ -5,11 +5,13 @@
 #   SIGNET_STATE_DIR  where the state lives   (default: ./.signet)
 #   SIGNET_LISTEN     the API address         (default: 127.0.0.1:8443; port 0 picks one)
 #   SIGNET_PUBLIC_LISTEN  OCSP and CRLs over plain HTTP (default: 127.0.0.1:8080)
+#   SIGNET_METRICS_LISTEN Prometheus /metrics (default: 127.0.0.1:9464)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=${SIGNET_STATE_DIR:-$PWD/.signet}
 LISTEN=${SIGNET_LISTEN:-127.0.0.1:8443}
 PUBLIC_LISTEN=${SIGNET_PUBLIC_LISTEN:-127.0.0.1:8080}
+METRICS_LISTEN=${SIGNET_METRICS_LISTEN:-127.0.0.1:9464}
 CONFIG=firmware-config/dev.toml
 
 scripts/install-deps.sh
@@ -33,4 +35,5 @@ openssl ts -verify -data /tmp/signet-data.txt -in /tmp/signet-resp.tsr -CAfile $
 # ---
 
 HOWTO
-exec "$BIN/signetd" --config "$CONFIG" --state-dir "$STATE" --listen "$LISTEN" --public-listen "$PUBLIC_LISTEN"
+exec "$BIN/signetd" --config "$CONFIG" --state-dir "$STATE" --listen "$LISTEN" \
+  --public-listen "$PUBLIC_LISTEN" --metrics-listen "$METRICS_LISTEN"

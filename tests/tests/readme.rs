@@ -20,6 +20,7 @@ fn quickstart_runs_signetd_and_its_printed_commands_get_a_verified_timestamp() {
         .env("SIGNET_STATE_DIR", state.path().join("state"))
         .env("SIGNET_LISTEN", "127.0.0.1:0")
         .env("SIGNET_PUBLIC_LISTEN", "127.0.0.1:0")
+        .env("SIGNET_METRICS_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -80,4 +81,23 @@ fn quickstart_runs_signetd_and_its_printed_commands_get_a_verified_timestamp() {
     );
     assert!(out_text.contains("Status: Granted."), "{out_text}");
     assert!(out_text.contains("Verification: OK"), "{out_text}");
+    // A healthy start says nothing alarming but the documented dev-profile warning (and, on
+    // a machine without NTP, that the clock is not synchronised).
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let expected = [
+        "running from the clear-text config",
+        "clock is not synchronised; stamping anyway",
+        "(dev profile only)",
+    ];
+    let alarming: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .filter(|l| !expected.iter().any(|e| l.contains(e)))
+        .collect();
+    assert!(
+        alarming.is_empty(),
+        "quickstart logged:\n{}",
+        alarming.join("\n")
+    );
+    assert!(log.contains("running from the clear-text config"), "{log}");
 }

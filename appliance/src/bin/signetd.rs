@@ -27,6 +27,9 @@ struct Args {
     /// Address of the plain-HTTP public listener for OCSP and CRLs (overrides the config).
     #[arg(long)]
     public_listen: Option<SocketAddr>,
+    /// Address of the Prometheus metrics listener (overrides the config's `metrics.listen`).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Write the man page and shell completions to this directory, and exit (packaging).
     #[arg(long, hide = true, value_name = "DIR")]
     generate_docs: Option<PathBuf>,
@@ -62,6 +65,9 @@ fn start(args: Args) -> Result<(), String> {
     let warning = source.daemon_warning(&config)?;
     if let Some(dir) = args.state_dir {
         config.state_dir = dir;
+    }
+    if let Some(addr) = args.metrics_listen {
+        config.metrics.listen = Some(addr);
     }
     // Before any thread exists: SoftHSM reads its config path from the environment.
     signet::settings::prepare_softhsm(&config);
