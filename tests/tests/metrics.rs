@@ -267,33 +267,128 @@ impl Drop for Prometheus {
     }
 }
 
+/// A short mixed load: time-stamps (and one rejected), signatures, OCSP answers pre-signed,
+/// live and for a foreign CA.
+fn mixed_load(app: &Appliance, stamps: usize) {
+    stamp(app, stamps);
+    let dir = tempfile::tempdir().expect("tmp");
+    let garbage = dir.path().join("garbage.tsq");
+    std::fs::write(&garbage, b"not a TimeStampReq").expect("write");
+    let (status, body) = app.post_tsa(&garbage, "application/timestamp-query");
+    assert_eq!(status, 200, "a rejection is a TimeStampResp");
+    assert!(
+        !tsp::fail_bits(&body).is_empty(),
+        "a malformed request is rejected"
+    );
+    for (key, scheme) in [("doc-ec", "ecdsa"), ("doc-rsa", "pkcs1v15")] {
+        let body = format!(
+            r#"{{"digest":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","digest_algorithm":"sha256","scheme":"{scheme}"}}"#
+        );
+        let body = body.as_str();
+        let out = run(app
+            .curl()
+            .args(["-H", "Content-Type: application/json", "--data", body])
+            .args(["-w", "\n%{http_code}"])
+            .arg(app.url(&format!("/v1/sign/{key}"))));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.ends_with("\n200"), "sign with {key}: {said}");
+    }
+    let root = ocsp::pki_cert(app, "root-ca.pem");
+    let tsa_cert = ocsp::pki_cert(app, "tsa.pem");
+    let public = app.public_addr.expect("the public listener");
+    for (issuer, nonce_len) in [(&root, 0), (&root, 16), (&tsa_cert, 0)] {
+        // The last: a CertID under the TSA's name and key, a CA this responder is not.
+        let body = ocsp::request(issuer, &[&tsa_cert], nonce_len);
+        let request =
+            signet_e2e::load::LoadRequest::post("/ocsp", "application/ocsp-request", body);
+        signet_e2e::load::fetch(public, &request).expect("an OCSP answer");
+    }
+}
+
 #[test]
 fn prometheus_scrapes_signetd_and_sees_each_family() {
     let (mut app, addr) = started();
     let prometheus = Prometheus::start(addr);
     prometheus.value(r#"up{job="signet"}"#, |v| v == 1.0);
-    stamp(&app, 5);
+    mixed_load(&app, 5);
     let granted = r#"signet_tsa_stamps_total{outcome="granted"}"#;
-    assert_eq!(prometheus.value(granted, |v| v >= 5.0), 5.0);
-    for (query, ok) in [
-        ("signet_hsm_token_up", (|v| v == 1.0) as fn(f64) -> bool),
+    assert_eq!(
+        prometheus.value(granted, |v| v >= 5.0),
+        5.0,
+        "stamps counted = stamps made"
+    );
+    type Check = fn(f64) -> bool;
+    let any: Check = |v| v.is_finite();
+    let one: Check = |v| v == 1.0;
+    let some: Check = |v| v >= 1.0;
+    let queries: [(&str, Check); 30] = [
+        // Requests.
         (
-            r#"sum(signet_hsm_operation_seconds_count{operation="sign"})"#,
+            r#"sum(signet_requests_total{listener="api",route="tsa",status="2xx"})"#,
             |v| v >= 5.0,
         ),
-        (r#"sum(signet_requests_total{route="tsa"})"#, |v| v >= 5.0),
-        ("signet_audit_records_total", |v| v >= 5.0),
-        ("signet_audit_commit_batch_records_count", |v| v >= 1.0),
+        (
+            r#"sum(signet_requests_total{listener="public",route="ocsp"})"#,
+            |v| v >= 3.0,
+        ),
+        (
+            r#"sum(signet_request_duration_seconds_count{route="sign"})"#,
+            |v| v >= 2.0,
+        ),
+        // The HSM.
+        (
+            r#"sum(signet_hsm_operation_seconds_count{operation="sign"})"#,
+            |v| v >= 7.0,
+        ),
+        (r#"count(signet_hsm_operation_seconds_count)"#, |v| v >= 2.0), // RSA and ECDSA
+        ("sum(signet_hsm_queued_jobs)", any),
+        ("signet_hsm_busy_workers", any),
+        ("signet_hsm_sessions", |v| v == 2.0),
+        ("signet_hsm_token_up", one),
+        ("signet_hsm_reconnects_total", |v| v == 0.0),
+        ("signet_hsm_timeouts_total", |v| v == 0.0),
+        // The TSA.
+        (
+            r#"signet_tsa_stamps_total{outcome="rejected",reason="badRequest"}"#,
+            one,
+        ),
+        ("sum(signet_clock_sync)", one),
+        ("signet_tsa_serials_reserved", some),
+        // OCSP and CRLs.
+        (r#"signet_ocsp_answers_total{path="presigned"}"#, one),
+        (r#"signet_ocsp_answers_total{path="live"}"#, one),
+        (r#"signet_ocsp_answers_total{path="unauthorized"}"#, one),
+        ("signet_ocsp_oldest_presigned_age_seconds", any),
+        ("signet_ocsp_presigned_validity_seconds", |v| v > 0.0),
+        ("signet_ocsp_resigned_answers_total", any),
+        (r#"signet_crl_next_update_in_seconds{ca="root"}"#, |v| {
+            v > 0.0
+        }),
+        // The signing API.
+        (
+            r#"signet_signatures_total{key="doc-ec",scheme="ecdsa-sha256"}"#,
+            one,
+        ),
+        (r#"sum(signet_signatures_total{key="doc-rsa"})"#, one),
+        // The audit log.
+        ("signet_audit_records_total", |v| v >= 10.0),
+        ("signet_audit_commit_batch_records_count", some),
+        ("signet_audit_write_seconds_count", some),
+        // Certificates and the process.
         (
             r#"signet_certificate_not_after_timestamp_seconds{certificate="root"} - time()"#,
             |v| v > 86_400.0,
         ),
-        (r#"signet_crl_next_update_in_seconds{ca="root"}"#, |v| {
-            v > 0.0
-        }),
-        ("signet_ocsp_presigned_validity_seconds", |v| v > 0.0),
+        (
+            r#"count(signet_certificate_not_after_timestamp_seconds)"#,
+            |v| v >= 8.0,
+        ),
         ("process_resident_memory_bytes", |v| v > 1e6),
-    ] {
+        ("time() - process_start_time_seconds", |v| {
+            (0.0..600.0).contains(&v)
+        }),
+    ];
+    for (query, ok) in queries {
         prometheus.value(query, ok);
     }
     app.stop();
