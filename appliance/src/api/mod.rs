@@ -124,7 +124,11 @@ impl App {
         // Probes of the load balancer and the service manager: answered, not audited.
         if path == "/healthz" || path == "/readyz" {
             let resp = Arc::clone(&self).dispatch(req, listener, client).await;
-            let route = path.trim_start_matches('/');
+            let route = if path == "/healthz" {
+                "healthz"
+            } else {
+                "readyz"
+            };
             let took = started.elapsed();
             self.metrics
                 .request(listener.name(), route, resp.status().as_u16(), took);
@@ -154,8 +158,7 @@ impl App {
                 .await
             }
         };
-        let (operation, key) = audited_operation(&method, &path);
-        let route = operation.split(' ').next().unwrap_or("other");
+        let (route, operation, key) = audited_operation(&method, &path);
         let status = resp.status().as_u16();
         self.metrics
             .request(listener.name(), route, status, started.elapsed());
@@ -276,7 +279,8 @@ fn readiness(hsm: &Hsm) -> HttpResponse {
 }
 
 /// What the audit record calls a request, and the signing key its route names.
-fn audited_operation(method: &Method, path: &str) -> (String, Option<String>) {
+/// The route (a fixed name, a metrics label), the operation as records name it, and the key.
+fn audited_operation(method: &Method, path: &str) -> (&'static str, String, Option<String>) {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (op, key) = match segments.as_slice() {
         ["ocsp", ..] => ("ocsp", None),
@@ -284,15 +288,17 @@ fn audited_operation(method: &Method, path: &str) -> (String, Option<String>) {
         ["v1", "tsa"] => ("tsa", None),
         ["v1", "keys"] => ("keys", None),
         ["v1", "sign", key, "batch"] => ("sign-batch", Some(*key)),
-        ["v1", op @ ("sign" | "cms" | "pdf"), key, ..] => (*op, Some(*key)),
+        ["v1", "sign", key, ..] => ("sign", Some(*key)),
+        ["v1", "cms", key, ..] => ("cms", Some(*key)),
+        ["v1", "pdf", key, ..] => ("pdf", Some(*key)),
         ["v1", "openapi.json"] => ("openapi", None),
         _ => ("other", None),
     };
-    let op = if op == "other" {
+    let operation = if op == "other" {
         format!("other {method}")
     } else {
         op.to_owned()
     };
     // Labels are short; anything else in the path is cut, never recorded at length.
-    (op, key.map(|k| k.chars().take(64).collect()))
+    (op, operation, key.map(|k| k.chars().take(64).collect()))
 }
