@@ -86,6 +86,14 @@ pub(crate) fn making_a_token() -> Option<std::sync::MutexGuard<'static, ()>> {
     (Backend::current() == Backend::Tpm2).then(|| LOCK.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
+/// Held for the whole of a test whose assertions count on the signing capacity of the box
+/// (latencies under load, rates of a budget): no other test of the same binary loads the
+/// same token hardware (one swtpm per binary) or the two cores meanwhile.
+pub fn measuring_alone() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// swtpm, a D-Bus session bus and tpm2-abrmd, started once per test binary.
 pub struct Tpm2Stack {
     _swtpm: Swtpm,

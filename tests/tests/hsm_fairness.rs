@@ -93,6 +93,7 @@ async fn stamp(
 
 #[test]
 fn parallel_batches_leave_time_stamps_and_handshakes_served() {
+    let _alone = signet_e2e::token::measuring_alone();
     let mut app = Appliance::init_with(generous_demo_client);
     let addr = app.start();
     let config = demo_client_config(&app);
@@ -176,6 +177,7 @@ fn parallel_batches_leave_time_stamps_and_handshakes_served() {
 /// seen, are held to a rate over all sources.
 #[test]
 fn anonymous_callers_get_a_bounded_share_of_the_token() {
+    let _alone = signet_e2e::token::measuring_alone();
     let mut app = Appliance::init_with(|t| {
         generous_demo_client(t);
         let budget: toml::Table = toml::from_str(
