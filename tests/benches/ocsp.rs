@@ -35,7 +35,7 @@ use signet_e2e::load::{self, LoadReport, LoadRequest};
 use signet_e2e::ocsp_peers::{
     check_ocsp_response, enter_private_netns, get_path, CfsslResponder, OcspPki, OpensslResponder,
 };
-use signet_e2e::{bin, process_cpu, run_ok, Appliance};
+use signet_e2e::{ab, bin, process_cpu, run_ok, Appliance};
 
 const CLIENTS: [usize; 3] = [1, 8, 32];
 const OCSP_REQUEST: &str = "application/ocsp-request";
@@ -138,7 +138,7 @@ fn main() {
     ];
     // ===================================================================================
     // signetd: its rows join here, measured exactly like the peers'.
-    let mut signetd = start_signetd(&dir.path().join("signetd"));
+    let signetd = start_signetd(&dir.path().join("signetd"), true);
     targets.extend(signetd_targets(&signetd));
     let ceiling = raw_ceiling(&signetd.app, seconds);
     // ===================================================================================
@@ -217,57 +217,52 @@ fn main() {
     }
     print_ratios(&results);
     print_ceiling(&results, ceiling);
-    metrics_cost(&mut signetd, duration);
-
     drop(signetd);
+    metrics_cost(dir.path(), duration);
+
     drop(cfssl);
     drop(openssl);
 }
 
 /// What counting for Prometheus costs pre-signed answers (the path with the least work of
-/// its own): 32 clients, metrics on and off in turns, three rounds each, the daemon
-/// restarted between.
-fn metrics_cost(signetd: &mut Signetd, duration: Duration) {
-    let request = LoadRequest::post(
-        SIGNETD_OCSP_PATH,
-        OCSP_REQUEST,
-        signetd.requests.plain.clone(),
-    )
-    .check(check_ocsp_response);
-    let (mut on, mut off) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        for metrics in [false, true] {
-            signetd.app.stop();
-            signetd.app.edit_config(|t| match metrics {
-                true => {
-                    let mut m = toml::Table::new();
-                    m.insert("listen".into(), toml::Value::String("127.0.0.1:0".into()));
-                    t.insert("metrics".into(), toml::Value::Table(m));
-                }
-                false => {
-                    t.remove("metrics");
-                }
-            });
-            signetd.app.start();
-            let addr = signetd.app.public_addr.expect("public listener");
-            let rate = load::run(addr, request.clone(), 32, duration).rate;
-            match metrics {
-                true => on.push(rate),
-                false => off.push(rate),
+/// its own): two fresh daemons running at once, one with metrics and one without, 32
+/// clients moved between them in alternating slices (`signet_e2e::ab`). Both run on the
+/// same two cores, so whatever else the machine does falls on both alike.
+fn metrics_cost(dir: &Path, slice: Duration) {
+    let off = start_signetd(&dir.join("metrics-off"), false);
+    let on = start_signetd(&dir.join("metrics-on"), true);
+    let load = |d: &Signetd| {
+        let request = LoadRequest::post(SIGNETD_OCSP_PATH, OCSP_REQUEST, d.requests.plain.clone())
+            .check(check_ocsp_response);
+        let pid = d.app.pid();
+        let addr = d.addr;
+        move || {
+            let cpu_before = process_cpu(pid);
+            let report = load::run(addr, request.clone(), 32, slice);
+            ab::Slice {
+                answers: report.count,
+                elapsed: report.elapsed,
+                server_cpu: process_cpu(pid).saturating_sub(cpu_before),
             }
         }
-    }
-    let median = |rates: &mut Vec<f64>| {
-        rates.sort_by(f64::total_cmp);
-        rates[rates.len() / 2]
     };
-    let (off, on) = (median(&mut off), median(&mut on));
+    let c = ab::compare(METRICS_COST_ROUNDS, load(&off), load(&on));
     println!(
-        "metrics cost (signetd pre-signed POST, 32 clients, median of 3): off {off:.0} req/s, \
-         on {on:.0} req/s: {:+.1}%",
-        100.0 * (on - off) / off
+        "metrics cost (signetd pre-signed POST, 32 clients, {} rounds of {slice:?} slices): \
+         off {:.0} req/s {:.1} us/answer, on {:.0} req/s {:.1} us/answer: \
+         {:+.1}% throughput, {:+.1}% daemon CPU per answer (medians of paired slices)",
+        c.rounds,
+        c.a.rate(),
+        c.a.cpu_us_per_answer(),
+        c.b.rate(),
+        c.b.cpu_us_per_answer(),
+        c.rate_change_pct,
+        c.cpu_change_pct
     );
 }
+
+/// Rounds of the metrics cost comparison (one slice with metrics on, one off, each).
+const METRICS_COST_ROUNDS: usize = 10;
 
 /// A check that the answer is exactly `expected`, and a successful OCSPResponse.
 fn same_as(expected: &[u8]) -> impl Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static {
@@ -389,10 +384,14 @@ struct Signetd {
     requests: Requests,
 }
 
-/// Start signetd (dev config: RSA-2048 OCSP signer in SoftHSM) with its public listener.
-fn start_signetd(dir: &Path) -> Signetd {
+/// Start signetd (dev config: RSA-2048 OCSP signer in SoftHSM) with its public listener,
+/// and its metrics listener if `metrics`.
+fn start_signetd(dir: &Path, metrics: bool) -> Signetd {
     std::fs::create_dir_all(dir).expect("dir");
     let mut app = Appliance::init_with(|t| {
+        if !metrics {
+            t.remove("metrics");
+        }
         t["hsm"]["workers"] = toml::Value::Integer(HSM_WORKERS as i64);
         // The load comes from one address: lift its budget of live-signed answers, so
         // that the nonce path measures signing, not the per-source limit.

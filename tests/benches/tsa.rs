@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use signet_e2e::client::{demo_client_config, Connection};
-use signet_e2e::{bin, process_cpu, run_ok, tsp, Appliance};
+use signet_e2e::{ab, bin, process_cpu, run_ok, tsp, Appliance};
 
 const KEYS: [&str; 2] = ["rsa-2048", "ec-p256"];
 const CLIENTS: [usize; 3] = [1, 8, 32];
@@ -23,6 +23,9 @@ const HSM_WORKERS: usize = 2;
 
 struct Point {
     clients: usize,
+    /// Good answers, over `elapsed`.
+    answers: u64,
+    elapsed: Duration,
     server_cpu: Duration,
     rate: f64,
     p50: Duration,
@@ -65,56 +68,51 @@ fn main() {
         }
         app.stop();
     }
-    metrics_cost(seconds);
+    metrics_cost(Duration::from_secs_f64(seconds));
 }
 
 /// What counting for Prometheus costs the hot path: ec-p256 (the fastest key, where the
-/// appliance's own work weighs most) at 32 clients, metrics on and off in turns (three
-/// rounds each, the daemon restarted between), with the daemon's CPU per answer.
-fn metrics_cost(seconds: f64) {
-    let mut app = Appliance::init_with(|t| {
-        t["keys"]["tsa"]["algorithm"] = toml::Value::String("ec-p256".into());
-        t["hsm"]["workers"] = toml::Value::Integer(HSM_WORKERS as i64);
-    });
-    let set_metrics = |app: &Appliance, on: bool| {
-        app.edit_config(|t| match on {
-            true => {
-                let mut m = toml::Table::new();
-                m.insert("listen".into(), toml::Value::String("127.0.0.1:0".into()));
-                t.insert("metrics".into(), toml::Value::Table(m));
-            }
-            false => {
+/// appliance's own work weighs most) at 32 clients, on two daemons running at once, one
+/// with metrics and one without, the load moved between them in alternating slices
+/// (`signet_e2e::ab`), with the daemon's CPU per answer.
+fn metrics_cost(slice: Duration) {
+    let start = |metrics: bool| {
+        let mut app = Appliance::init_with(|t| {
+            t["keys"]["tsa"]["algorithm"] = toml::Value::String("ec-p256".into());
+            t["hsm"]["workers"] = toml::Value::Integer(HSM_WORKERS as i64);
+            if !metrics {
                 t.remove("metrics");
             }
-        })
+        });
+        app.start();
+        app
     };
-    let (mut on, mut off) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        for metrics in [false, true] {
-            set_metrics(&app, metrics);
-            app.start();
-            let p = measure(&app, 32, Duration::from_secs_f64(seconds));
-            app.stop();
-            match metrics {
-                true => on.push(p),
-                false => off.push(p),
-            }
+    let (off, on) = (start(false), start(true));
+    let load = |app: &Appliance| {
+        let p = measure(app, 32, slice);
+        ab::Slice {
+            answers: p.answers,
+            elapsed: p.elapsed,
+            server_cpu: p.server_cpu * p.answers as u32,
         }
-    }
-    let median = |points: &mut Vec<Point>| {
-        points.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-        let p = &points[points.len() / 2];
-        (p.rate, p.server_cpu)
     };
-    let ((rate_off, cpu_off), (rate_on, cpu_on)) = (median(&mut off), median(&mut on));
+    let c = ab::compare(METRICS_COST_ROUNDS, || load(&off), || load(&on));
     println!(
-        "metrics cost (ec-p256, 32 clients, median of 3): off {rate_off:.0} resp/s {:.0} us/resp, \
-         on {rate_on:.0} resp/s {:.0} us/resp: {:+.1}% throughput",
-        cpu_off.as_secs_f64() * 1e6,
-        cpu_on.as_secs_f64() * 1e6,
-        100.0 * (rate_on - rate_off) / rate_off
+        "metrics cost (ec-p256, 32 clients, {} rounds of {slice:?} slices): off {:.0} resp/s \
+         {:.0} us/resp, on {:.0} resp/s {:.0} us/resp: {:+.1}% throughput, {:+.1}% daemon CPU \
+         per answer (medians of paired slices)",
+        c.rounds,
+        c.a.rate(),
+        c.a.cpu_us_per_answer(),
+        c.b.rate(),
+        c.b.cpu_us_per_answer(),
+        c.rate_change_pct,
+        c.cpu_change_pct
     );
 }
+
+/// Rounds of the metrics cost comparison (one slice with metrics on, one off, each).
+const METRICS_COST_ROUNDS: usize = 10;
 
 /// `signetctl hsm bench` on the TSA key: C_Sign in a tight loop, one session per thread.
 fn raw_ceiling(app: &Appliance, seconds: f64) -> f64 {
@@ -202,7 +200,8 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
             latencies.extend(l);
             errors += e;
         }
-        let elapsed = start.elapsed().as_secs_f64();
+        let window = start.elapsed();
+        let elapsed = window.as_secs_f64();
         let server_cpu =
             process_cpu(pid).saturating_sub(cpu_before) / (latencies.len().max(1) as u32);
         latencies.sort();
@@ -214,6 +213,8 @@ fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
         };
         Point {
             clients,
+            answers: latencies.len() as u64,
+            elapsed: window,
             server_cpu,
             rate: latencies.len() as f64 / elapsed,
             p50: pct(0.50),

@@ -686,6 +686,7 @@ pub fn process_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+pub mod ab;
 pub mod client;
 pub mod load;
 pub mod ocsp;
