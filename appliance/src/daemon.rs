@@ -241,6 +241,7 @@ async fn edges(
         metrics: Arc::new(crate::metrics::Metrics::new(
             config.metrics.listen.is_some(),
         )),
+        csc_sads: Arc::default(),
     });
     let serials = Arc::clone(&app);
     let sources = Arc::new(crate::metrics::Sources {

@@ -137,11 +137,14 @@ fn detail(e: &audit::Event) -> String {
             key,
             status,
             refused,
+            items,
+            peer,
             ..
         } => format!(
-            "{status} {operation}{} {}{}",
+            "{status} {operation}{}{} {}{}",
             key.as_deref().map(|k| format!("/{k}")).unwrap_or_default(),
-            client.as_deref().unwrap_or("-"),
+            items.map(|n| format!(" x{n}")).unwrap_or_default(),
+            client.as_deref().or(peer.as_deref()).unwrap_or("-"),
             refused
                 .as_deref()
                 .map(|r| format!(" (refused: {r})"))

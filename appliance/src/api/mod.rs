@@ -8,6 +8,7 @@ mod body;
 mod caching;
 mod cms;
 mod crl;
+pub mod csc;
 #[doc(hidden)]
 pub mod fuzzing;
 mod guard;
@@ -29,6 +30,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::audit::context::Seen;
 use crate::audit::{AuditLog, Event};
 use crate::authz::{Authorizer, ClientTrust, PeerCert};
 use crate::crl::CrlService;
@@ -83,6 +85,8 @@ pub struct App {
     pub audit: AuditLog,
     /// What the edges count, for Prometheus.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The CSC API's unspent Signature Activation Data.
+    pub csc_sads: Arc<csc::SadStore>,
 }
 
 impl Listener {
@@ -139,15 +143,23 @@ impl App {
             (Listener::Api, Some(cert)) => self.trust.check(cert).err(),
             _ => None,
         };
-        let (resp, input) = match &refused {
+        let peer = req.extensions().get::<RemoteAddr>().map(|a| a.0);
+        let (resp, seen) = match &refused {
             Some(refusal) => {
                 tracing::warn!(subject = %client.as_ref().map_or("", |c| c.subject.as_str()), reason = %refusal, "request refused: client not admitted");
-                let resp = problem::json(
-                    StatusCode::FORBIDDEN,
-                    "client-refused",
-                    &refusal.to_string(),
-                );
-                (body::refuse(req, resp).await.map(Either::Left), None)
+                let resp = if path.starts_with("/csc/") {
+                    csc::client_refused(&refusal.to_string())
+                } else {
+                    problem::json(
+                        StatusCode::FORBIDDEN,
+                        "client-refused",
+                        &refusal.to_string(),
+                    )
+                };
+                (
+                    body::refuse(req, resp).await.map(Either::Left),
+                    Seen::default(),
+                )
             }
             None => {
                 crate::audit::context::scope(Arc::clone(&self).dispatch(
@@ -173,11 +185,14 @@ impl App {
             client: client.as_ref().map(|c| c.subject.clone()),
             client_sha256: client.as_ref().map(|c| hex::encode(c.fingerprint)),
             operation,
-            key,
-            input_sha256: input.map(hex::encode),
+            key: key.or(seen.noted.key),
+            input_sha256: seen.input.map(hex::encode),
             status: resp.status().as_u16(),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             refused: refused.map(|r| r.to_string()),
+            items: seen.noted.items,
+            // A caller without a certificate is named by its address.
+            peer: client.is_none().then(|| peer.map(|p| p.ip().to_string())).flatten(),
         };
         match self.audit.record(event).await {
             Ok(_) => resp,
@@ -263,6 +278,23 @@ impl App {
             (_, ["v1", "cms", ..]) => problem::method_not_allowed("POST"),
             (_, ["v1", "pdf", ..]) => problem::method_not_allowed("POST"),
             (&Method::GET, ["v1", "openapi.json"]) => openapi::document(),
+            (&Method::POST, ["csc", version, "info"]) => csc::info(&self, version, req).await,
+            (&Method::POST, ["csc", version, "credentials", "list"]) => {
+                csc::list(&self, &caller, version, req).await
+            }
+            (&Method::POST, ["csc", version, "credentials", "info"]) => {
+                csc::credential(&self, &caller, version, req).await
+            }
+            (&Method::POST, ["csc", version, "credentials", "authorize"]) => {
+                csc::authorize(&self, &caller, version, req).await
+            }
+            (&Method::POST, ["csc", version, "signatures", "signHash"]) => {
+                csc::sign_hash(&self, &caller, version, req).await
+            }
+            (_, ["csc", _, "info" | "credentials" | "signatures", ..]) if method != Method::POST => {
+                body::refuse(req, csc::post_only()).await
+            }
+            (_, ["csc", ..]) => body::refuse(req, csc::not_served(&path)).await,
             _ => problem::json(StatusCode::NOT_FOUND, "not-found", "no such route"),
         }
     }
@@ -292,6 +324,12 @@ fn audited_operation(method: &Method, path: &str) -> (&'static str, String, Opti
         ["v1", "cms", key, ..] => ("cms", Some(*key)),
         ["v1", "pdf", key, ..] => ("pdf", Some(*key)),
         ["v1", "openapi.json"] => ("openapi", None),
+        ["csc", _, "info"] => ("csc-info", None),
+        ["csc", _, "credentials", "list"] => ("csc-credentials-list", None),
+        ["csc", _, "credentials", "info"] => ("csc-credentials-info", None),
+        ["csc", _, "credentials", "authorize"] => ("csc-credentials-authorize", None),
+        ["csc", _, "signatures", "signHash"] => ("csc-signatures-signHash", None),
+        ["csc", ..] => ("csc-other", None),
         _ => ("other", None),
     };
     let operation = if op == "other" {

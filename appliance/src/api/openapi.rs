@@ -128,6 +128,7 @@ mod tests {
             "GET /crl/{}",
             "GET /healthz",
             "GET /readyz",
+            "POST /csc/{}/signatures/signHash",
         ] {
             assert!(
                 routes.contains(r),

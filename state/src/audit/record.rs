@@ -64,6 +64,13 @@ pub enum Event {
         /// Why the client was refused before any route ran (a revoked certificate, say).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refused: Option<String>,
+        /// How many items (hashes) the request carried, where its route counts them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        items: Option<u64>,
+        /// The peer's address, where the caller has no certificate to name it (the
+        /// anonymous time-stamping route).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
     },
     /// A TLS handshake refused (no or bad client certificate, timeout, ...).
     HandshakeRefused {
