@@ -192,7 +192,10 @@ impl App {
             refused: refused.map(|r| r.to_string()),
             items: seen.noted.items,
             // A caller without a certificate is named by its address.
-            peer: client.is_none().then(|| peer.map(|p| p.ip().to_string())).flatten(),
+            peer: client
+                .is_none()
+                .then(|| peer.map(|p| p.ip().to_string()))
+                .flatten(),
         };
         match self.audit.record(event).await {
             Ok(_) => resp,
@@ -291,7 +294,9 @@ impl App {
             (&Method::POST, ["csc", version, "signatures", "signHash"]) => {
                 csc::sign_hash(&self, &caller, version, req).await
             }
-            (_, ["csc", _, "info" | "credentials" | "signatures", ..]) if method != Method::POST => {
+            (_, ["csc", _, "info" | "credentials" | "signatures", ..])
+                if method != Method::POST =>
+            {
                 body::refuse(req, csc::post_only()).await
             }
             (_, ["csc", ..]) => body::refuse(req, csc::not_served(&path)).await,

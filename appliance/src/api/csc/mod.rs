@@ -119,9 +119,9 @@ async fn list_answer(app: &App, caller: &Caller, version: &str, req: Request<Inc
         (true, Some((_, labels))) => labels,
         _ => Vec::new(),
     };
-    let max = asked
-        .max_results
-        .map_or(usize::MAX, |m| usize::try_from(m.max(1)).unwrap_or(usize::MAX));
+    let max = asked.max_results.map_or(usize::MAX, |m| {
+        usize::try_from(m.max(1)).unwrap_or(usize::MAX)
+    });
     let keys: Vec<_> = labels
         .iter()
         .filter_map(|l| app.keys.get(l))
@@ -261,7 +261,9 @@ async fn sign_hash_answer(
         )));
     }
     let decoded = decode_hashes(&asked.hashes, Some(scheme.hash()))?;
-    let sad = asked.sad.ok_or_else(|| CscError::missing("string", "SAD"))?;
+    let sad = asked
+        .sad
+        .ok_or_else(|| CscError::missing("string", "SAD"))?;
     let wanted = Grant {
         client: caller.cert.fingerprint,
         credential: key.label.clone(),
@@ -272,16 +274,15 @@ async fn sign_hash_answer(
         .map_err(|spent| match spent {
             Spent::Expired => CscError::invalid("SAD expired"),
             Spent::Unknown => CscError::parameter("SAD"),
-            Spent::Mismatch => {
-                CscError::invalid("Invalid parameter SAD: issued for another credential or other hashes")
-            }
+            Spent::Mismatch => CscError::invalid(
+                "Invalid parameter SAD: issued for another credential or other hashes",
+            ),
         })?;
     // One rate-limit token per hash: the request took the first.
-    if let Some((client, wait)) = app
-        .authz
-        .policy()
-        .charge(&caller.cert, u32::try_from(decoded.len() - 1).unwrap_or(u32::MAX))
-    {
+    if let Some((client, wait)) = app.authz.policy().charge(
+        &caller.cert,
+        u32::try_from(decoded.len() - 1).unwrap_or(u32::MAX),
+    ) {
         return Err(limited(app, &client, wait));
     }
     let results = app
@@ -316,8 +317,12 @@ pub(super) fn client_refused(why: &str) -> HttpResponse {
 
 /// A CSC route asked with a method other than POST.
 pub(super) fn post_only() -> HttpResponse {
-    let mut resp: HttpResponse =
-        CscError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "use POST").into();
+    let mut resp: HttpResponse = CscError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        "use POST",
+    )
+    .into();
     resp.headers_mut().insert(
         hyper::header::ALLOW,
         hyper::header::HeaderValue::from_static("POST"),

@@ -156,7 +156,10 @@ mod tests {
         let other_key = grant(1, "doc-ec", &[b"a", b"b"]);
         assert_eq!(store.spend(&sad, &other_key, now), Err(Spent::Mismatch));
         // Hashes are bound with their lengths: "ab" is not "a" then "b".
-        assert_ne!(grant(1, "k", &[b"ab"]).hashes, grant(1, "k", &[b"a", b"b"]).hashes);
+        assert_ne!(
+            grant(1, "k", &[b"ab"]).hashes,
+            grant(1, "k", &[b"a", b"b"]).hashes
+        );
     }
 
     #[test]
