@@ -13,6 +13,7 @@ APT_PACKAGES=(
   openssl curl gnutls-bin poppler-utils qpdf ghostscript libnss3-tools
   golang-cfssl iproute2 util-linux bsdutils
   prometheus
+  osslsigncode openjdk-17-jdk-headless
   systemd dpkg-dev man-db
   python3 python3-venv
 )

@@ -242,6 +242,13 @@ async fn edges(
             config.metrics.listen.is_some(),
         )),
         csc_sads: Arc::default(),
+        public_tsa: config.tsa.public.then(|| {
+            crate::source_limit::SourceRates::new(
+                f64::from(config.tsa.public_per_source_per_sec),
+                f64::from(config.tsa.public_per_source_burst),
+                crate::api::PUBLIC_TSA_SOURCES,
+            )
+        }),
     });
     let serials = Arc::clone(&app);
     let sources = Arc::new(crate::metrics::Sources {

@@ -419,6 +419,17 @@ pub struct TsaConfig {
     /// Serial numbers reserved in the database at a time.
     #[serde(default = "default_serial_block")]
     pub serial_block: u64,
+    /// Serve `POST /tsa` to clients without a certificate (on the public listener, and on
+    /// the API listener), each source address under its own rate limit.
+    #[serde(default)]
+    pub public: bool,
+    /// With `public`: time-stamps per second for one source address, on average; beyond
+    /// it the source gets 429 with Retry-After.
+    #[serde(default = "default_public_per_source_per_sec")]
+    pub public_per_source_per_sec: u32,
+    /// With `public`: time-stamps one source may have at once above that average.
+    #[serde(default = "default_public_per_source_burst")]
+    pub public_per_source_burst: u32,
 }
 
 /// What the OCSP responder does with a request's nonce (RFC 9654).
@@ -860,6 +871,12 @@ fn default_accuracy_ms() -> u64 {
 }
 fn default_serial_block() -> u64 {
     1000
+}
+fn default_public_per_source_per_sec() -> u32 {
+    5
+}
+fn default_public_per_source_burst() -> u32 {
+    20
 }
 
 impl Config {

@@ -376,6 +376,14 @@ fn revocation_and_disk(config: &Config, bad: &mut dyn FnMut(&str, String)) {
     }
     for (key, value) in [
         (
+            "tsa.public_per_source_per_sec",
+            config.tsa.public_per_source_per_sec,
+        ),
+        (
+            "tsa.public_per_source_burst",
+            config.tsa.public_per_source_burst,
+        ),
+        (
             "ocsp.live_per_source_per_sec",
             config.ocsp.live_per_source_per_sec,
         ),

@@ -180,7 +180,7 @@ fn the_live_server_conforms_to_its_openapi_document() {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or_else(|| panic!("no `Tested:` count in schemathesis's summary:\n{stdout}"));
-        let expected = if round.everything { 17 } else { 6 };
+        let expected = if round.everything { 18 } else { 6 };
         assert_eq!(
             tested, expected,
             "round {:?}: operations tested",

@@ -21,6 +21,9 @@ mod tsa;
 
 pub use body::BodyError;
 
+/// Sources of anonymous time-stamp requests (`[tsa] public`) whose rate is tracked at once.
+pub const PUBLIC_TSA_SOURCES: usize = 8192;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,6 +90,8 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The CSC API's unspent Signature Activation Data.
     pub csc_sads: Arc<csc::SadStore>,
+    /// With `[tsa] public`: the rate of anonymous time-stamps per source address.
+    pub public_tsa: Option<crate::source_limit::SourceRates>,
 }
 
 impl Listener {
@@ -254,6 +259,8 @@ impl App {
             (&Method::GET, p) if p.starts_with("/crl/") => {
                 return crl::get(&self, &p["/crl/".len()..], req.headers())
             }
+            (&Method::POST, "/tsa") => return tsa::public(&self, req).await,
+            (_, "/tsa") if self.public_tsa.is_some() => return problem::method_not_allowed("POST"),
             (&Method::GET, "/healthz") => return problem::text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") => return readiness(&self.hsm),
             _ => {}
@@ -323,6 +330,7 @@ fn audited_operation(method: &Method, path: &str) -> (&'static str, String, Opti
         ["ocsp", ..] => ("ocsp", None),
         ["crl", ..] => ("crl", None),
         ["v1", "tsa"] => ("tsa", None),
+        ["tsa"] => ("tsa-public", None),
         ["v1", "keys"] => ("keys", None),
         ["v1", "sign", key, "batch"] => ("sign-batch", Some(*key)),
         ["v1", "sign", key, ..] => ("sign", Some(*key)),

@@ -1,4 +1,5 @@
-//! `POST /v1/tsa`: RFC 3161 over HTTP (section 3.4). Every answer carries a TimeStampResp:
+//! `POST /v1/tsa` (API clients) and `POST /tsa` (anyone, when `[tsa] public` is on): RFC
+//! 3161 over HTTP (section 3.4). Every answer carries a TimeStampResp:
 //! a rejection is an HTTP 200 like a grant (the exchange itself succeeded), except for
 //! failures of the HTTP layer (415, 413, 400) and of the appliance itself (503).
 //!
@@ -6,6 +7,8 @@
 //! statuses beyond the media types, so a TSP client reads the TimeStampResp in the body,
 //! while load balancers and HTTP retry logic only see the status: 503 with Retry-After sends the request to another node or back later, where
 //! a 200 would count as served. The body still says `rejection`/`systemFailure`.
+
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, RETRY_AFTER};
@@ -15,7 +18,36 @@ use signet_pki::tsp::{rejection, TspError};
 
 use super::body::{self, BodyError};
 use super::problem;
-use super::{App, HttpResponse};
+use super::{App, HttpResponse, RemoteAddr};
+
+/// `POST /tsa`: the same TSA for clients without a certificate (most TSP clients take only
+/// a URL), each source address under its own rate limit; 404 unless `[tsa] public` is on.
+pub(super) async fn public(app: &App, req: Request<Incoming>) -> HttpResponse {
+    let Some(rates) = &app.public_tsa else {
+        let resp = problem::json(StatusCode::NOT_FOUND, "not-found", "no such route");
+        return body::refuse(req, resp).await;
+    };
+    let Some(peer) = req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()) else {
+        // Every connection's address is attached by the server; without one, no budget.
+        let resp = problem::json(StatusCode::NOT_FOUND, "not-found", "no such route");
+        return body::refuse(req, resp).await;
+    };
+    if let Err(wait) = rates.take(peer, Instant::now()) {
+        app.metrics.stamp(Some("rateLimited"));
+        tracing::info!(%peer, "anonymous time-stamp refused: source over its rate");
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut resp = problem::bytes(
+            StatusCode::TOO_MANY_REQUESTS,
+            REPLY,
+            rejection(&TspError::SystemFailure),
+        );
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            resp.headers_mut().insert(RETRY_AFTER, v);
+        }
+        return body::refuse(req, resp).await;
+    }
+    handle(app, req).await
+}
 
 const QUERY: &str = "application/timestamp-query";
 const REPLY: &str = "application/timestamp-reply";
