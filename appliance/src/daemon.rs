@@ -242,13 +242,7 @@ async fn edges(
             config.metrics.listen.is_some(),
         )),
         csc_sads: Arc::default(),
-        public_tsa: config.tsa.public.then(|| {
-            crate::source_limit::SourceRates::new(
-                f64::from(config.tsa.public_per_source_per_sec),
-                f64::from(config.tsa.public_per_source_burst),
-                crate::api::PUBLIC_TSA_SOURCES,
-            )
-        }),
+        public_tsa: public_tsa_budget(config),
     });
     let serials = Arc::clone(&app);
     let sources = Arc::new(crate::metrics::Sources {
@@ -1114,4 +1108,18 @@ fn spool_dir(config: &Config) -> Result<PathBuf, StartError> {
         .map_err(io)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     Ok(dir)
+}
+
+/// With `[tsa] public`: what anonymous time-stamps may take.
+fn public_tsa_budget(config: &Config) -> Option<crate::api::tsa::PublicBudget> {
+    let tsa = &config.tsa;
+    tsa.public.then(|| {
+        crate::api::tsa::PublicBudget::new(
+            (
+                f64::from(tsa.public_per_source_per_sec),
+                f64::from(tsa.public_per_source_burst),
+            ),
+            f64::from(tsa.public_total_per_sec),
+        )
+    })
 }

@@ -16,8 +16,8 @@ pub mod docs;
 pub mod hardening;
 pub use signet_hsm as hsm;
 pub use signet_services::{
-    ceremony, crl, infrastructure, issuance, ocsp, ocsp_renewal, pades, revocation, settings,
-    signing_keys, source_limit, tsa,
+    bucket, ceremony, crl, infrastructure, issuance, ocsp, ocsp_renewal, pades, revocation,
+    settings, signing_keys, source_limit, tsa,
 };
 pub use signet_state::{atomic_write, audit, clock, disk, layout, spool, statelock, store};
 pub mod hsm_watch;

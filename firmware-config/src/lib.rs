@@ -430,6 +430,11 @@ pub struct TsaConfig {
     /// With `public`: time-stamps one source may have at once above that average.
     #[serde(default = "default_public_per_source_burst")]
     pub public_per_source_burst: u32,
+    /// With `public`: anonymous time-stamps per second over all sources together (twice
+    /// that at once); beyond it 503 with Retry-After. What many sources can take of the
+    /// TSA key's HSM time.
+    #[serde(default = "default_public_total_per_sec")]
+    pub public_total_per_sec: u32,
 }
 
 /// What the OCSP responder does with a request's nonce (RFC 9654).
@@ -877,6 +882,9 @@ fn default_public_per_source_per_sec() -> u32 {
 }
 fn default_public_per_source_burst() -> u32 {
     20
+}
+fn default_public_total_per_sec() -> u32 {
+    100
 }
 
 impl Config {

@@ -344,8 +344,8 @@ fn clients(config: &Config, ca_names: &HashSet<&str>, bad: &mut dyn FnMut(&str, 
     }
 }
 
-/// OCSP and CRL lifetimes, live-signing budgets, the disk, the public URL, the metrics
-/// listener.
+/// OCSP and CRL lifetimes, the budgets of anonymous callers, the disk, the public URL, the
+/// metrics listener.
 fn revocation_and_disk(config: &Config, bad: &mut dyn FnMut(&str, String)) {
     if let Some(addr) = config.metrics.listen {
         if !addr.ip().is_loopback() && !config.metrics.mtls {
@@ -374,36 +374,7 @@ fn revocation_and_disk(config: &Config, bad: &mut dyn FnMut(&str, String)) {
             "must be between 60 and 315360000 (ten years)".into(),
         );
     }
-    for (key, value) in [
-        (
-            "tsa.public_per_source_per_sec",
-            config.tsa.public_per_source_per_sec,
-        ),
-        (
-            "tsa.public_per_source_burst",
-            config.tsa.public_per_source_burst,
-        ),
-        (
-            "ocsp.live_per_source_per_sec",
-            config.ocsp.live_per_source_per_sec,
-        ),
-        (
-            "ocsp.live_per_source_burst",
-            config.ocsp.live_per_source_burst,
-        ),
-        (
-            "api.handshake_signatures_per_sec",
-            config.api.handshake_signatures_per_sec,
-        ),
-        (
-            "api.handshake_signature_burst",
-            config.api.handshake_signature_burst,
-        ),
-    ] {
-        if value == 0 {
-            bad(key, "must be at least 1".into());
-        }
-    }
+    budgets(config, bad);
     if !(1..=3600).contains(&config.disk.public_summary_secs) {
         bad(
             "disk.public_summary_secs",
@@ -428,6 +399,41 @@ fn revocation_and_disk(config: &Config, bad: &mut dyn FnMut(&str, String)) {
                 "public.url",
                 format!("`{url}` is not an http:// or https:// URL"),
             );
+        }
+    }
+}
+
+/// The rates that bound what anonymous callers take: each at least 1.
+fn budgets(config: &Config, bad: &mut dyn FnMut(&str, String)) {
+    for (key, value) in [
+        (
+            "tsa.public_per_source_per_sec",
+            config.tsa.public_per_source_per_sec,
+        ),
+        (
+            "tsa.public_per_source_burst",
+            config.tsa.public_per_source_burst,
+        ),
+        ("tsa.public_total_per_sec", config.tsa.public_total_per_sec),
+        (
+            "ocsp.live_per_source_per_sec",
+            config.ocsp.live_per_source_per_sec,
+        ),
+        (
+            "ocsp.live_per_source_burst",
+            config.ocsp.live_per_source_burst,
+        ),
+        (
+            "api.handshake_signatures_per_sec",
+            config.api.handshake_signatures_per_sec,
+        ),
+        (
+            "api.handshake_signature_burst",
+            config.api.handshake_signature_burst,
+        ),
+    ] {
+        if value == 0 {
+            bad(key, "must be at least 1".into());
         }
     }
 }

@@ -100,7 +100,7 @@ fn authorize(credential: &str, hashes: &[String]) -> String {
 
 /// The CSC error code of an answer, after checking it is CSC's error form.
 fn csc_error(code: u16, v: &Value) -> String {
-    assert!(code >= 400 && code < 500, "{code} {v}");
+    assert!((400..500).contains(&code), "{code} {v}");
     assert!(v["error_description"].is_string(), "{code} {v}");
     v["error"].as_str().unwrap_or("").to_owned()
 }
@@ -288,6 +288,7 @@ fn info_describes_the_credentials_and_a_batch_of_hashes_verifies_with_openssl() 
 #[test]
 fn bad_csc_input_gets_csc_errors_never_a_5xx() {
     let hash = B64.encode(sha256(b"a document"));
+    let one = vec![hash.clone()];
     let sign = |credential: &str, sad: &str, hashes: &[String], algo: &str| {
         post(
             "/csc/v2/signatures/signHash",
@@ -332,6 +333,7 @@ fn bad_csc_input_gets_csc_errors_never_a_5xx() {
 
     // A wrong hash length, at authorize and at signHash.
     let short = B64.encode([7u8; 20]);
+    let short_one = vec![short.clone()];
     refused(
         post(
             "/csc/v2/credentials/authorize",
@@ -339,11 +341,8 @@ fn bad_csc_input_gets_csc_errors_never_a_5xx() {
         ),
         "hash length",
     );
-    let sad = authorize("doc-rsa", &[hash.clone()]);
-    refused(
-        sign("doc-rsa", &sad, &[short.clone()], RSA_SHA256),
-        "hash length",
-    );
+    let sad = authorize("doc-rsa", &one);
+    refused(sign("doc-rsa", &sad, &short_one, RSA_SHA256), "hash length");
 
     // Unsupported algorithms: SHA-1 with RSA, an unknown OID, ECDSA on an RSA key.
     for algo in [
@@ -352,19 +351,19 @@ fn bad_csc_input_gets_csc_errors_never_a_5xx() {
         ECDSA_SHA256,
         "not-an-oid",
     ] {
-        let sad = authorize("doc-rsa", &[hash.clone()]);
-        refused(sign("doc-rsa", &sad, &[hash.clone()], algo), "signAlgo");
+        let sad = authorize("doc-rsa", &one);
+        refused(sign("doc-rsa", &sad, &one, algo), "signAlgo");
     }
 
     // A SAD is single-use, bound to its hashes, and another client's is unknown.
-    let sad = authorize("doc-rsa", &[hash.clone()]);
+    let sad = authorize("doc-rsa", &one);
     let other = B64.encode(sha256(b"another document"));
     refused(sign("doc-rsa", &sad, &[other], RSA_SHA256), "SAD");
     refused(
-        sign("doc-rsa", &sad, &[hash.clone()], RSA_SHA256),
+        sign("doc-rsa", &sad, &one, RSA_SHA256),
         "Invalid parameter SAD",
     );
-    let theirs = authorize("doc-rsa", &[hash.clone()]);
+    let theirs = authorize("doc-rsa", &one);
     let (code, _, v) = post_raw(
         Some(limited_client()),
         "/csc/v2/signatures/signHash",
@@ -373,12 +372,9 @@ fn bad_csc_input_gets_csc_errors_never_a_5xx() {
     );
     refused((code, v), "Invalid parameter SAD");
     // ... and stays good for its owner.
-    let (code, v) = sign("doc-rsa", &theirs, &[hash.clone()], RSA_SHA256);
+    let (code, v) = sign("doc-rsa", &theirs, &one, RSA_SHA256);
     assert_eq!(code, 200, "{v}");
-    refused(
-        sign("doc-rsa", "bm90IGEgU0FE", &[hash.clone()], RSA_SHA256),
-        "SAD",
-    );
+    refused(sign("doc-rsa", "bm90IGEgU0FE", &one, RSA_SHA256), "SAD");
     refused(
         post(
             "/csc/v2/signatures/signHash",

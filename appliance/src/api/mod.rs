@@ -17,7 +17,7 @@ mod openapi;
 mod pdf;
 mod problem;
 mod sign;
-mod tsa;
+pub mod tsa;
 
 pub use body::BodyError;
 
@@ -90,8 +90,8 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The CSC API's unspent Signature Activation Data.
     pub csc_sads: Arc<csc::SadStore>,
-    /// With `[tsa] public`: the rate of anonymous time-stamps per source address.
-    pub public_tsa: Option<crate::source_limit::SourceRates>,
+    /// With `[tsa] public`: what anonymous time-stamps may take.
+    pub public_tsa: Option<tsa::PublicBudget>,
 }
 
 impl Listener {
@@ -131,13 +131,8 @@ impl App {
         let started = Instant::now();
         let (method, path) = (req.method().clone(), req.uri().path().to_owned());
         // Probes of the load balancer and the service manager: answered, not audited.
-        if path == "/healthz" || path == "/readyz" {
+        if let Some(route) = probe_route(&path) {
             let resp = Arc::clone(&self).dispatch(req, listener, client).await;
-            let route = if path == "/healthz" {
-                "healthz"
-            } else {
-                "readyz"
-            };
             let took = started.elapsed();
             self.metrics
                 .request(listener.name(), route, resp.status().as_u16(), took);
@@ -151,16 +146,7 @@ impl App {
         let peer = req.extensions().get::<RemoteAddr>().map(|a| a.0);
         let (resp, seen) = match &refused {
             Some(refusal) => {
-                tracing::warn!(subject = %client.as_ref().map_or("", |c| c.subject.as_str()), reason = %refusal, "request refused: client not admitted");
-                let resp = if path.starts_with("/csc/") {
-                    csc::client_refused(&refusal.to_string())
-                } else {
-                    problem::json(
-                        StatusCode::FORBIDDEN,
-                        "client-refused",
-                        &refusal.to_string(),
-                    )
-                };
+                let resp = refuse_client(client.as_deref(), &path, refusal);
                 (
                     body::refuse(req, resp).await.map(Either::Left),
                     Seen::default(),
@@ -319,6 +305,34 @@ fn readiness(hsm: &Hsm) -> HttpResponse {
         problem::text(StatusCode::OK, "ready\n")
     } else {
         problem::text_unavailable("not ready: hsm unavailable\n", 1)
+    }
+}
+
+/// The metrics route of a probe path, which is answered but not audited.
+fn probe_route(path: &str) -> Option<&'static str> {
+    match path {
+        "/healthz" => Some("healthz"),
+        "/readyz" => Some("readyz"),
+        _ => None,
+    }
+}
+
+/// The answer to a client whose certificate was revoked or held after its handshake: in
+/// CSC's error form on `/csc/`, a problem elsewhere.
+fn refuse_client(
+    client: Option<&PeerCert>,
+    path: &str,
+    refusal: &impl std::fmt::Display,
+) -> HttpResponse {
+    tracing::warn!(subject = %client.map_or("", |c| c.subject.as_str()), reason = %refusal, "request refused: client not admitted");
+    if path.starts_with("/csc/") {
+        csc::client_refused(&refusal.to_string())
+    } else {
+        problem::json(
+            StatusCode::FORBIDDEN,
+            "client-refused",
+            &refusal.to_string(),
+        )
     }
 }
 

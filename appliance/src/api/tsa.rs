@@ -8,7 +8,9 @@
 //! while load balancers and HTTP retry logic only see the status: 503 with Retry-After sends the request to another node or back later, where
 //! a 200 would count as served. The body still says `rejection`/`systemFailure`.
 
-use std::time::Instant;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, RETRY_AFTER};
@@ -18,7 +20,42 @@ use signet_pki::tsp::{rejection, TspError};
 
 use super::body::{self, BodyError};
 use super::problem;
-use super::{App, HttpResponse, RemoteAddr};
+use super::{App, HttpResponse, RemoteAddr, PUBLIC_TSA_SOURCES};
+use crate::bucket::TokenBucket;
+use crate::source_limit::SourceRates;
+
+/// What anonymous time-stamps may take: a rate per source address, and one over all.
+pub struct PublicBudget {
+    per_source: SourceRates,
+    total: Mutex<TokenBucket>,
+}
+
+impl PublicBudget {
+    /// `per_source` (rate, burst) for each source, `total_per_sec` (burst twice that) for
+    /// all.
+    pub fn new(per_source: (f64, f64), total_per_sec: f64) -> PublicBudget {
+        PublicBudget {
+            per_source: SourceRates::new(per_source.0, per_source.1, PUBLIC_TSA_SOURCES),
+            total: Mutex::new(TokenBucket::new(
+                total_per_sec,
+                2.0 * total_per_sec,
+                Instant::now(),
+            )),
+        }
+    }
+
+    /// Take one stamp for `peer`: refused with the wait and the HTTP status to say it with
+    /// (429 for this source, 503 when all sources together are over).
+    fn take(&self, peer: IpAddr, now: Instant) -> Result<(), (StatusCode, Duration)> {
+        self.per_source
+            .take(peer, now)
+            .map_err(|w| (StatusCode::TOO_MANY_REQUESTS, w))?;
+        let mut total = self.total.lock().unwrap_or_else(|p| p.into_inner());
+        total
+            .take(now)
+            .map_err(|w| (StatusCode::SERVICE_UNAVAILABLE, w))
+    }
+}
 
 /// `POST /tsa`: the same TSA for clients without a certificate (most TSP clients take only
 /// a URL), each source address under its own rate limit; 404 unless `[tsa] public` is on.
@@ -32,15 +69,11 @@ pub(super) async fn public(app: &App, req: Request<Incoming>) -> HttpResponse {
         let resp = problem::json(StatusCode::NOT_FOUND, "not-found", "no such route");
         return body::refuse(req, resp).await;
     };
-    if let Err(wait) = rates.take(peer, Instant::now()) {
+    if let Err((status, wait)) = rates.take(peer, Instant::now()) {
         app.metrics.stamp(Some("rateLimited"));
-        tracing::info!(%peer, "anonymous time-stamp refused: source over its rate");
+        tracing::info!(%peer, %status, "anonymous time-stamp refused: over its rate");
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut resp = problem::bytes(
-            StatusCode::TOO_MANY_REQUESTS,
-            REPLY,
-            rejection(&TspError::SystemFailure),
-        );
+        let mut resp = problem::bytes(status, REPLY, rejection(&TspError::SystemFailure));
         if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
             resp.headers_mut().insert(RETRY_AFTER, v);
         }
@@ -102,5 +135,32 @@ fn failure_name(e: &TspError) -> &'static str {
         TspError::UnacceptedExtension(_) => "unacceptedExtension",
         TspError::TimeNotAvailable => "timeNotAvailable",
         _ => "systemFailure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_source_is_held_to_its_rate_and_all_sources_to_the_total() {
+        let now = Instant::now();
+        let ip = |n: u8| IpAddr::from([192, 0, 2, n]);
+        // Per source: 1 a second, 2 at once; all together: 3 a second, 6 at once.
+        let budget = PublicBudget::new((1.0, 2.0), 3.0);
+        assert!(budget.take(ip(1), now).is_ok());
+        assert!(budget.take(ip(1), now).is_ok());
+        let (status, wait) = budget.take(ip(1), now).expect_err("over its rate");
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(wait > Duration::ZERO);
+        // Others are served until the total is spent: 6 at once, 2 already taken.
+        for n in 2..6 {
+            assert!(budget.take(ip(n), now).is_ok(), "source {n}");
+        }
+        let (status, _) = budget.take(ip(6), now).expect_err("over the total");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        // A second later the total has refilled by three.
+        let later = now + Duration::from_secs(1);
+        assert!(budget.take(ip(7), later).is_ok());
     }
 }

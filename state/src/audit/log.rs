@@ -113,14 +113,14 @@ impl AuditLog {
     pub async fn record(&self, event: Event) -> Result<u64, AuditError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Job::Record(event, Some(tx)))
+            .send(Job::Record(Box::new(event), Some(tx)))
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
     }
 
     /// Append `event` without waiting (nothing is answered on the strength of it).
     pub fn record_detached(&self, event: Event) {
-        let _ = self.tx.send(Job::Record(event, None));
+        let _ = self.tx.send(Job::Record(Box::new(event), None));
     }
 
     /// Write a checkpoint now (if any record is not covered); returns the sequence number

@@ -50,7 +50,8 @@ pub struct AuditSigner {
 
 /// What the handle asks of the writer.
 pub(super) enum Job {
-    Record(Event, Option<oneshot::Sender<Result<u64, AuditError>>>),
+    // Boxed: an event is large, and every job moves through the channel.
+    Record(Box<Event>, Option<oneshot::Sender<Result<u64, AuditError>>>),
     Checkpoint(oneshot::Sender<Result<u64, AuditError>>),
     Close(oneshot::Sender<()>),
 }
@@ -192,7 +193,7 @@ impl Writer {
             for job in first.into_iter().chain(rx.try_iter().take(MAX_BATCH)) {
                 match job {
                     Job::Record(event, reply) => {
-                        let r = self.append(event);
+                        let r = self.append(*event);
                         waiting.push((reply, Some(r.seq)));
                         records.push(r);
                     }

@@ -119,7 +119,7 @@ impl SadStore {
     }
 
     /// Unspent SADs (expired ones included until the next sweep).
-    pub fn len(&self) -> usize {
+    pub fn unspent(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
     }
 }
@@ -193,6 +193,6 @@ mod tests {
         // Once they expire, the first client may ask again.
         let later = now + LIFETIME + Duration::from_secs(1);
         assert!(store.issue(g, later).is_ok());
-        assert_eq!(store.len(), 1);
+        assert_eq!(store.unspent(), 1);
     }
 }
