@@ -248,16 +248,8 @@ fn metrics_cost(dir: &Path, slice: Duration) {
     };
     let c = ab::compare(METRICS_COST_ROUNDS, load(&off), load(&on));
     println!(
-        "metrics cost (signetd pre-signed POST, 32 clients, {} rounds of {slice:?} slices): \
-         off {:.0} req/s {:.1} us/answer, on {:.0} req/s {:.1} us/answer: \
-         {:+.1}% throughput, {:+.1}% daemon CPU per answer (medians of paired slices)",
-        c.rounds,
-        c.a.rate(),
-        c.a.cpu_us_per_answer(),
-        c.b.rate(),
-        c.b.cpu_us_per_answer(),
-        c.rate_change_pct,
-        c.cpu_change_pct
+        "metrics cost (signetd pre-signed POST, 32 clients, {slice:?} slices): {}",
+        c.summary(("off", "on"))
     );
 }
 

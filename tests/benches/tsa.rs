@@ -98,16 +98,8 @@ fn metrics_cost(slice: Duration) {
     };
     let c = ab::compare(METRICS_COST_ROUNDS, || load(&off), || load(&on));
     println!(
-        "metrics cost (ec-p256, 32 clients, {} rounds of {slice:?} slices): off {:.0} resp/s \
-         {:.0} us/resp, on {:.0} resp/s {:.0} us/resp: {:+.1}% throughput, {:+.1}% daemon CPU \
-         per answer (medians of paired slices)",
-        c.rounds,
-        c.a.rate(),
-        c.a.cpu_us_per_answer(),
-        c.b.rate(),
-        c.b.cpu_us_per_answer(),
-        c.rate_change_pct,
-        c.cpu_change_pct
+        "metrics cost (ec-p256, 32 clients, {slice:?} slices): {}",
+        c.summary(("off", "on"))
     );
 }
 

@@ -68,6 +68,26 @@ pub struct Comparison {
     pub rounds: usize,
 }
 
+impl Comparison {
+    /// One line: each side's rate and server CPU per answer, then the changes, with the
+    /// names of the two sides (e.g. "off", "on").
+    pub fn summary(&self, names: (&str, &str)) -> String {
+        format!(
+            "{} {:.0}/s {:.1} us/answer, {} {:.0}/s {:.1} us/answer: {:+.1}% throughput, \
+             {:+.1}% server CPU per answer (medians of {} paired slices)",
+            names.0,
+            self.a.rate(),
+            self.a.cpu_us_per_answer(),
+            names.1,
+            self.b.rate(),
+            self.b.cpu_us_per_answer(),
+            self.rate_change_pct,
+            self.cpu_change_pct,
+            self.rounds
+        )
+    }
+}
+
 /// Measure `a` and `b` in `rounds` rounds of one slice each, the order alternating.
 pub fn compare(
     rounds: usize,

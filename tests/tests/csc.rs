@@ -68,6 +68,11 @@ fn post_raw(
         .arg(format!("@{}", req.display()))
         .arg(app().url(path)));
     let written = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (code, ctype) = written.split_once(' ').unwrap_or((&written, ""));
     let bytes = std::fs::read(&resp).unwrap_or_default();
     (

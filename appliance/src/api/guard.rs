@@ -76,13 +76,12 @@ pub fn charge(app: &App, caller: &Caller, n: usize) -> Result<(), HttpResponse> 
 /// 429 with the seconds until a retry may succeed.
 fn rate_limited(app: &App, client: &str, retry_after: std::time::Duration) -> HttpResponse {
     app.metrics.rate_limited(client);
-    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate-limited",
         format!("client {client} is over its rate limit"),
     )
-    .retry_after(secs)
+    .retry_after(problem::retry_secs(retry_after))
     .into()
 }
 

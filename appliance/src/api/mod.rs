@@ -274,18 +274,20 @@ impl App {
             (_, ["v1", "cms", ..]) => problem::method_not_allowed("POST"),
             (_, ["v1", "pdf", ..]) => problem::method_not_allowed("POST"),
             (&Method::GET, ["v1", "openapi.json"]) => openapi::document(),
-            (&Method::POST, ["csc", version, "info"]) => csc::info(&self, version, req).await,
+            (&Method::POST, ["csc", version, "info"]) => {
+                csc::respond(csc::info(&self, version, req).await)
+            }
             (&Method::POST, ["csc", version, "credentials", "list"]) => {
-                csc::list(&self, &caller, version, req).await
+                csc::respond(csc::list(&self, &caller, version, req).await)
             }
             (&Method::POST, ["csc", version, "credentials", "info"]) => {
-                csc::credential(&self, &caller, version, req).await
+                csc::respond(csc::credential(&self, &caller, version, req).await)
             }
             (&Method::POST, ["csc", version, "credentials", "authorize"]) => {
-                csc::authorize(&self, &caller, version, req).await
+                csc::respond(csc::authorize(&self, &caller, version, req).await)
             }
             (&Method::POST, ["csc", version, "signatures", "signHash"]) => {
-                csc::sign_hash(&self, &caller, version, req).await
+                csc::respond(csc::sign_hash(&self, &caller, version, req).await)
             }
             (_, ["csc", _, "info" | "credentials" | "signatures", ..])
                 if method != Method::POST =>

@@ -116,6 +116,11 @@ impl From<&PadesError> for Problem {
     }
 }
 
+/// A wait as the whole seconds Retry-After says, rounded up and at least 1.
+pub fn retry_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 fn set_retry_after(resp: &mut HttpResponse, secs: u64) {
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         resp.headers_mut().insert(RETRY_AFTER, v);

@@ -72,9 +72,8 @@ pub(super) async fn public(app: &App, req: Request<Incoming>) -> HttpResponse {
     if let Err((status, wait)) = rates.take(peer, Instant::now()) {
         app.metrics.stamp(Some("rateLimited"));
         tracing::info!(%peer, %status, "anonymous time-stamp refused: over its rate");
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let mut resp = problem::bytes(status, REPLY, rejection(&TspError::SystemFailure));
-        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        if let Ok(v) = HeaderValue::from_str(&problem::retry_secs(wait).to_string()) {
             resp.headers_mut().insert(RETRY_AFTER, v);
         }
         return body::refuse(req, resp).await;

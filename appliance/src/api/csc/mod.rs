@@ -64,9 +64,11 @@ const METHODS: [&str; 5] = [
     "signatures/signHash",
 ];
 
-type Answer = Result<Value, CscError>;
+/// What a CSC handler gives: its JSON answer, or the refusal.
+pub(super) type Answer = Result<Value, CscError>;
 
-fn answer(result: Answer) -> HttpResponse {
+/// A handler's result as the HTTP answer: the JSON, or CSC's error form.
+pub(super) fn respond(result: Answer) -> HttpResponse {
     match result {
         Ok(v) => problem::json_value(StatusCode::OK, &v),
         Err(e) => e.into(),
@@ -74,13 +76,9 @@ fn answer(result: Answer) -> HttpResponse {
 }
 
 /// `POST /csc/{v}/info`.
-pub(super) async fn info(app: &App, version: &str, req: Request<Incoming>) -> HttpResponse {
-    answer(info_answer(app, version, req).await)
-}
-
-async fn info_answer(app: &App, version: &str, req: Request<Incoming>) -> Answer {
+pub(super) async fn info(app: &App, version: &str, req: Request<Incoming>) -> Answer {
+    let _: wire::InfoRequest = read(app, version, req).await?;
     let version = Version::parse(version).ok_or_else(unknown_version)?;
-    let _: wire::InfoRequest = read(app, req).await?;
     Ok(json!({
         "specs": match version { Version::V1 => "1.0.4.0", Version::V2 => "2.0.0.2" },
         "name": "Signet",
@@ -99,12 +97,8 @@ pub(super) async fn list(
     caller: &Caller,
     version: &str,
     req: Request<Incoming>,
-) -> HttpResponse {
-    answer(list_answer(app, caller, version, req).await)
-}
-
-async fn list_answer(app: &App, caller: &Caller, version: &str, req: Request<Incoming>) -> Answer {
-    Version::parse(version).ok_or_else(unknown_version)?;
+) -> Answer {
+    let asked: wire::ListRequest = read(app, version, req).await?;
     let allowed = match app
         .authz
         .policy()
@@ -114,7 +108,6 @@ async fn list_answer(app: &App, caller: &Caller, version: &str, req: Request<Inc
         Decision::Forbidden { .. } => false,
         other => return Err(refusal(app, other)),
     };
-    let asked: wire::ListRequest = read(app, req).await?;
     let labels = match (allowed, app.authz.policy().keys_of(&caller.cert)) {
         (true, Some((_, labels))) => labels,
         _ => Vec::new(),
@@ -151,18 +144,8 @@ pub(super) async fn credential(
     caller: &Caller,
     version: &str,
     req: Request<Incoming>,
-) -> HttpResponse {
-    answer(credential_answer(app, caller, version, req).await)
-}
-
-async fn credential_answer(
-    app: &App,
-    caller: &Caller,
-    version: &str,
-    req: Request<Incoming>,
 ) -> Answer {
-    Version::parse(version).ok_or_else(unknown_version)?;
-    let asked: wire::InfoOfCredential = read(app, req).await?;
+    let asked: wire::InfoOfCredential = read(app, version, req).await?;
     let key = credential_for(app, caller, &asked.credential_id)?;
     let certificates = Certificates::parse(asked.certificates.as_deref())?;
     Ok(credential_info(
@@ -179,18 +162,8 @@ pub(super) async fn authorize(
     caller: &Caller,
     version: &str,
     req: Request<Incoming>,
-) -> HttpResponse {
-    answer(authorize_answer(app, caller, version, req).await)
-}
-
-async fn authorize_answer(
-    app: &App,
-    caller: &Caller,
-    version: &str,
-    req: Request<Incoming>,
 ) -> Answer {
-    Version::parse(version).ok_or_else(unknown_version)?;
-    let asked: wire::AuthorizeRequest = read(app, req).await?;
+    let asked: wire::AuthorizeRequest = read(app, version, req).await?;
     let key = credential_for(app, caller, &asked.credential_id)?;
     let hashes = asked
         .hashes
@@ -228,18 +201,8 @@ pub(super) async fn sign_hash(
     caller: &Caller,
     version: &str,
     req: Request<Incoming>,
-) -> HttpResponse {
-    answer(sign_hash_answer(app, caller, version, req).await)
-}
-
-async fn sign_hash_answer(
-    app: &App,
-    caller: &Caller,
-    version: &str,
-    req: Request<Incoming>,
 ) -> Answer {
-    Version::parse(version).ok_or_else(unknown_version)?;
-    let asked: wire::SignHashRequest = read(app, req).await?;
+    let asked: wire::SignHashRequest = read(app, version, req).await?;
     let key = credential_for(app, caller, &asked.credential_id)?;
     context::note_items(asked.hashes.len() as u64);
     if asked.operation_mode.as_deref().is_some_and(|m| m != "S") {
@@ -400,13 +363,12 @@ fn refusal(app: &App, decision: Decision) -> CscError {
 
 fn limited(app: &App, client: &str, wait: std::time::Duration) -> CscError {
     app.metrics.rate_limited(client);
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     CscError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_requests",
         format!("client {client} is over its rate limit"),
     )
-    .retry_after(secs)
+    .retry_after(problem::retry_secs(wait))
 }
 
 fn check_batch(app: &App, n: usize) -> Result<(), CscError> {
@@ -442,10 +404,17 @@ fn decode_hashes(hashes: &[String], alg: Option<HashAlg>) -> Result<Vec<Vec<u8>>
         .collect()
 }
 
-/// Read a JSON body (at most `api.max_json_bytes`); an empty body is `{}`.
-async fn read<T: DeserializeOwned>(app: &App, req: Request<Incoming>) -> Result<T, CscError> {
+/// Read a JSON body (at most `api.max_json_bytes`) of a path whose version is `version`;
+/// an empty body is `{}`.
+async fn read<T: DeserializeOwned>(
+    app: &App,
+    version: &str,
+    req: Request<Incoming>,
+) -> Result<T, CscError> {
     let typed = body::has_content_type(&req, "application/json");
     let bytes = body::read(req, app.max_json_bytes, app.body_timeout).await?;
+    // Checked after the body is read: a stream cut before its end is reset, not answered.
+    Version::parse(version).ok_or_else(unknown_version)?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else if !typed {
