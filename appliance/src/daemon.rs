@@ -241,7 +241,9 @@ async fn edges(
         metrics: Arc::new(crate::metrics::Metrics::new(
             config.metrics.listen.is_some(),
         )),
-        csc_sads: Arc::default(),
+        csc_sads: Arc::new(crate::api::csc::SadStore::new(Duration::from_secs(
+            config.api.csc_sad_lifetime_secs,
+        ))),
         public_tsa: public_tsa_budget(config),
     });
     let serials = Arc::clone(&app);

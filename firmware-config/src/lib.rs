@@ -304,6 +304,8 @@ pub struct ApiConfig {
     pub max_stream_bytes: u64,
     /// Most digests in one batch.
     pub max_batch: usize,
+    /// How long a SAD from the CSC API's `credentials/authorize` stays good, in seconds.
+    pub csc_sad_lifetime_secs: u64,
     /// Largest request head (request line and headers) accepted.
     pub max_header_bytes: usize,
     /// Time allowed for the TLS handshake and for each request head, in seconds.
@@ -385,6 +387,7 @@ impl Default for ApiConfig {
             max_json_bytes: 1024 * 1024,
             max_stream_bytes: 4 * 1024 * 1024 * 1024,
             max_batch: 1000,
+            csc_sad_lifetime_secs: 300,
             max_header_bytes: 16 * 1024,
             header_timeout_secs: 10,
             request_timeout_secs: 30,

@@ -174,6 +174,12 @@ fn listeners(config: &Config, bad: &mut dyn FnMut(&str, String)) {
     if api.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
         bad("api.worker_threads", "must be between 1 and 1024".into());
     }
+    if !(1..=3600).contains(&api.csc_sad_lifetime_secs) {
+        bad(
+            "api.csc_sad_lifetime_secs",
+            "must be between 1 and 3600".into(),
+        );
+    }
     if api.max_batch == 0 {
         bad("api.max_batch", "must be at least 1".into());
     }

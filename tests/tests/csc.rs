@@ -18,6 +18,8 @@ use signet_e2e::{judges_python, repo_root, run, run_ok, Appliance};
 const RSA_SHA256: &str = "1.2.840.113549.1.1.11";
 const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
 const SHA256: &str = "2.16.840.1.101.3.4.2.1";
+/// The SAD lifetime of this binary's appliance.
+const SAD_SECS: u64 = 4;
 
 /// One appliance for the binary. Besides the demo client (every key), `csc-limited` may
 /// sign with `doc-rsa` only.
@@ -33,6 +35,12 @@ fn app() -> &'static Appliance {
                 .as_array_mut()
                 .expect("[[clients]]")
                 .push(limited["c"].clone());
+            // Short, so that the test sees a SAD expire.
+            t.entry("api")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .expect("[api]")
+                .insert("csc_sad_lifetime_secs".into(), (SAD_SECS as i64).into());
         });
         app.start();
         app
@@ -441,6 +449,13 @@ fn bad_csc_input_gets_csc_errors_never_a_5xx() {
             .arg(app().url("/csc/v2/info")),
     );
     assert_eq!(out.trim(), "405");
+
+    // A SAD expires.
+    let stale = authorize("doc-rsa", &one);
+    std::thread::sleep(
+        std::time::Duration::from_secs(SAD_SECS) + std::time::Duration::from_millis(500),
+    );
+    refused(sign("doc-rsa", &stale, &one, RSA_SHA256), "SAD expired");
 
     let verified = app().ctl(&["audit", "verify"]);
     assert!(verified.status.success(), "{verified:?}");

@@ -190,9 +190,9 @@ pub(super) async fn authorize(
             "too_many_requests",
             "too many unspent SADs: spend or let some expire",
         )
-        .retry_after(sad::LIFETIME.as_secs())
+        .retry_after(app.csc_sads.lifetime().as_secs())
     })?;
-    Ok(json!({ "SAD": sad, "expiresIn": sad::LIFETIME.as_secs() }))
+    Ok(json!({ "SAD": sad, "expiresIn": app.csc_sads.lifetime().as_secs() }))
 }
 
 /// `POST /csc/{v}/signatures/signHash`.

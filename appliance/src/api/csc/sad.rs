@@ -17,8 +17,6 @@ use base64::Engine;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
-/// How long a SAD may wait for its `signHash`.
-pub const LIFETIME: Duration = Duration::from_secs(300);
 /// Unspent SADs one client may hold.
 pub const PER_CLIENT: usize = 256;
 /// Unspent SADs all clients together may hold.
@@ -68,14 +66,27 @@ struct Entry {
 }
 
 /// The unspent SADs.
-#[derive(Default)]
 pub struct SadStore {
+    lifetime: Duration,
     // Keyed by SHA-256 of the SAD: the table never holds a usable secret.
     entries: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
 impl SadStore {
-    /// A new SAD for `grant`, good until `now + LIFETIME`.
+    /// An empty table whose SADs are good for `lifetime`.
+    pub fn new(lifetime: Duration) -> SadStore {
+        SadStore {
+            lifetime,
+            entries: Mutex::default(),
+        }
+    }
+
+    /// How long a SAD stays good.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// A new SAD for `grant`, good until `now` + the lifetime.
     pub fn issue(&self, grant: Grant, now: Instant) -> Result<String, Full> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.retain(|_, e| e.expires > now);
@@ -92,7 +103,7 @@ impl SadStore {
             Sha256::digest(secret).into(),
             Entry {
                 grant,
-                expires: now + LIFETIME,
+                expires: now + self.lifetime,
             },
         );
         Ok(B64URL.encode(secret))
@@ -128,6 +139,8 @@ impl SadStore {
 mod tests {
     use super::*;
 
+    const LIFETIME: Duration = Duration::from_secs(300);
+
     fn grant(client: u8, credential: &str, hashes: &[&[u8]]) -> Grant {
         let hashes: Vec<Vec<u8>> = hashes.iter().map(|h| h.to_vec()).collect();
         Grant {
@@ -139,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_sad_is_good_once_for_exactly_what_it_was_issued_for() {
-        let store = SadStore::default();
+        let store = SadStore::new(LIFETIME);
         let now = Instant::now();
         let g = grant(1, "doc-rsa", &[b"a", b"b"]);
         let sad = store.issue(g.clone(), now).expect("issued");
@@ -164,7 +177,7 @@ mod tests {
 
     #[test]
     fn another_clients_sad_is_unknown_and_stays_good_for_its_owner() {
-        let store = SadStore::default();
+        let store = SadStore::new(LIFETIME);
         let now = Instant::now();
         let mine = grant(1, "doc-rsa", &[b"a"]);
         let sad = store.issue(mine.clone(), now).expect("issued");
@@ -176,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_sad_expires_and_the_table_is_bounded_per_client() {
-        let store = SadStore::default();
+        let store = SadStore::new(LIFETIME);
         let now = Instant::now();
         let g = grant(1, "doc-rsa", &[b"a"]);
         let sad = store.issue(g.clone(), now).expect("issued");
