@@ -19,7 +19,7 @@ use crate::settings;
 use signet_hsm::{softhsm, token, Hsm, HsmError, KeyInfo};
 use signet_state::layout::StateLayout;
 use signet_state::statelock::{LockError, StateLock};
-use signet_state::store::{certs, Store, StoreError};
+use signet_state::store::{Store, StoreError};
 
 /// What can stop a ceremony.
 #[derive(Debug, thiserror::Error)]
@@ -175,17 +175,13 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     write_private(&layout.demo_key(), client_key_pem.as_bytes())?;
     set_old_audit_log_aside(&layout)?;
     let store = Store::open(&layout.database())?;
-    store.with_blocking(|c| {
-        let tx = c.transaction()?;
-        certs::clear(&tx)?;
-        certs::record(&tx, ROOT_CA, "ca", root)?;
-        for (step, cert) in &made {
-            certs::record(&tx, ROOT_CA, step.recorded_as, cert)?;
-        }
-        certs::record(&tx, CLIENT_CA, "tls-client", &client)?;
-        tx.commit()?;
-        Ok(())
-    })?;
+    let mut issued = vec![(ROOT_CA, "ca", root)];
+    issued.extend(
+        made.iter()
+            .map(|(step, cert)| (ROOT_CA, step.recorded_as, cert)),
+    );
+    issued.push((CLIENT_CA, "tls-client", &client));
+    store.replace_certificates(&issued)?;
     Ok(InitReport::of(&layout, config))
 }
 

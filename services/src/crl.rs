@@ -14,8 +14,8 @@ use signet_pki::ocsp::RevocationReason;
 use signet_pki::x509::Issuer;
 
 use signet_hsm::{Hsm, KeyInfo};
-use signet_state::store::certs::{self, from_unix_secs, unix_secs};
-use signet_state::store::crls::{self, StoredCrl};
+use signet_state::store::certs::{from_unix_secs, unix_secs};
+use signet_state::store::crls::StoredCrl;
 use signet_state::store::{CertStatus, Store};
 
 /// Why a CRL could not be made.
@@ -136,11 +136,7 @@ impl CrlService {
             .iter()
             .find(|i| i.name == name)
             .ok_or_else(|| CrlError::UnknownCa(name.to_owned()))?;
-        let ca = name.to_owned();
-        let (number, records) = self
-            .store
-            .with(move |c| Ok((crls::next_number(c, &ca)?, certs::list_for_ca(c, &ca)?)))
-            .await?;
+        let (number, records) = self.store.next_crl(name).await?;
         let revoked = records
             .iter()
             .filter_map(|r| {
@@ -179,8 +175,7 @@ impl CrlService {
             next_update: unix_secs(now + self.validity),
             der,
         };
-        let keep = stored.clone();
-        self.store.with(move |c| crls::save(c, &keep)).await?;
+        self.store.save_crl(stored.clone()).await?;
         Ok(Arc::new(SignedCrl::from_stored(stored)))
     }
 

@@ -605,10 +605,9 @@ impl OcspService {
         let guard = self.status_lock.lock().await;
         let mut issued = Vec::with_capacity(self.cas.len());
         for responder in &self.cas {
-            let name = responder.name.clone();
             let records = self
                 .store
-                .with(move |c| certs::list_for_ca(c, &name))
+                .certificates_of(&responder.name)
                 .await
                 .map_err(|e| OcspError::InternalError(e.to_string()))?;
             issued.push(records);

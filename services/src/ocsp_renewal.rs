@@ -185,11 +185,10 @@ impl Renewal {
             )
             .await
             .map_err(|e| format!("issuing: {e}"))?;
-        let recorded = cert.clone();
         let record = self
             .authority
             .store()
-            .with(move |c| certs::record(c, ROOT_CA, "ocsp-signer", &recorded))
+            .record_certificate(ROOT_CA, "ocsp-signer", &cert)
             .await
             .map_err(|e| format!("recording: {e}"))?;
         self.authority.issued(&record).await;

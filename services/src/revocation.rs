@@ -17,7 +17,6 @@ use crate::crl::CrlService;
 use crate::issuance::Issuers;
 use crate::ocsp::OcspService;
 use crate::ServiceError;
-use signet_state::store::certs;
 use signet_state::store::{CertRecord, StatusChange, Store};
 
 /// See the module documentation.
@@ -73,10 +72,9 @@ impl StatusAuthority {
         change: StatusChange,
     ) -> Result<CertRecord, ServiceError> {
         let guard = self.lock.lock().await;
-        let s = serial.to_owned();
         let record = self
             .store
-            .with(move |c| certs::change_status(c, &s, &change, SystemTime::now()))
+            .change_status(serial, change, SystemTime::now())
             .await
             .map_err(ServiceError::internal)??;
         tracing::info!(serial = %record.serial, ca = %record.ca, status = ?record.status, "certificate status changed");

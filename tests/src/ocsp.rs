@@ -156,13 +156,8 @@ pub fn record_certificates(app: &Appliance, n: usize, first_serial: u64) -> Vec<
         })
         .collect();
     let store = signet::store::Store::open(&app.path("signet.db")).expect("db");
-    store
-        .with_blocking(|c| {
-            for cert in &certs {
-                signet::store::certs::record(c, "root", "test", cert)?;
-            }
-            Ok(())
-        })
-        .expect("record");
+    let issued: Vec<(&str, &str, &x509_cert::Certificate)> =
+        certs.iter().map(|c| ("root", "test", c)).collect();
+    store.record_certificates(&issued).expect("record");
     certs
 }

@@ -135,12 +135,7 @@ pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
         .map_err(internal)?;
     let now = SystemTime::now();
     let soon = certs::unix_secs(now + EXPIRING);
-    let all = d
-        .authority
-        .store()
-        .with(|c| certs::list(c))
-        .await
-        .map_err(internal)?;
+    let all = d.authority.store().certificates().await.map_err(internal)?;
     let renewing = d.ocsp.ca(crate::issuance::ROOT_CA).map(|ca| {
         ca.delegated()
             .certificate()
@@ -158,14 +153,7 @@ pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
     let tsa_next = d
         .authority
         .store()
-        .with(|c| {
-            Ok(
-                c.query_row("SELECT next FROM counters WHERE name = 'tsa'", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .ok(),
-            )
-        })
+        .counter_next("tsa")
         .await
         .map_err(internal)?;
     let ocsp_age = d

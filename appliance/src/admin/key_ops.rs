@@ -115,10 +115,9 @@ pub async fn import(
         Some(keys) => keys.replace_chain(label, chain.clone()).map_err(internal)?,
         None => false,
     };
-    let leaf = leaf.clone();
     let record = target
         .store
-        .with(move |c| certs::record(c, EXTERNAL_CA, IMPORTED, &leaf))
+        .record_certificate(EXTERNAL_CA, IMPORTED, leaf)
         .await
         .map_err(internal)?;
     let mut answer = json!({

@@ -58,11 +58,7 @@ impl Certs<'_> {
 
 /// Every issued certificate and its status.
 pub async fn list(target: Certs<'_>) -> Result<Value, AdminError> {
-    let list = target
-        .store()
-        .with(|c| certs::list(c))
-        .await
-        .map_err(internal)?;
+    let list = target.store().certificates().await.map_err(internal)?;
     to_json(&list)
 }
 
@@ -99,10 +95,9 @@ pub async fn issue(target: Certs<'_>, req: IssueRequest) -> Result<Value, AdminE
         .ok_or_else(|| AdminError::new("internal", "no CA to sign with"))?
         .for_profile(&req.profile);
     let (profile, cert) = ca.issue(&req).await?;
-    let ca_name = ca.name.clone();
     let record = target
         .store()
-        .with(move |c| certs::record(c, &ca_name, &profile, &cert))
+        .record_certificate(&ca.name, &profile, &cert)
         .await
         .map_err(internal)?;
     target.issued(&record).await;
@@ -174,11 +169,10 @@ pub async fn generate_key(
                 san_uri: Vec::new(),
             };
             let (profile, cert) = ca.issue_for(subject, key.spki.clone(), &req).await?;
-            let ca_name = ca.name.clone();
             let root_pem = pem(&der::Encode::to_der(ca.certificate()).map_err(internal)?);
             let record = target
                 .store()
-                .with(move |c| certs::record(c, &ca_name, &profile, &cert))
+                .record_certificate(&ca.name, &profile, &cert)
                 .await
                 .map_err(internal)?;
             target.issued(&record).await;
@@ -211,7 +205,7 @@ async fn change(
     let outcome = match target {
         Certs::Live(authority) => authority.change(&serial, change).await.map_err(Into::into),
         Certs::Offline(store, _) => store
-            .with(move |c| certs::change_status(c, &serial, &change, SystemTime::now()))
+            .change_status(&serial, change, SystemTime::now())
             .await
             .map_err(internal)?
             .map_err(refused),
@@ -226,10 +220,9 @@ async fn find(
     text: &str,
 ) -> Result<(String, Vec<certs::CertRecord>), AdminError> {
     let serial = parse_serial(text)?;
-    let s = serial.clone();
     let found = target
         .store()
-        .with(move |c| certs::find(c, &s))
+        .find_certificate(&serial)
         .await
         .map_err(internal)?;
     Ok((serial, found))

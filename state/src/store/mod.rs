@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod crls;
+mod requests;
 mod serials;
 
 pub use certs::{CertRecord, CertStatus, ChangeRefused, StatusChange};
@@ -85,9 +86,9 @@ impl Store {
         })
     }
 
-    /// Run `f` with the connection on a blocking thread. Callers above this crate pass the
-    /// queries of [`certs`] and [`crls`]; they never name the SQLite types themselves.
-    pub async fn with<T: Send + 'static>(
+    /// Run `f` with the connection on a blocking thread. Only this crate's queries run
+    /// here: callers above it ask through the methods of `requests.rs`.
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -101,7 +102,7 @@ impl Store {
     }
 
     /// Run `f` with the connection on this thread (for the CLI and startup).
-    pub fn with_blocking<T>(
+    pub(crate) fn with_blocking<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

@@ -97,6 +97,18 @@ impl Inner {
     }
 }
 
+/// The next value counter `name` would hand out, without moving it (`None` before its
+/// first use).
+pub(crate) fn peek(conn: &rusqlite::Connection, name: &str) -> Result<Option<u64>, StoreError> {
+    use rusqlite::OptionalExtension;
+    let next: Option<i64> = conn
+        .query_row("SELECT next FROM counters WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(next.map(|n| n.max(0) as u64))
+}
+
 /// Durably move counter `name` forward by `count`; returns the reserved range.
 pub(crate) fn reserve(
     conn: &mut rusqlite::Connection,
