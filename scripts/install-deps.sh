@@ -14,6 +14,7 @@ APT_PACKAGES=(
   golang-cfssl iproute2 util-linux bsdutils
   prometheus
   osslsigncode openjdk-17-jdk-headless
+  postgresql
   systemd dpkg-dev man-db
   python3 python3-venv
 )
@@ -31,6 +32,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # packaged service, started where systemd runs, is stopped again.
   if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  # The same for PostgreSQL: tests run their own server (initdb in a temp dir).
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
   fi
 fi
 

@@ -62,6 +62,10 @@ SIGNET_TEST_TOKEN=tpm2 cargo test --release --locked -p signet-e2e \
   --test tsa --test tsa_bad_input --test ocsp --test sign_api --test pades --test tls --test keys \
   --test audit --test lifecycle --test client_identity --test hsm_fairness
 
+step "the suites that touch the store again, on PostgreSQL (a real server each test binary starts)"
+SIGNET_TEST_STORE=postgres cargo test --release --locked -p signet-e2e \
+  --test ocsp --test revoke_crash --test crash_mixed --test ctl --test ctl_issue --test lifecycle
+
 step "fuzz targets, replayed (seeds, regressions, mutations; scripts/fuzz.sh runs libFuzzer longer)"
 SIGNET_FUZZ_REPLAY_SECONDS=5 CARGO_TARGET_DIR=target \
   cargo test --release --locked --manifest-path fuzz/Cargo.toml -- --test-threads 2 --nocapture

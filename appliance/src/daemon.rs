@@ -119,6 +119,11 @@ pub async fn run(
     let notifier = Notifier::from_env();
     let layout = StateLayout::new(&config.state_dir);
     let _state = StateLock::acquire(layout.root())?;
+    // The store first: a database that cannot be reached or is newer than this Signet
+    // stops the start before the token or the audit log is touched.
+    notifier.status("opening the store");
+    let store = tokio::task::block_in_place(|| Store::open_configured(&config, &layout))?;
+    tracing::info!(backend = store.kind(), "store open");
     notifier.status("opening the HSM token");
     let hsm_settings = crate::settings::hsm(&config).map_err(StartError::Config)?;
     let hsm = tokio::task::block_in_place(|| Hsm::open(&hsm_settings))?;
@@ -134,7 +139,7 @@ pub async fn run(
     let urgent = hsm.urgent();
     notifier.status("checking the audit anchor");
     let audit = open_audit(&config, &source, &layout, &urgent, Arc::clone(&keys.audit))?;
-    let (tsa, services) = services(&config, &layout, &hsm, &urgent, &certs, &keys)?;
+    let (tsa, services) = services(&config, store, &hsm, &urgent, &certs, &keys)?;
     notifier.status("publishing CRLs and OCSP responses");
     services
         .status
@@ -620,13 +625,12 @@ struct Services {
 /// Assemble the TSA, the OCSP responder, the CRLs and the status authority over the store.
 fn services(
     config: &Config,
-    layout: &StateLayout,
+    store: Store,
     hsm: &Hsm,
     urgent: &Hsm,
     certs: &OwnCerts,
     keys: &OwnKeys,
 ) -> Result<(TsaService, Services), StartError> {
-    let store = Store::open(&layout.database())?;
     let signer = SignerIdentity::new(
         certs.tsa[0].clone(),
         certs.root.clone(),
@@ -824,6 +828,8 @@ fn spawn_upkeep<F, Fut>(
 {
     let refresh_every = Duration::from_secs((config.ocsp.validity_secs / 10).clamp(1, 300));
     tasks.spawn(Arc::clone(status).refresh(refresh_every, stopped()));
+    // With PostgreSQL, what other boxes change reaches this box's answers.
+    tasks.spawn(Arc::clone(status).follow(stopped()));
     tasks.spawn(
         crate::ocsp_renewal::Renewal {
             authority: Arc::clone(status),

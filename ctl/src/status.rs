@@ -55,6 +55,7 @@ pub fn exec(args: Args) -> Result<(), String> {
         println!("{:<28} {days} days left{flag}", format!("  {name}"));
     }
     println!("{:<28} {}", "clock", text("clock"));
+    println!("{:<28} {}", "store", text("store"));
     println!(
         "{:<28} {}",
         "TSA serials reserved up to",

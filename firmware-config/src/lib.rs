@@ -25,7 +25,11 @@ pub const DEV_TOML: &str = include_str!("../dev.toml");
 pub const PRODUCTION_EXAMPLE_TOML: &str = include_str!("../appliance.toml");
 
 /// The keys that hold secrets, as (table, key): redacted wherever a config is shown.
-pub const SECRET_KEYS: [(&str, &str); 2] = [("hsm", "user_pin"), ("hsm", "so_pin")];
+pub const SECRET_KEYS: [(&str, &str); 3] = [
+    ("hsm", "user_pin"),
+    ("hsm", "so_pin"),
+    ("store", "password"),
+];
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +148,35 @@ pub struct Config {
     /// The process itself.
     #[serde(default)]
     pub process: ProcessConfig,
+    /// Where the shared state (certificates, statuses, serials, CRL numbers) is kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// Which database holds the shared state.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One SQLite file in the state directory: one box.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database that two or more boxes share.
+    Postgres,
+}
+
+/// `[store]`: SQLite by default; PostgreSQL for several boxes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (default) or `postgres`.
+    pub backend: StoreBackend,
+    /// PostgreSQL: a libpq-style URL or key=value string, without the password.
+    pub url: Option<String>,
+    /// PostgreSQL: the password. In clear only in the dev profile, like the HSM PIN.
+    pub password: Option<SecretString>,
+    /// PostgreSQL: the CA of the server's certificate. TLS is then required and the
+    /// server's name checked (verify-full); required in the production profile.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The PKCS#11 module and token.

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::{Config, Origin, Profile};
+use crate::{Config, Origin, Profile, StoreBackend};
 
 /// A rule that failed: the dotted key it is about, and what is wrong and allowed.
 pub type Finding = (String, String);
@@ -51,7 +51,62 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
     let ca_names = client_cas(config, &mut bad);
     clients(config, &ca_names, &mut bad);
     revocation_and_disk(config, &mut bad);
+    store(config, origin, &mut bad);
     out
+}
+
+/// `[store]`: PostgreSQL needs a URL without a password in it; production needs TLS and
+/// keeps the password sealed.
+fn store(config: &Config, origin: Origin, bad: &mut dyn FnMut(&str, String)) {
+    let s = &config.store;
+    let production = config.profile == Profile::Production;
+    if s.backend == StoreBackend::Sqlite {
+        if s.url.is_some() || s.password.is_some() || s.ca_file.is_some() {
+            bad(
+                "store",
+                "url, password and ca_file are for backend = \"postgres\"".into(),
+            );
+        }
+        return;
+    }
+    match &s.url {
+        None => bad("store.url", "backend = \"postgres\" needs a url".into()),
+        Some(url) if url_has_password(url) => bad(
+            "store.url",
+            "the url carries a password: put it in store.password (sealed)".into(),
+        ),
+        Some(_) => {}
+    }
+    if production && s.ca_file.is_none() {
+        bad(
+            "store.ca_file",
+            "the production profile reaches PostgreSQL over verified TLS only: name the \
+             server's CA"
+                .into(),
+        );
+    }
+    if production && origin == Origin::Clear && s.password.is_some() {
+        bad(
+            "store.password",
+            "a clear-text password is refused in the production profile: seal the config \
+             (`signetctl config seal`) and remove the clear file"
+                .into(),
+        );
+    }
+}
+
+/// Whether a PostgreSQL URL (`postgres://user:pw@host/db`) or key=value string
+/// (`password=...`) holds a password.
+fn url_has_password(url: &str) -> bool {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        let userinfo = authority.rsplit_once('@').map_or("", |(u, _)| u);
+        return userinfo.contains(':') || rest.contains("password=");
+    }
+    url.split_whitespace().any(|kv| kv.starts_with("password="))
 }
 
 /// The PINs by profile and origin, SoftHSM, and the audit log's TPM counter.

@@ -406,3 +406,56 @@ fn the_audit_tpm_counter_is_used_from_a_sealed_config_and_off_is_refused_in_prod
     let dev_off = dev_with("tpm_counter = \"auto\"", "tpm_counter = \"off\"");
     assert!(problems(&dev_off, Origin::Clear).is_empty());
 }
+
+#[test]
+fn the_postgres_store_needs_a_url_without_a_password_and_in_production_tls_and_a_seal() {
+    let keys = |text: &str, origin| -> Vec<String> {
+        problems(text, origin).into_iter().map(|p| p.key).collect()
+    };
+    let dev = |store: &str| format!("{DEV_TOML}\n[store]\n{store}\n");
+    assert!(keys(&dev("backend = \"sqlite\""), Origin::Clear).is_empty());
+    assert!(keys(
+        &dev("backend = \"postgres\"\nurl = \"host=db user=signet\"\npassword = \"pw\""),
+        Origin::Clear
+    )
+    .is_empty());
+    assert_eq!(
+        keys(&dev("backend = \"postgres\""), Origin::Clear),
+        ["store.url"]
+    );
+    for url in [
+        "postgres://signet:pw@db/signet",
+        "host=db user=signet password=pw",
+        "postgresql://db/signet?password=pw",
+    ] {
+        let text = dev(&format!("backend = \"postgres\"\nurl = \"{url}\""));
+        assert_eq!(keys(&text, Origin::Clear), ["store.url"], "{url}");
+    }
+    assert!(keys(
+        &dev("backend = \"postgres\"\nurl = \"postgres://signet@db/signet\""),
+        Origin::Clear
+    )
+    .is_empty());
+    assert_eq!(
+        keys(&dev("url = \"host=db\""), Origin::Clear),
+        ["store"],
+        "settings of PostgreSQL with the SQLite backend"
+    );
+    assert!(!problems(&dev("backend = \"mysql\""), Origin::Clear).is_empty());
+
+    let production = |store: &str| format!("{PRODUCTION_EXAMPLE_TOML}\n[store]\n{store}\n");
+    let clear_pw = "backend = \"postgres\"\nurl = \"host=db user=signet\"\npassword = \"pw\"";
+    let found = keys(&production(clear_pw), Origin::Sealed);
+    assert_eq!(found, ["store.ca_file"], "production needs verified TLS");
+    let with_ca = format!("{clear_pw}\nca_file = \"/etc/signet/db-ca.pem\"");
+    assert!(keys(&production(&with_ca), Origin::Sealed).is_empty());
+    assert!(
+        keys(&production(&with_ca), Origin::Clear).contains(&"store.password".to_owned()),
+        "a clear-text password is refused in production"
+    );
+    let sealed = crate::sealed::redact(&production(&with_ca)).expect("redact");
+    assert!(
+        !sealed.contains("\"pw\""),
+        "config unseal shows no password: {sealed}"
+    );
+}

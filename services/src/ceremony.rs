@@ -174,7 +174,7 @@ pub fn init(config: &Config, force: bool) -> Result<InitReport, CeremonyError> {
     write_pem(&layout.demo_cert(), &[&client])?;
     write_private(&layout.demo_key(), client_key_pem.as_bytes())?;
     set_old_audit_log_aside(&layout)?;
-    let store = Store::open(&layout.database())?;
+    let store = Store::open_configured(config, &layout)?;
     let mut issued = vec![(ROOT_CA, "ca", root)];
     issued.extend(
         made.iter()

@@ -479,6 +479,16 @@ impl OcspService {
     }
 
     /// The status of the certificate CA `ca` issued with `serial`, if it did.
+    /// Whether the index already holds `record`'s status (so a change read back from the
+    /// store's feed is one this box applied itself).
+    pub fn knows(&self, record: &CertRecord) -> bool {
+        self.cas
+            .iter()
+            .position(|c| c.name == record.ca)
+            .and_then(|ca| self.status_of(ca, &record.serial))
+            .is_some_and(|status| status == record.status)
+    }
+
     fn status_of(&self, ca: usize, serial: &str) -> Option<CertStatus> {
         self.statuses
             .read()

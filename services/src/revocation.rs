@@ -8,6 +8,8 @@
 //! stale CRL is withdrawn and the stale OCSP entries dropped (live signing reads the
 //! database), and the operator hears that the change is recorded but not yet published.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +28,8 @@ pub struct StatusAuthority {
     ocsp: Arc<OcspService>,
     crls: Arc<CrlService>,
     lock: Arc<Mutex<()>>,
+    /// How far this box has applied the store's change feed (other boxes' changes).
+    feed_applied: AtomicU64,
 }
 
 impl StatusAuthority {
@@ -44,6 +48,7 @@ impl StatusAuthority {
             ocsp,
             crls,
             lock,
+            feed_applied: AtomicU64::new(0),
         }
     }
 
@@ -103,6 +108,9 @@ impl StatusAuthority {
 
     /// Sign what the appliance serves: every CRL afresh and the OCSP cache.
     pub async fn publish_all(&self) -> Result<(), String> {
+        // Everything in the feed up to here is in what is signed below.
+        let head = self.store.feed_head().await.map_err(|e| e.to_string())?;
+        self.feed_applied.fetch_max(head, Ordering::Relaxed);
         {
             let guard = self.lock.lock().await;
             let names: Vec<String> = self.crls.names().map(str::to_owned).collect();
@@ -116,6 +124,52 @@ impl StatusAuthority {
         let n = self.ocsp.warm().await.map_err(|e| format!("OCSP: {e}"))?;
         tracing::info!(responses = n, "OCSP responses signed ahead of time");
         Ok(())
+    }
+
+    /// Follow the store's change feed until `shutdown`: what another box revoked, put on
+    /// hold, released or issued is taken into this box's OCSP index, cached answers and
+    /// CRL, within one notification (at most a second when notifications are lost).
+    /// Nothing to follow on SQLite.
+    pub async fn follow(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let Some(signal) = self.store.change_signal() else {
+            return;
+        };
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = signal.notified() => {}
+                () = &mut shutdown => return,
+            }
+            while let Ok(more) = self.apply_feed().await {
+                if !more {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Apply one page of the feed; whether there may be more.
+    async fn apply_feed(&self) -> Result<bool, ()> {
+        let after = self.feed_applied.load(Ordering::Relaxed);
+        let (reached, records) = self.store.changes_since(after).await.map_err(|e| {
+            tracing::warn!(error = %e, "change feed not read");
+        })?;
+        let guard = self.lock.lock().await;
+        let mut cas = BTreeSet::new();
+        for record in records.iter().filter(|r| !self.ocsp.knows(r)) {
+            tracing::info!(serial = %record.serial, ca = %record.ca, status = ?record.status, "status changed on another box");
+            if let Err(e) = self.ocsp.resign(&guard, record).await {
+                tracing::warn!(error = %e, serial = %record.serial, "OCSP not re-signed");
+            }
+            cas.insert(record.ca.clone());
+        }
+        for ca in cas {
+            if let Err(e) = self.crls.regenerate(&guard, &ca).await {
+                tracing::warn!(error = %e, ca = %ca, "CRL not re-signed");
+            }
+        }
+        self.feed_applied.fetch_max(reached, Ordering::Relaxed);
+        Ok(reached > after)
     }
 
     /// Re-sign CRLs and OCSP responses before they expire, every `every`, until `shutdown`.

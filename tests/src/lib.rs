@@ -180,6 +180,7 @@ impl Appliance {
             toml::Value::String(dir.path().to_string_lossy().into_owned()),
         );
         token::configure(&mut table);
+        store::configure(&mut table);
         // Tests run side by side: each daemon's metrics on a port of its own (see
         // `Appliance::metrics_addr`).
         let mut metrics = toml::Table::new();
@@ -267,6 +268,54 @@ impl Appliance {
         let (_, rest) = log.rsplit_once("metrics at http")?;
         let rest = rest.trim_start_matches('s').strip_prefix("://")?;
         rest.split('/').next()?.trim().parse().ok()
+    }
+
+    /// A second box of this appliance: a copy of its state directory (the token's files
+    /// stand for the keys an HSM cluster replicates; the PKI files are the same) with an
+    /// audit log, lock and logs of its own, and the same config, so the same store.
+    /// SoftHSM only.
+    pub fn replica(&self) -> Appliance {
+        let dir = tempfile::Builder::new()
+            .prefix("signet-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        run_ok(
+            Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", self.dir.path().display()))
+                .arg(dir.path()),
+        );
+        for own in ["audit", "signet.lock", "admin.sock"] {
+            let path = dir.path().join(own);
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+        let (from, to) = (
+            self.dir.path().to_string_lossy().into_owned(),
+            dir.path().to_string_lossy().into_owned(),
+        );
+        let config = dir.path().join("appliance.toml");
+        for file in [config.clone(), dir.path().join("softhsm/softhsm2.conf")] {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                std::fs::write(&file, text.replace(&from, &to)).expect("rewrite");
+            }
+        }
+        let log = dir.path().join("signetd.log");
+        Appliance {
+            dir,
+            config,
+            child: None,
+            addr: None,
+            public_addr: None,
+            public_listen: "127.0.0.1:0".to_owned(),
+            log,
+            starts: 0,
+        }
+    }
+
+    /// The appliance's store (SQLite or PostgreSQL, as its config says), opened beside
+    /// its daemon.
+    pub fn store(&self) -> signet::store::Store {
+        store::open(&self.config, self.dir.path())
     }
 
     /// A path under the state directory.
@@ -693,6 +742,8 @@ pub mod ocsp;
 pub mod ocsp_peers;
 pub mod p11kit;
 pub mod pdf;
+pub mod postgres;
+pub mod store;
 pub mod swtpm;
 pub mod token;
 pub mod tsp;

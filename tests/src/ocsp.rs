@@ -155,7 +155,7 @@ pub fn record_certificates(app: &Appliance, n: usize, first_serial: u64) -> Vec<
             signet_pki::x509::certificate_from_pem(&pem).expect("cert")
         })
         .collect();
-    let store = signet::store::Store::open(&app.path("signet.db")).expect("db");
+    let store = app.store();
     let issued: Vec<(&str, &str, &x509_cert::Certificate)> =
         certs.iter().map(|c| ("root", "test", c)).collect();
     store.record_certificates(&issued).expect("record");

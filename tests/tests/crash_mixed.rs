@@ -19,7 +19,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use signet::store::{certs, Store};
+use signet::store::certs;
 use signet_e2e::client::{demo_client_config, Connection};
 use signet_e2e::ocsp::{self, pki_cert, statuses};
 use signet_e2e::{bin, run, tsp, Appliance};
@@ -232,7 +232,7 @@ fn check_offline(app: &Appliance, signed_bodies: &[String]) {
         .count();
     assert_eq!(missing, 0, "signatures answered without an audit record");
 
-    let store = Store::open(&app.path("signet.db")).expect("database opens");
+    let store = app.store();
     let integrity = store.integrity_check().expect("integrity_check runs");
     assert_eq!(integrity, "ok", "PRAGMA integrity_check");
 }

@@ -55,8 +55,15 @@ fn operator_subcommands_work_against_a_live_daemon() {
     assert!(s["certificates"].as_u64().unwrap() >= 7, "{s}");
     assert_eq!(s["expiring_within_30_days"], Value::Array(vec![]));
     assert!(s["audit_head"].as_u64().unwrap() >= 1, "{s}");
+    // The store this run asked for (SIGNET_TEST_STORE) is the one the daemon uses.
+    let store = signet_e2e::store::Backend::of_this_run().name();
+    assert_eq!(s["store"], store, "{s}");
     let table = ok(a.ctl(&["status"]), "status");
     assert!(table.contains("signet-dev") && table.contains("audit records"));
+    assert!(
+        table.contains(&format!("store                        {store}")),
+        "{table}"
+    );
 
     // key list / key show
     let listed = json(&a, &["key", "list"]);

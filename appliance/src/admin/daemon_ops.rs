@@ -173,6 +173,7 @@ pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
         "certificates": all.len(),
         "expiring_within_30_days": expiring,
         "clock": clock,
+        "store": d.authority.store().kind(),
         "tsa_serial_reserved_up_to": tsa_next,
         "ocsp_oldest_response_age_secs": ocsp_age,
         "ocsp_signer": ocsp_signer(&d.ocsp, now),

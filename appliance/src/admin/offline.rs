@@ -85,7 +85,7 @@ impl Offline {
     pub fn store(&self) -> Result<&Store, AdminError> {
         self.locked()?;
         once(&self.store, || {
-            Store::open(&self.layout.database()).map_err(internal)
+            Store::open_configured(&self.config, &self.layout).map_err(internal)
         })
     }
 

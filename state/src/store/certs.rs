@@ -113,19 +113,14 @@ pub fn from_unix_secs(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-/// Record `cert`, issued by CA `ca` under `profile`, as good. Re-recording the same
-/// serial replaces it (a `--force` ceremony starts the PKI over).
-pub fn record(
-    conn: &Connection,
-    ca: &str,
-    profile: &str,
-    cert: &Certificate,
-) -> Result<CertRecord, StoreError> {
+/// The record of `cert`, issued by CA `ca` under `profile`, as good: what every backend
+/// stores for a newly issued certificate.
+pub fn new_record(ca: &str, profile: &str, cert: &Certificate) -> Result<CertRecord, StoreError> {
     let tbs = &cert.tbs_certificate;
     let der = cert
         .to_der()
         .map_err(|e| StoreError::Encoding(e.to_string()))?;
-    let rec = CertRecord {
+    Ok(CertRecord {
         ca: ca.to_owned(),
         serial: serial_from_bytes(tbs.serial_number.as_bytes()),
         subject: tbs.subject.to_string(),
@@ -134,7 +129,12 @@ pub fn record(
         profile: profile.to_owned(),
         status: CertStatus::Good,
         der,
-    };
+    })
+}
+
+/// Store `rec` as good. Re-recording the same serial replaces it (a `--force` ceremony
+/// starts the PKI over).
+pub fn insert_record(conn: &Connection, rec: &CertRecord) -> Result<(), StoreError> {
     conn.execute(
         "INSERT OR REPLACE INTO certificates
            (ca, serial, subject, not_before, not_after, profile, der, status, changed_at, reason)
@@ -149,7 +149,7 @@ pub fn record(
             rec.der
         ],
     )?;
-    Ok(rec)
+    Ok(())
 }
 
 /// Forget every certificate (a `--force` ceremony).
@@ -161,18 +161,20 @@ pub fn clear(conn: &Connection) -> Result<(), StoreError> {
 const COLUMNS: &str =
     "ca, serial, subject, not_before, not_after, profile, der, status, changed_at, reason";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<CertRecord> {
-    let status: String = row.get(7)?;
-    let at = row.get::<_, Option<i64>>(8)?.unwrap_or(0).max(0) as u64;
-    let reason: Option<String> = row.get(9)?;
-    let status = match status.as_str() {
+/// The status stored as (`status`, `changed_at`, `reason`) columns.
+pub fn status_of(status: &str, changed_at: Option<i64>, reason: Option<String>) -> CertStatus {
+    let at = changed_at.unwrap_or(0).max(0) as u64;
+    match status {
         "revoked" => CertStatus::Revoked {
             at,
             reason: reason.unwrap_or_else(|| "unspecified".into()),
         },
         "hold" => CertStatus::Hold { at },
         _ => CertStatus::Good,
-    };
+    }
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<CertRecord> {
     Ok(CertRecord {
         ca: row.get(0)?,
         serial: row.get(1)?,
@@ -181,7 +183,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<CertRecord> {
         not_after: row.get::<_, i64>(4)?.max(0) as u64,
         profile: row.get(5)?,
         der: row.get(6)?,
-        status,
+        status: status_of(&row.get::<_, String>(7)?, row.get(8)?, row.get(9)?),
     })
 }
 
@@ -223,6 +225,57 @@ pub fn find(conn: &Connection, serial: &str) -> Result<Vec<CertRecord>, StoreErr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A status as its columns: (`status`, `changed_at`, `reason`).
+pub struct StatusColumns<'a> {
+    /// `good`, `revoked` or `hold`.
+    pub status: &'static str,
+    /// When it took effect (seconds since the epoch), `None` for good.
+    pub changed_at: Option<i64>,
+    /// The CRLReason name, for revoked and hold.
+    pub reason: Option<&'a str>,
+}
+
+/// What `change` makes of the single certificate `found` for `serial` at `now`: the
+/// columns to write, or why the change is refused. Every backend applies these rules.
+pub fn transition<'a>(
+    serial: &str,
+    found: &[CertRecord],
+    change: &'a StatusChange,
+    now: SystemTime,
+) -> Result<(CertRecord, StatusColumns<'a>), ChangeRefused> {
+    let current = match found {
+        [] => return Err(ChangeRefused::NotFound(serial.to_owned())),
+        [one] => one.clone(),
+        _ => return Err(ChangeRefused::Ambiguous(serial.to_owned())),
+    };
+    let at = unix_secs(now) as i64;
+    let (status, reason) = match (change, &current.status) {
+        (_, CertStatus::Revoked { .. }) => {
+            return Err(ChangeRefused::AlreadyRevoked(serial.to_owned()))
+        }
+        (StatusChange::Revoke(r), _) if r == "certificateHold" => ("hold", Some(r.as_str())),
+        (StatusChange::Revoke(r), _) => ("revoked", Some(r.as_str())),
+        (StatusChange::Unhold, CertStatus::Hold { .. }) => ("good", None),
+        (StatusChange::Unhold, CertStatus::Good) => {
+            return Err(ChangeRefused::NotOnHold(serial.to_owned()))
+        }
+    };
+    // A hold that becomes a revocation keeps the hold's time: the key was in doubt since.
+    let changed_at = match (&current.status, status) {
+        (CertStatus::Hold { at: held }, "revoked") => Some(*held as i64),
+        (_, "good") => None,
+        _ => Some(at),
+    };
+    Ok((
+        current,
+        StatusColumns {
+            status,
+            changed_at,
+            reason,
+        },
+    ))
+}
+
 /// Apply `change` to the certificate with `serial` at time `now`, in one durable
 /// transaction. Returns the record as it now stands, or why the change was refused.
 pub fn change_status(
@@ -233,33 +286,20 @@ pub fn change_status(
 ) -> Result<Result<CertRecord, ChangeRefused>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found = find(&tx, serial)?;
-    let current = match found.as_slice() {
-        [] => return Ok(Err(ChangeRefused::NotFound(serial.to_owned()))),
-        [one] => one.clone(),
-        _ => return Ok(Err(ChangeRefused::Ambiguous(serial.to_owned()))),
-    };
-    let at = unix_secs(now) as i64;
-    let (status, reason) = match (change, &current.status) {
-        (_, CertStatus::Revoked { .. }) => {
-            return Ok(Err(ChangeRefused::AlreadyRevoked(serial.to_owned())))
-        }
-        (StatusChange::Revoke(r), _) if r == "certificateHold" => ("hold", Some(r.as_str())),
-        (StatusChange::Revoke(r), _) => ("revoked", Some(r.as_str())),
-        (StatusChange::Unhold, CertStatus::Hold { .. }) => ("good", None),
-        (StatusChange::Unhold, CertStatus::Good) => {
-            return Ok(Err(ChangeRefused::NotOnHold(serial.to_owned())))
-        }
-    };
-    // A hold that becomes a revocation keeps the hold's time: the key was in doubt since.
-    let changed_at = match (&current.status, status) {
-        (CertStatus::Hold { at: held }, "revoked") => Some(*held as i64),
-        (_, "good") => None,
-        _ => Some(at),
+    let (current, new) = match transition(serial, &found, change, now) {
+        Ok(t) => t,
+        Err(refused) => return Ok(Err(refused)),
     };
     tx.execute(
         "UPDATE certificates SET status = ?1, changed_at = ?2, reason = ?3
          WHERE ca = ?4 AND serial = ?5",
-        params![status, changed_at, reason, current.ca, current.serial],
+        params![
+            new.status,
+            new.changed_at,
+            new.reason,
+            current.ca,
+            current.serial
+        ],
     )?;
     let updated = get(&tx, &current.ca, &current.serial)?
         .ok_or_else(|| StoreError::Encoding("certificate vanished".into()))?;
@@ -270,7 +310,6 @@ pub fn change_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     #[test]
     fn serials_normalise_the_way_operators_type_them() {
@@ -294,64 +333,60 @@ mod tests {
     fn status_changes_follow_the_rules_and_are_durable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.db");
-        let store = Store::open(&path).expect("open");
+        let mut conn = crate::store::sqlite::open(&path).expect("open");
         let now = from_unix_secs(1_000);
         let later = from_unix_secs(2_000);
-        store
-            .with_blocking(|c| {
-                insert(c, "1a");
-                insert(c, "2b");
-                let held = change_status(
-                    c,
-                    "1a",
-                    &StatusChange::Revoke("certificateHold".into()),
-                    now,
-                )?;
-                assert_eq!(held.map(|r| r.status), Ok(CertStatus::Hold { at: 1_000 }));
-                let unheld = change_status(c, "1a", &StatusChange::Unhold, later)?;
-                assert_eq!(unheld.map(|r| r.status), Ok(CertStatus::Good));
-                assert_eq!(
-                    change_status(c, "1a", &StatusChange::Unhold, later)?.map(|r| r.status),
-                    Err(ChangeRefused::NotOnHold("1a".into()))
-                );
-                change_status(
-                    c,
-                    "2b",
-                    &StatusChange::Revoke("certificateHold".into()),
-                    now,
-                )?
-                .expect("hold");
-                let revoked = change_status(
-                    c,
-                    "2b",
-                    &StatusChange::Revoke("keyCompromise".into()),
-                    later,
-                )?;
-                assert_eq!(
-                    revoked.map(|r| r.status),
-                    Ok(CertStatus::Revoked {
-                        at: 1_000,
-                        reason: "keyCompromise".into()
-                    }),
-                    "a hold turned revocation dates from the hold"
-                );
-                assert_eq!(
-                    change_status(c, "2b", &StatusChange::Unhold, later)?.map(|r| r.status),
-                    Err(ChangeRefused::AlreadyRevoked("2b".into()))
-                );
-                assert_eq!(
-                    change_status(c, "ff", &StatusChange::Unhold, later)?.map(|r| r.status),
-                    Err(ChangeRefused::NotFound("ff".into()))
-                );
-                Ok(())
-            })
-            .expect("db");
-        drop(store);
-        let reopened = Store::open(&path).expect("reopen");
-        let rec = reopened
-            .with_blocking(|c| get(c, "root", "2b"))
-            .expect("get")
-            .expect("present");
+        (|c: &mut Connection| -> Result<(), StoreError> {
+            insert(c, "1a");
+            insert(c, "2b");
+            let held = change_status(
+                c,
+                "1a",
+                &StatusChange::Revoke("certificateHold".into()),
+                now,
+            )?;
+            assert_eq!(held.map(|r| r.status), Ok(CertStatus::Hold { at: 1_000 }));
+            let unheld = change_status(c, "1a", &StatusChange::Unhold, later)?;
+            assert_eq!(unheld.map(|r| r.status), Ok(CertStatus::Good));
+            assert_eq!(
+                change_status(c, "1a", &StatusChange::Unhold, later)?.map(|r| r.status),
+                Err(ChangeRefused::NotOnHold("1a".into()))
+            );
+            change_status(
+                c,
+                "2b",
+                &StatusChange::Revoke("certificateHold".into()),
+                now,
+            )?
+            .expect("hold");
+            let revoked = change_status(
+                c,
+                "2b",
+                &StatusChange::Revoke("keyCompromise".into()),
+                later,
+            )?;
+            assert_eq!(
+                revoked.map(|r| r.status),
+                Ok(CertStatus::Revoked {
+                    at: 1_000,
+                    reason: "keyCompromise".into()
+                }),
+                "a hold turned revocation dates from the hold"
+            );
+            assert_eq!(
+                change_status(c, "2b", &StatusChange::Unhold, later)?.map(|r| r.status),
+                Err(ChangeRefused::AlreadyRevoked("2b".into()))
+            );
+            assert_eq!(
+                change_status(c, "ff", &StatusChange::Unhold, later)?.map(|r| r.status),
+                Err(ChangeRefused::NotFound("ff".into()))
+            );
+            Ok(())
+        })(&mut conn)
+        .expect("db");
+        drop(conn);
+        let reopened = crate::store::sqlite::open(&path).expect("reopen");
+        let rec = get(&reopened, "root", "2b").expect("get").expect("present");
         assert!(matches!(rec.status, CertStatus::Revoked { .. }), "{rec:?}");
     }
 }

@@ -19,12 +19,6 @@ pub struct StoredCrl {
     pub der: Vec<u8>,
 }
 
-/// The next cRLNumber of `ca`: strictly increasing, durable before the CRL is signed
-/// (RFC 5280 5.2.3), never reused even if signing then fails.
-pub fn next_number(conn: &mut Connection, ca: &str) -> Result<u64, StoreError> {
-    Ok(super::reserve(conn, &format!("crl:{ca}"), 1)?.start)
-}
-
 /// Keep `crl` as the newest of its CA.
 pub fn save(conn: &Connection, crl: &StoredCrl) -> Result<(), StoreError> {
     conn.execute(
@@ -63,34 +57,36 @@ pub fn latest(conn: &Connection, ca: &str) -> Result<Option<StoredCrl>, StoreErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+
+    fn next_number(conn: &mut Connection, ca: &str) -> Result<u64, StoreError> {
+        Ok(crate::store::serials::reserve(conn, &format!("crl:{ca}"), 1)?.start)
+    }
 
     #[test]
     fn crl_numbers_increase_and_the_newest_crl_is_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.db")).expect("open");
-        store
-            .with_blocking(|c| {
-                let a = next_number(c, "root")?;
-                let b = next_number(c, "root")?;
-                assert!(b > a, "{a} then {b}");
-                for number in [a, b] {
-                    save(
-                        c,
-                        &StoredCrl {
-                            ca: "root".into(),
-                            number,
-                            this_update: 10,
-                            next_update: 20,
-                            der: vec![number as u8],
-                        },
-                    )?;
-                }
-                let newest = latest(c, "root")?.expect("a CRL");
-                assert_eq!(newest.number, b);
-                assert!(latest(c, "other")?.is_none());
-                Ok(())
-            })
-            .expect("db");
+        let mut conn = crate::store::sqlite::open(&dir.path().join("s.db")).expect("open");
+        (|c: &mut Connection| -> Result<(), StoreError> {
+            let a = next_number(c, "root")?;
+            let b = next_number(c, "root")?;
+            assert!(b > a, "{a} then {b}");
+            for number in [a, b] {
+                save(
+                    c,
+                    &StoredCrl {
+                        ca: "root".into(),
+                        number,
+                        this_update: 10,
+                        next_update: 20,
+                        der: vec![number as u8],
+                    },
+                )?;
+            }
+            let newest = latest(c, "root")?.expect("a CRL");
+            assert_eq!(newest.number, b);
+            assert!(latest(c, "other")?.is_none());
+            Ok(())
+        })(&mut conn)
+        .expect("db");
     }
 }

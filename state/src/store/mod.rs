@@ -1,21 +1,25 @@
-//! The appliance's state in SQLite: WAL, `synchronous=FULL`, versioned migrations run at open.
+//! The appliance's shared state: the serial-number counters, every certificate the
+//! appliance issued with its status, and the newest CRL of each CA.
 //!
-//! It holds the serial-number counters, every certificate the appliance issued with its
-//! status, and the newest CRL of each CA.
+//! Two backends answer the same questions (`backend::Backend`): SQLite, embedded, for one
+//! box; PostgreSQL, for several boxes that share one database. Callers see only `Store`.
 
+mod backend;
 pub mod certs;
 pub mod crls;
+mod postgres;
 mod requests;
 mod serials;
+mod sqlite;
 
 pub use certs::{CertRecord, CertStatus, ChangeRefused, StatusChange};
-pub(crate) use serials::reserve;
+pub use postgres::PostgresTarget;
 pub use serials::SerialAllocator;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
+use backend::Backend;
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,16 @@ pub enum StoreError {
     /// A counter ran out of values.
     #[error("serial counter {0:?} exhausted")]
     Exhausted(String),
+    /// PostgreSQL refused or failed a statement.
+    #[error("database: {0}")]
+    Postgres(String),
+    /// The database server cannot be reached (or the connection to it broke): nothing
+    /// was changed by the call that got this.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
+    /// The connection settings are wrong (URL, CA file, TLS).
+    #[error("database settings: {0}")]
+    Settings(String),
     /// The database thread is gone.
     #[error("database unavailable")]
     Unavailable,
@@ -37,112 +51,88 @@ pub enum StoreError {
     Encoding(String),
 }
 
-/// Each migration takes the schema from version N to N+1; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE counters (
-        name TEXT PRIMARY KEY,
-        next INTEGER NOT NULL CHECK (next >= 1)
-    ) STRICT;",
-    "CREATE TABLE certificates (
-        ca TEXT NOT NULL,
-        serial TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        not_before INTEGER NOT NULL,
-        not_after INTEGER NOT NULL,
-        profile TEXT NOT NULL,
-        der BLOB NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('good', 'revoked', 'hold')),
-        changed_at INTEGER,
-        reason TEXT,
-        PRIMARY KEY (ca, serial)
-    ) STRICT;
-    CREATE INDEX certificates_by_serial ON certificates (serial);
-    CREATE TABLE crls (
-        ca TEXT PRIMARY KEY,
-        number INTEGER NOT NULL,
-        this_update INTEGER NOT NULL,
-        next_update INTEGER NOT NULL,
-        der BLOB NOT NULL
-    ) STRICT;",
-];
-
 /// A handle on the database, shared by the appliance's components.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<Mutex<Box<dyn Backend>>>,
 }
 
 impl Store {
-    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    /// Open (creating if needed) the SQLite database at `path` and bring its schema up to
+    /// date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrate(&mut conn)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Store::over(sqlite::open(path)?))
     }
 
-    /// Run `f` with the connection on a blocking thread. Only this crate's queries run
+    /// Connect to the PostgreSQL database `target` names and bring its schema up to date.
+    /// Safe to call from async code: the connection is made off the runtime's threads.
+    pub fn connect(target: &PostgresTarget) -> Result<Store, StoreError> {
+        let target = target.clone();
+        let db = off_runtime(move || postgres::Postgres::connect(target))?;
+        Ok(Store::over(db))
+    }
+
+    /// The store `config` names: the SQLite file in the state directory (`layout`), or
+    /// the PostgreSQL database of `[store]`.
+    pub fn open_configured(
+        config: &signet_config::Config,
+        layout: &crate::layout::StateLayout,
+    ) -> Result<Store, StoreError> {
+        let s = &config.store;
+        match s.backend {
+            signet_config::StoreBackend::Sqlite => Store::open(&layout.database()),
+            signet_config::StoreBackend::Postgres => Store::connect(&PostgresTarget {
+                url: s.url.clone().unwrap_or_default(),
+                password: s.password.clone(),
+                ca_file: s.ca_file.clone(),
+            }),
+        }
+    }
+
+    fn over(db: impl Backend + 'static) -> Store {
+        Store {
+            db: Arc::new(Mutex::new(Box::new(db))),
+        }
+    }
+
+    /// Which backend holds the data: `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.db.lock().map_or("unavailable", |db| db.kind())
+    }
+
+    /// Run `f` with the backend on a blocking thread. Only this crate's queries run
     /// here: callers above it ask through the methods of `requests.rs`.
     pub(crate) async fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.conn);
+        let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| StoreError::Unavailable)?;
-            f(&mut guard)
+            let mut guard = db.lock().map_err(|_| StoreError::Unavailable)?;
+            f(guard.as_mut())
         })
         .await
         .map_err(|_| StoreError::Unavailable)?
     }
 
-    /// Run `f` with the connection on this thread (for the CLI and startup).
-    pub(crate) fn with_blocking<T>(
+    /// Run `f` with the backend and wait (for the CLI and startup); off the runtime's
+    /// threads, since a PostgreSQL client blocks on its own runtime.
+    pub(crate) fn with_blocking<T: Send>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        let mut guard = self.conn.lock().map_err(|_| StoreError::Unavailable)?;
-        f(&mut guard)
+        off_runtime(|| {
+            let mut guard = self.db.lock().map_err(|_| StoreError::Unavailable)?;
+            f(guard.as_mut())
+        })
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len() as i64;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version > known {
-        return Err(StoreError::TooNew(version, known));
+/// Run `f` on a thread of its own when this one drives async tasks (where blocking on
+/// another runtime panics); directly otherwise.
+fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T, StoreError> + Send) -> Result<T, StoreError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
     }
-    for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", n as i64 + 1)?;
-        tx.commit()?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn migrations_run_once_and_reopen_cleanly() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.db");
-        drop(Store::open(&path).expect("first open"));
-        let store = Store::open(&path).expect("second open");
-        let v: i64 = store
-            .with_blocking(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
-            .expect("version");
-        assert_eq!(v, MIGRATIONS.len() as i64);
-        let mode: String = store
-            .with_blocking(|c| Ok(c.pragma_query_value(None, "journal_mode", |r| r.get(0))?))
-            .expect("mode");
-        assert_eq!(mode, "wal");
-    }
+    std::thread::scope(|s| s.spawn(f).join().map_err(|_| StoreError::Unavailable)?)
 }

@@ -93,7 +93,7 @@ impl SerialAllocator {
 impl Inner {
     async fn reserve(&self) -> Result<Range<u64>, StoreError> {
         let (name, block) = (self.name.clone(), self.block);
-        self.store.with(move |c| reserve(c, &name, block)).await
+        self.store.with(move |db| db.reserve(&name, block)).await
     }
 }
 

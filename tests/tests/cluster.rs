@@ -1,0 +1,156 @@
+//! Two boxes on one PostgreSQL database (a real server the test starts): what one box
+//! issues or revokes, the other's OCSP answers and CRL say, without a restart, and the time
+//! it takes is printed.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use signet::store::certs;
+use signet_e2e::ocsp::{self, pki_cert, statuses};
+use signet_e2e::postgres::PASSWORD;
+use signet_e2e::{run, run_ok, Appliance};
+use x509_cert::Certificate;
+
+fn serial(cert: &Certificate) -> String {
+    certs::serial_from_bytes(cert.tbs_certificate.serial_number.as_bytes())
+}
+
+/// What `app`'s public OCSP responder says of `cert` (no nonce: the pre-signed cache).
+fn ocsp_status(app: &Appliance, root: &Certificate, cert: &Certificate, dir: &Path) -> String {
+    let req = dir.join("req.der");
+    std::fs::write(&req, ocsp::request(root, &[cert], 0)).expect("request");
+    let out = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-H",
+            "Content-Type: application/ocsp-request",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", req.display()))
+        .arg(app.public_url("/ocsp")));
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    statuses(&out.stdout)
+        .first()
+        .map_or("none".to_owned(), |s| (*s).to_owned())
+}
+
+/// Wait until `app` says `want` of `cert`; how long that took, or `None` after 5 s.
+fn until(
+    app: &Appliance,
+    root: &Certificate,
+    cert: &Certificate,
+    want: &str,
+    dir: &Path,
+) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if ocsp_status(app, root, cert, dir) == want {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+#[test]
+fn what_one_box_issues_or_revokes_the_other_box_answers() {
+    if signet_e2e::token::Backend::current() != signet_e2e::token::Backend::SoftHsm {
+        // The second box copies the first one's token files: SoftHSM's shape.
+        return;
+    }
+    let pg = signet_e2e::store::server();
+    let database = pg.create_database();
+    let mut a = Appliance::init_with(|t| {
+        let mut store = toml::Table::new();
+        store.insert("backend".into(), "postgres".into());
+        store.insert("url".into(), pg.url(&database).into());
+        store.insert("password".into(), PASSWORD.into());
+        store.insert(
+            "ca_file".into(),
+            pg.ca_file().to_string_lossy().into_owned().into(),
+        );
+        t.insert("store".into(), toml::Value::Table(store));
+    });
+    let before = ocsp::record_certificates(&a, 20, 0x5100_0000);
+    let mut b = a.replica();
+    a.start();
+    b.start();
+    let root = pki_cert(&a, "root-ca.pem");
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(ocsp_status(&b, &root, &before[0], dir.path()), "good");
+
+    // Recorded while both run (as `cert issue` on box A does): box B answers "good"
+    // without a restart.
+    let later = ocsp::record_certificates(&a, 3, 0x5200_0000);
+    for cert in &later {
+        assert!(
+            until(&b, &root, cert, "good", dir.path()).is_some(),
+            "box B never learnt of {}",
+            serial(cert)
+        );
+    }
+
+    // Revoked on box A: box B's pre-signed answer and CRL say so.
+    let mut delays = Vec::new();
+    for cert in &before {
+        let s = serial(cert);
+        let out = a.ctl(&["cert", "revoke", &s, "--reason", "keyCompromise"]);
+        assert!(
+            out.status.success(),
+            "revoke {s}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let delay = until(&b, &root, cert, "revoked", dir.path())
+            .unwrap_or_else(|| panic!("box B still does not say revoked for {s}"));
+        delays.push(delay);
+    }
+    delays.sort();
+    let pct = |p: usize| delays[(delays.len() * p / 100).min(delays.len() - 1)];
+    println!(
+        "revocation on box A to box B's first \"revoked\" ({} revocations, OCSP polled every ~2 ms \
+         with curl): p50 {:?}, p99 {:?}, max {:?}",
+        delays.len(),
+        pct(50),
+        pct(99),
+        delays[delays.len() - 1]
+    );
+    let crl = run(Command::new("curl").args(["-sS", &b.public_url("/crl/root.crl")]));
+    let crl_path = dir.path().join("b.crl");
+    std::fs::write(&crl_path, &crl.stdout).expect("crl");
+    let crl_text = run_ok(
+        Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+            .arg(&crl_path),
+    )
+    .to_ascii_lowercase();
+    for cert in &before {
+        let s = serial(cert);
+        assert!(crl_text.contains(&s), "box B's CRL lacks {s}");
+    }
+    // A revocation is final on every box: B cannot release what A revoked.
+    let s = serial(&before[0]);
+    let unhold = b.ctl(&["cert", "unhold", &s]);
+    assert!(
+        !unhold.status.success(),
+        "box B released a revoked certificate"
+    );
+    assert_eq!(ocsp_status(&a, &root, &before[0], dir.path()), "revoked");
+
+    a.stop();
+    b.stop();
+    for app in [&a, &b] {
+        let verified = app.ctl(&["audit", "verify"]);
+        assert!(
+            verified.status.success(),
+            "audit verify: {}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+    }
+}
