@@ -14,7 +14,7 @@ APT_PACKAGES=(
   golang-cfssl iproute2 util-linux bsdutils
   prometheus
   osslsigncode openjdk-17-jdk-headless
-  postgresql
+  postgresql haproxy
   systemd dpkg-dev man-db
   python3 python3-venv
 )
@@ -33,10 +33,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
-  # The same for PostgreSQL: tests run their own server (initdb in a temp dir).
-  if [[ " ${missing[*]} " == *" postgresql "* ]] && [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
-  fi
+  # The same for PostgreSQL (tests run their own server, initdb in a temp dir) and
+  # HAProxy (tests start it with deploy/haproxy/haproxy.cfg on ports they pick).
+  for service in postgresql haproxy; do
+    if [[ " ${missing[*]} " == *" $service "* ]] && [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now "$service" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # The Python judges: nobody on this project wrote them, which is the point.

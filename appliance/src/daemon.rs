@@ -232,6 +232,7 @@ async fn edges(
         trust: Arc::clone(&trust),
         keys: Arc::clone(&signing_keys),
         hsm: hsm.clone(),
+        store: services.status.store().clone(),
         max_json_bytes: api.max_json_bytes,
         max_batch: api.max_batch,
         max_stream_bytes: api.max_stream_bytes,

@@ -2,6 +2,7 @@
 //! admin socket to its codes, HTTP to a problem and a status.
 
 use signet_state::store::certs::ChangeRefused;
+use signet_state::store::StoreError;
 
 /// Why a service did not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -15,9 +16,24 @@ pub enum ServiceError {
     /// Done and recorded, but not yet published (CRL, OCSP); retried in the background.
     #[error("{0}")]
     Unpublished(String),
+    /// A dependency cannot be reached now (the shared database): nothing was done, or
+    /// it is not confirmed; the caller may ask again.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something below failed (the store, the HSM, a file).
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> ServiceError {
+        match e {
+            StoreError::Unreachable(_) | StoreError::Unavailable => ServiceError::Unavailable(
+                format!("{e}: not done (or not confirmed); ask again once it is back"),
+            ),
+            e => ServiceError::internal(e),
+        }
+    }
 }
 
 impl ServiceError {

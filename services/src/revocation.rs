@@ -80,8 +80,7 @@ impl StatusAuthority {
         let record = self
             .store
             .change_status(serial, change, SystemTime::now())
-            .await
-            .map_err(ServiceError::internal)??;
+            .await??;
         tracing::info!(serial = %record.serial, ca = %record.ca, status = ?record.status, "certificate status changed");
         let mut unpublished = Vec::new();
         if let Err(e) = self.crls.regenerate(&guard, &record.ca).await {

@@ -160,6 +160,8 @@ pub struct Appliance {
     /// Where to put the public listener at start: port 0 by default; a fixed port when the
     /// certificates' AIA and CDP must reach it (set `public.listen` to the same at init).
     pub public_listen: String,
+    /// Where to put the API listener at start: port 0 by default (see [`Appliance::pin_ports`]).
+    pub api_listen: String,
     log: PathBuf,
     starts: usize,
 }
@@ -197,6 +199,7 @@ impl Appliance {
             addr: None,
             public_addr: None,
             public_listen: "127.0.0.1:0".to_owned(),
+            api_listen: "127.0.0.1:0".to_owned(),
             log,
             starts: 0,
         };
@@ -215,11 +218,7 @@ impl Appliance {
     /// config before `init`, so the OCSP and CRL URLs of the certificates it issues reach this
     /// appliance's daemon: relying parties that follow them (pyHanko) get their answers.
     pub fn init_reachable(edit: impl FnOnce(&mut toml::Table)) -> Appliance {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
+        let listen = format!("127.0.0.1:{}", free_port());
         let mut app = Appliance::init_with(|t| {
             let mut public = toml::Table::new();
             public.insert("listen".into(), toml::Value::String(listen.clone()));
@@ -228,6 +227,13 @@ impl Appliance {
         });
         app.public_listen = listen;
         app
+    }
+
+    /// Listen on ports picked now, the same at every start: what a load balancer in front
+    /// of the box is configured with.
+    pub fn pin_ports(&mut self) {
+        self.api_listen = format!("127.0.0.1:{}", free_port());
+        self.public_listen = format!("127.0.0.1:{}", free_port());
     }
 
     /// A fresh appliance from the unchanged `dev.toml`.
@@ -307,6 +313,7 @@ impl Appliance {
             addr: None,
             public_addr: None,
             public_listen: "127.0.0.1:0".to_owned(),
+            api_listen: "127.0.0.1:0".to_owned(),
             log,
             starts: 0,
         }
@@ -474,7 +481,7 @@ impl Appliance {
             .arg("--config")
             .arg(launch.config.as_deref().unwrap_or(self.config.as_os_str()))
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.api_listen)
             .arg("--public-listen")
             .arg(&self.public_listen)
             .env("RUST_LOG", "info")
@@ -700,6 +707,14 @@ fn listening_addr(log: &str, scheme: &str) -> Option<SocketAddr> {
     addr.parse().ok()
 }
 
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Read lines of a child's output until one contains `needle` (or the stream ends).
 pub fn wait_for_line(reader: impl std::io::Read, needle: &str) -> Option<String> {
     BufReader::new(reader)
@@ -737,6 +752,8 @@ pub fn process_rss_kib(pid: u32) -> Option<u64> {
 
 pub mod ab;
 pub mod client;
+pub mod cluster;
+pub mod haproxy;
 pub mod load;
 pub mod ocsp;
 pub mod ocsp_peers;

@@ -50,9 +50,14 @@ pub(crate) fn configure(table: &mut toml::Table) {
     }
     let pg = server();
     let database = pg.create_database();
+    use_postgres(table, pg, &database);
+}
+
+/// Point a config at `database` on `pg`, over verified TLS with the password in the config.
+pub fn use_postgres(table: &mut toml::Table, pg: &Postgres, database: &str) {
     let mut store = toml::Table::new();
     store.insert("backend".into(), "postgres".into());
-    store.insert("url".into(), pg.url(&database).into());
+    store.insert("url".into(), pg.url(database).into());
     store.insert("password".into(), PASSWORD.into());
     store.insert(
         "ca_file".into(),

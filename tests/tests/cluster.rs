@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use signet::store::certs;
 use signet_e2e::ocsp::{self, pki_cert, statuses};
-use signet_e2e::postgres::PASSWORD;
 use signet_e2e::{run, run_ok, Appliance};
 use x509_cert::Certificate;
 
@@ -67,17 +66,7 @@ fn what_one_box_issues_or_revokes_the_other_box_answers() {
     }
     let pg = signet_e2e::store::server();
     let database = pg.create_database();
-    let mut a = Appliance::init_with(|t| {
-        let mut store = toml::Table::new();
-        store.insert("backend".into(), "postgres".into());
-        store.insert("url".into(), pg.url(&database).into());
-        store.insert("password".into(), PASSWORD.into());
-        store.insert(
-            "ca_file".into(),
-            pg.ca_file().to_string_lossy().into_owned().into(),
-        );
-        t.insert("store".into(), toml::Value::Table(store));
-    });
+    let mut a = Appliance::init_with(|t| signet_e2e::store::use_postgres(t, pg, &database));
     let before = ocsp::record_certificates(&a, 20, 0x5100_0000);
     let mut b = a.replica();
     a.start();

@@ -135,7 +135,12 @@ pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
         .map_err(internal)?;
     let now = SystemTime::now();
     let soon = certs::unix_secs(now + EXPIRING);
-    let all = d.authority.store().certificates().await.map_err(internal)?;
+    // A database that is down leaves the figures it holds out, not the whole status.
+    let store = d.authority.store();
+    let (all, store_error) = match store.certificates().await {
+        Ok(all) => (all, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let renewing = d.ocsp.ca(crate::issuance::ROOT_CA).map(|ca| {
         ca.delegated()
             .certificate()
@@ -150,12 +155,10 @@ pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
         .filter(|c| !(c.profile == "ocsp-signer" && Some(&c.subject) == renewing.as_ref()))
         .map(|c| json!({ "serial": c.serial, "subject": c.subject, "not_after": c.not_after }))
         .collect();
-    let tsa_next = d
-        .authority
-        .store()
-        .counter_next("tsa")
-        .await
-        .map_err(internal)?;
+    let tsa_next = match store_error {
+        None => store.counter_next("tsa").await.ok().flatten(),
+        Some(_) => None,
+    };
     let ocsp_age = d
         .ocsp
         .oldest_entry()
@@ -170,10 +173,12 @@ pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
         "token": d.hsm.token_label(),
         "sessions": d.hsm.workers(),
         "keys": keys,
-        "certificates": all.len(),
+        "certificates": store_error.is_none().then_some(all.len()),
         "expiring_within_30_days": expiring,
         "clock": clock,
-        "store": d.authority.store().kind(),
+        "store": store.kind(),
+        "store_reachable": store_error.is_none(),
+        "store_error": store_error,
         "tsa_serial_reserved_up_to": tsa_next,
         "ocsp_oldest_response_age_secs": ocsp_age,
         "ocsp_signer": ocsp_signer(&d.ocsp, now),

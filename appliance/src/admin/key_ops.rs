@@ -119,7 +119,7 @@ pub async fn import(
         .store
         .record_certificate(EXTERNAL_CA, IMPORTED, leaf)
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     let mut answer = json!({
         "label": label,
         "serial": record.serial,

@@ -194,6 +194,7 @@ impl From<signet_services::ServiceError> for AdminError {
             ServiceError::BadRequest(m) => AdminError::new("bad-request", m),
             ServiceError::Refused(r) => ops::refused(r),
             ServiceError::Unpublished(m) => AdminError::new("unpublished", m),
+            ServiceError::Unavailable(m) => AdminError::new("unavailable", m),
             ServiceError::Internal(m) => AdminError::new("internal", m),
         }
     }

@@ -58,7 +58,11 @@ impl Certs<'_> {
 
 /// Every issued certificate and its status.
 pub async fn list(target: Certs<'_>) -> Result<Value, AdminError> {
-    let list = target.store().certificates().await.map_err(internal)?;
+    let list = target
+        .store()
+        .certificates()
+        .await
+        .map_err(AdminError::from)?;
     to_json(&list)
 }
 
@@ -94,12 +98,14 @@ pub async fn issue(target: Certs<'_>, req: IssueRequest) -> Result<Value, AdminE
         .ca()
         .ok_or_else(|| AdminError::new("internal", "no CA to sign with"))?
         .for_profile(&req.profile);
+    // A certificate is signed only when it can be recorded (OCSP must know it).
+    target.store().check_reachable().await?;
     let (profile, cert) = ca.issue(&req).await?;
     let record = target
         .store()
         .record_certificate(&ca.name, &profile, &cert)
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     target.issued(&record).await;
     with_pem(&record)
 }
@@ -168,13 +174,14 @@ pub async fn generate_key(
                 san_dns: Vec::new(),
                 san_uri: Vec::new(),
             };
+            target.store().check_reachable().await?;
             let (profile, cert) = ca.issue_for(subject, key.spki.clone(), &req).await?;
             let root_pem = pem(&der::Encode::to_der(ca.certificate()).map_err(internal)?);
             let record = target
                 .store()
                 .record_certificate(&ca.name, &profile, &cert)
                 .await
-                .map_err(internal)?;
+                .map_err(AdminError::from)?;
             target.issued(&record).await;
             answer["serial"] = Value::String(record.serial.clone());
             answer["certificate_chain_pem"] =
@@ -207,7 +214,7 @@ async fn change(
         Certs::Offline(store, _) => store
             .change_status(&serial, change, SystemTime::now())
             .await
-            .map_err(internal)?
+            .map_err(AdminError::from)?
             .map_err(refused),
     }?;
     to_json(&outcome)
@@ -224,7 +231,7 @@ async fn find(
         .store()
         .find_certificate(&serial)
         .await
-        .map_err(internal)?;
+        .map_err(AdminError::from)?;
     Ok((serial, found))
 }
 
@@ -266,8 +273,16 @@ fn pem(der: &[u8]) -> String {
     out
 }
 
+/// A store failure: an unreachable database is `unavailable` (the operator asks again
+/// when it is back), anything else internal.
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
-        internal(e)
+        match e {
+            StoreError::Unreachable(_) | StoreError::Unavailable => AdminError::new(
+                "unavailable",
+                format!("{e}: not done (or not confirmed); ask again once it is back"),
+            ),
+            e => internal(e),
+        }
     }
 }

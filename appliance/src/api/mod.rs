@@ -64,6 +64,8 @@ pub struct App {
     pub keys: Arc<KeyRing>,
     /// The HSM.
     pub hsm: Hsm,
+    /// The store, asked only whether its database answers (`/readyz`).
+    pub store: crate::store::Store,
     /// Largest JSON body.
     pub max_json_bytes: usize,
     /// Most digests in a batch.
@@ -248,7 +250,7 @@ impl App {
             (&Method::POST, "/tsa") => return tsa::public(&self, req).await,
             (_, "/tsa") if self.public_tsa.is_some() => return problem::method_not_allowed("POST"),
             (&Method::GET, "/healthz") => return problem::text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => return readiness(&self.hsm),
+            (&Method::GET, "/readyz") => return readiness(&self.hsm, &self.store),
             _ => {}
         }
         let (Listener::Api, Some(cert)) = (listener, client) else {
@@ -300,13 +302,25 @@ impl App {
     }
 }
 
-/// `/readyz`: whether requests can be signed now. `/healthz` stays liveness only: a daemon
-/// whose HSM is lost is alive, answers "unavailable" at once and reconnects by itself.
-fn readiness(hsm: &Hsm) -> HttpResponse {
-    if hsm.is_ready() {
-        problem::text(StatusCode::OK, "ready\n")
-    } else {
-        problem::text_unavailable("not ready: hsm unavailable\n", 1)
+/// `/readyz`: whether requests can be signed now, and which dependency is down. `/healthz`
+/// stays liveness only: a daemon whose HSM is lost is alive, answers "unavailable" at once
+/// and reconnects by itself.
+///
+/// Only the HSM makes a box unready. An unreachable database is named but leaves it ready:
+/// stamps come from the reserved serial block and OCSP from the cached statuses, so a load
+/// balancer must keep sending it those (only revoke, unhold and issue wait for the
+/// database); were it unready, losing the shared database would take every box out at once.
+fn readiness(hsm: &Hsm, store: &crate::store::Store) -> HttpResponse {
+    match (hsm.is_ready(), store.reachable()) {
+        (true, true) => problem::text(StatusCode::OK, "ready\n"),
+        (true, false) => problem::text(
+            StatusCode::OK,
+            "ready, degraded: database unreachable (stamps and OCSP served; revoke, unhold and issue refused)\n",
+        ),
+        (false, true) => problem::text_unavailable("not ready: hsm unavailable\n", 1),
+        (false, false) => {
+            problem::text_unavailable("not ready: hsm unavailable, database unreachable\n", 1)
+        }
     }
 }
 

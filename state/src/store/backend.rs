@@ -50,9 +50,14 @@ pub(crate) trait Backend: Send {
     /// The certificates changed after feed position `after`, as they now stand, with the
     /// position reached (at most `FEED_PAGE` at a time).
     fn changes_since(&mut self, after: u64) -> Result<(u64, Vec<CertRecord>), StoreError>;
-    /// Start waking `signal` whenever another box changes the feed; `false` when no other
-    /// box can (SQLite).
-    fn watch(&self, signal: std::sync::Weak<tokio::sync::Notify>) -> bool;
+    /// Start waking `signal` whenever another box changes the feed, and keep `reachable`
+    /// saying whether the feed's connection is up; `false` when no other box can change
+    /// anything (SQLite).
+    fn watch(
+        &self,
+        signal: std::sync::Weak<tokio::sync::Notify>,
+        reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> bool;
 }
 
 /// Feed entries read at a time.

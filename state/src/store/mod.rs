@@ -17,6 +17,7 @@ pub use postgres::PostgresTarget;
 pub use serials::SerialAllocator;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use backend::Backend;
@@ -55,6 +56,9 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Mutex<Box<dyn Backend>>>,
+    /// Whether the last word from the database server was an answer (always, on SQLite):
+    /// what `/readyz` and `signetctl status` report, without waiting on the database.
+    reachable: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -92,6 +96,22 @@ impl Store {
     fn over(db: impl Backend + 'static) -> Store {
         Store {
             db: Arc::new(Mutex::new(Box::new(db))),
+            reachable: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Whether the database answered the last time this box asked (a query, or the
+    /// change feed's connection, which tries again every second while it is down).
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Note what a call's outcome says of the database's reachability.
+    fn observe<T>(reachable: &AtomicBool, outcome: &Result<T, StoreError>) {
+        match outcome {
+            Ok(_) => reachable.store(true, Ordering::Relaxed),
+            Err(StoreError::Unreachable(_)) => reachable.store(false, Ordering::Relaxed),
+            Err(_) => {}
         }
     }
 
@@ -107,9 +127,12 @@ impl Store {
         f: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = Arc::clone(&self.db);
+        let reachable = Arc::clone(&self.reachable);
         tokio::task::spawn_blocking(move || {
             let mut guard = db.lock().map_err(|_| StoreError::Unavailable)?;
-            f(guard.as_mut())
+            let outcome = f(guard.as_mut());
+            Store::observe(&reachable, &outcome);
+            outcome
         })
         .await
         .map_err(|_| StoreError::Unavailable)?
@@ -123,7 +146,9 @@ impl Store {
     ) -> Result<T, StoreError> {
         off_runtime(|| {
             let mut guard = self.db.lock().map_err(|_| StoreError::Unavailable)?;
-            f(guard.as_mut())
+            let outcome = f(guard.as_mut());
+            Store::observe(&self.reachable, &outcome);
+            outcome
         })
     }
 }

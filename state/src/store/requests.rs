@@ -118,8 +118,18 @@ impl Store {
     pub fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         let signal = std::sync::Arc::new(tokio::sync::Notify::new());
         let db = self.db.lock().ok()?;
-        db.watch(std::sync::Arc::downgrade(&signal))
-            .then_some(signal)
+        db.watch(
+            std::sync::Arc::downgrade(&signal),
+            std::sync::Arc::clone(&self.reachable),
+        )
+        .then_some(signal)
+    }
+
+    /// Ask the database something small: `Unreachable` when it cannot answer now. Called
+    /// before work that must be recorded (issuing a certificate signs first), so that a
+    /// database known to be down refuses the request before anything is signed.
+    pub async fn check_reachable(&self) -> Result<(), StoreError> {
+        self.with(|db| db.feed_head().map(drop)).await
     }
 
     /// The database's own consistency check: `ok`, or what is wrong. Blocking.

@@ -136,7 +136,11 @@ impl Backend for Connection {
         Ok((after, Vec::new()))
     }
 
-    fn watch(&self, _signal: std::sync::Weak<tokio::sync::Notify>) -> bool {
+    fn watch(
+        &self,
+        _signal: std::sync::Weak<tokio::sync::Notify>,
+        _reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> bool {
         false
     }
 }

@@ -81,6 +81,10 @@ impl Dialer {
             None => self.config.connect(NoTls),
         };
         made.map_err(|e| match e.as_db_error() {
+            // Class 57 (operator intervention): starting up, shutting down, in recovery.
+            Some(db) if db.code().code().starts_with("57") => {
+                StoreError::Unreachable(db.message().to_owned())
+            }
             Some(db) => StoreError::Settings(format!("PostgreSQL refused us: {}", db.message())),
             None => StoreError::Unreachable(chain(&e)),
         })

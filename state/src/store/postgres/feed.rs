@@ -8,7 +8,8 @@
 //! disconnected), so a box reads the feed from its last position on every wake-up, on
 //! every reconnection and once a second regardless.
 
-use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
@@ -97,17 +98,18 @@ pub(super) fn since(
 }
 
 /// Wake `signal` on every notification, every reconnection and every `POLL`, from a
-/// thread with a connection of its own, until nobody holds `signal` any more.
-pub(super) fn watch(dialer: Dialer, signal: Weak<Notify>) {
+/// thread with a connection of its own, until nobody holds `signal` any more; `reachable`
+/// follows that connection (down within `POLL` of the server going away).
+pub(super) fn watch(dialer: Dialer, signal: Weak<Notify>, reachable: Arc<AtomicBool>) {
     let spawned = std::thread::Builder::new()
         .name("store-feed".into())
-        .spawn(move || listen(&dialer, &signal));
+        .spawn(move || listen(&dialer, &signal, &reachable));
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the change-feed listener: changes of other boxes are read at OCSP refresh only");
     }
 }
 
-fn listen(dialer: &Dialer, signal: &Weak<Notify>) {
+fn listen(dialer: &Dialer, signal: &Weak<Notify>, reachable: &AtomicBool) {
     let wake = || match signal.upgrade() {
         Some(s) => {
             s.notify_one();
@@ -120,6 +122,7 @@ fn listen(dialer: &Dialer, signal: &Weak<Notify>) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "change feed: database unreachable");
+                reachable.store(false, Ordering::Relaxed);
                 std::thread::sleep(POLL);
                 if !wake() {
                     return;
@@ -132,6 +135,7 @@ fn listen(dialer: &Dialer, signal: &Weak<Notify>) {
             std::thread::sleep(POLL);
             continue;
         }
+        reachable.store(true, Ordering::Relaxed);
         // Caught up after (re)connecting: what was notified meanwhile is lost.
         if !wake() {
             return;
@@ -139,6 +143,7 @@ fn listen(dialer: &Dialer, signal: &Weak<Notify>) {
         loop {
             let waited = client.notifications().timeout_iter(POLL).next();
             if waited.is_err() || client.is_closed() {
+                reachable.store(false, Ordering::Relaxed);
                 break;
             }
             if !wake() {

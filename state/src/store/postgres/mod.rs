@@ -293,8 +293,12 @@ impl Backend for Postgres {
         self.run(|c| feed::since(c, after))
     }
 
-    fn watch(&self, signal: std::sync::Weak<tokio::sync::Notify>) -> bool {
-        feed::watch(self.dialer.clone(), signal);
+    fn watch(
+        &self,
+        signal: std::sync::Weak<tokio::sync::Notify>,
+        reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> bool {
+        feed::watch(self.dialer.clone(), signal, reachable);
         true
     }
 
