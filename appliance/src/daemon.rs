@@ -328,6 +328,7 @@ impl Running<'_> {
             edits: tokio::sync::Mutex::new(()),
             state_dir: self.layout.root().to_owned(),
             sources: Arc::clone(&edges.sources),
+            node: node_name(self.config),
         };
         let (config, audit) = (self.config, self.audit);
         let admin = admin_context(config, self.layout, listeners.admin_group, audit, daemon)?;
@@ -610,6 +611,7 @@ fn open_audit(
                 key: audit_public,
                 counter,
             },
+            Some(node_name(config)),
         )
     })?;
     Ok(audit)
@@ -813,6 +815,33 @@ fn spawn_health<F, Fut>(
     }
 }
 
+/// This box's name among several: `[cluster] node`, or the hostname.
+pub(crate) fn node_name(config: &Config) -> String {
+    config.cluster.node.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unnamed".into())
+    })
+}
+
+/// How often a box tells the shared database it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Tell the shared database this box is alive, every [`HEARTBEAT`], until `shutdown`.
+async fn heartbeat(store: Store, node: String, shutdown: impl std::future::Future<Output = ()>) {
+    let started = std::time::SystemTime::now();
+    tokio::pin!(shutdown);
+    loop {
+        if let Err(e) = store.heartbeat(&node, started).await {
+            tracing::debug!(error = %e, "heartbeat not recorded");
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+        }
+    }
+}
+
 /// The background work that keeps what is served fresh: CRLs and OCSP answers re-signed
 /// before they expire, and the delegated OCSP signer renewed at half its life.
 fn spawn_upkeep<F, Fut>(
@@ -829,8 +858,14 @@ fn spawn_upkeep<F, Fut>(
 {
     let refresh_every = Duration::from_secs((config.ocsp.validity_secs / 10).clamp(1, 300));
     tasks.spawn(Arc::clone(status).refresh(refresh_every, stopped()));
-    // With PostgreSQL, what other boxes change reaches this box's answers.
+    // With PostgreSQL, what other boxes change reaches this box's answers, and they see
+    // this box alive.
     tasks.spawn(Arc::clone(status).follow(stopped()));
+    tasks.spawn(heartbeat(
+        status.store().clone(),
+        node_name(config),
+        stopped(),
+    ));
     tasks.spawn(
         crate::ocsp_renewal::Renewal {
             authority: Arc::clone(status),

@@ -1,5 +1,6 @@
 //! `signetctl status`: the token, its sessions and keys, certificates expiring soon, clock
-//! sync, the TSA serial counter, the OCSP cache's age and the audit log's head.
+//! sync, the store and the other boxes on it, the TSA serial counter, the OCSP cache's age
+//! and the audit log's head.
 
 use serde_json::Value;
 
@@ -55,7 +56,29 @@ pub fn exec(args: Args) -> Result<(), String> {
         println!("{:<28} {days} days left{flag}", format!("  {name}"));
     }
     println!("{:<28} {}", "clock", text("clock"));
-    println!("{:<28} {}", "store", text("store"));
+    let reachable = match v.get("store_reachable") {
+        Some(Value::Bool(false)) => format!(", UNREACHABLE: {}", text("store_error")),
+        _ => String::new(),
+    };
+    println!("{:<28} {}{reachable}", "store", text("store"));
+    println!("{:<28} {}", "node", text("node"));
+    for n in v
+        .get("other_nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = n.get("node").and_then(Value::as_str).unwrap_or("");
+        let ago = n
+            .get("last_seen_secs_ago")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let version = n.get("version").and_then(Value::as_str).unwrap_or("");
+        println!(
+            "{:<28} seen {ago} s ago, version {version}",
+            format!("  other node {name}")
+        );
+    }
     println!(
         "{:<28} {}",
         "TSA serials reserved up to",

@@ -151,6 +151,27 @@ pub struct Config {
     /// Where the shared state (certificates, statuses, serials, CRL numbers) is kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// This box among several.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: how this box names itself in its audit records and to the other boxes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// 1 to 63 of A-Z a-z 0-9 . _ -; the hostname when absent.
+    pub node: Option<String>,
+}
+
+impl ClusterConfig {
+    /// Whether `name` is a node name: 1 to 63 of A-Z a-z 0-9 . _ -.
+    pub fn valid_node(name: &str) -> bool {
+        (1..=63).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    }
 }
 
 /// Which database holds the shared state.

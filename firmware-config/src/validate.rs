@@ -52,11 +52,23 @@ pub fn findings(config: &Config, origin: Origin) -> Vec<Finding> {
     clients(config, &ca_names, &mut bad);
     revocation_and_disk(config, &mut bad);
     store(config, origin, &mut bad);
+    cluster(config, &mut bad);
     out
 }
 
 /// `[store]`: PostgreSQL needs a URL without a password in it; production needs TLS and
 /// keeps the password sealed.
+fn cluster(config: &Config, bad: &mut dyn FnMut(&str, String)) {
+    if let Some(node) = &config.cluster.node {
+        if !crate::ClusterConfig::valid_node(node) {
+            bad(
+                "cluster.node",
+                format!("{node:?}: 1 to 63 of A-Z a-z 0-9 . _ -"),
+            );
+        }
+    }
+}
+
 fn store(config: &Config, origin: Origin, bad: &mut dyn FnMut(&str, String)) {
     let s = &config.store;
     let production = config.profile == Profile::Production;

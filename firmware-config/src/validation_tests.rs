@@ -459,3 +459,20 @@ fn the_postgres_store_needs_a_url_without_a_password_and_in_production_tls_and_a
         "config unseal shows no password: {sealed}"
     );
 }
+
+#[test]
+fn a_node_name_is_a_short_plain_word() {
+    let keys = |node: &str| -> Vec<String> {
+        let text = format!("{DEV_TOML}\n[cluster]\nnode = {node:?}\n");
+        problems(&text, Origin::Clear)
+            .into_iter()
+            .map(|p| p.key)
+            .collect()
+    };
+    for good in ["box-a", "signet-2.dc1", "n_1"] {
+        assert!(keys(good).is_empty(), "{good}");
+    }
+    for bad in ["", "box a", "box/a", "é", &"x".repeat(64)] {
+        assert_eq!(keys(bad), ["cluster.node"], "{bad:?}");
+    }
+}

@@ -58,6 +58,35 @@ fn until(
     None
 }
 
+/// `signetctl status` on each box names it and lists the other, seen within seconds.
+fn boxes_see_each_other(a: &Appliance, b: &Appliance) {
+    for (app, me, other) in [(a, "box-a", "box-b"), (b, "box-b", "box-a")] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = app.ctl(&["status", "--json"]);
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            assert_eq!(status["node"], me);
+            assert_eq!(status["store_reachable"], true);
+            let others = status["other_nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if let Some(seen) = others.iter().find(|n| n["node"] == other) {
+                assert!(
+                    seen["last_seen_secs_ago"].as_i64().unwrap() < 30,
+                    "{status}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{me} never saw {other}: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 #[test]
 fn what_one_box_issues_or_revokes_the_other_box_answers() {
     if signet_e2e::token::Backend::current() != signet_e2e::token::Backend::SoftHsm {
@@ -66,11 +95,21 @@ fn what_one_box_issues_or_revokes_the_other_box_answers() {
     }
     let pg = signet_e2e::store::server();
     let database = pg.create_database();
-    let mut a = Appliance::init_with(|t| signet_e2e::store::use_postgres(t, pg, &database));
-    let before = ocsp::record_certificates(&a, 20, 0x5100_0000);
+    let name = |t: &mut toml::Table, node: &str| {
+        let mut cluster = toml::Table::new();
+        cluster.insert("node".into(), node.into());
+        t.insert("cluster".into(), toml::Value::Table(cluster));
+    };
+    let mut a = Appliance::init_with(|t| {
+        signet_e2e::store::use_postgres(t, pg, &database);
+        name(t, "box-a");
+    });
+    let before = ocsp::record_certificates(&a, 50, 0x5100_0000);
     let mut b = a.replica();
+    b.edit_config(|t| name(t, "box-b"));
     a.start();
     b.start();
+    boxes_see_each_other(&a, &b);
     let root = pki_cert(&a, "root-ca.pem");
     let dir = tempfile::tempdir().expect("tempdir");
     assert_eq!(ocsp_status(&b, &root, &before[0], dir.path()), "good");
@@ -134,6 +173,15 @@ fn what_one_box_issues_or_revokes_the_other_box_answers() {
 
     a.stop();
     b.stop();
+    // Every record of each box's audit log names that box.
+    for (app, node) in [(&a, "box-a"), (&b, "box-b")] {
+        let log = std::fs::read_to_string(app.path("audit/audit.log")).expect("audit log");
+        let named = format!(r#""node":"{node}""#);
+        assert!(
+            log.lines().all(|l| l.contains(&named)),
+            "{node}: a record without its name"
+        );
+    }
     for app in [&a, &b] {
         let verified = app.ctl(&["audit", "verify"]);
         assert!(

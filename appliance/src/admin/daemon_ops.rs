@@ -39,6 +39,8 @@ pub struct Daemon {
     pub state_dir: std::path::PathBuf,
     /// The certificates the appliance depends on (and the other gauges' sources).
     pub sources: Arc<crate::metrics::Sources>,
+    /// This box's name (`[cluster] node`, or the hostname).
+    pub node: String,
 }
 
 impl Daemon {
@@ -179,6 +181,8 @@ pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
         "store": store.kind(),
         "store_reachable": store_error.is_none(),
         "store_error": store_error,
+        "node": d.node,
+        "other_nodes": other_nodes(d, now).await,
         "tsa_serial_reserved_up_to": tsa_next,
         "ocsp_oldest_response_age_secs": ocsp_age,
         "ocsp_signer": ocsp_signer(&d.ocsp, now),
@@ -186,6 +190,25 @@ pub async fn status(d: &Daemon) -> Result<Value, AdminError> {
         "own_certificates": own_certificates(&d.sources, now),
         "audit_head": d.audit.head(),
     }))
+}
+
+/// The other boxes on the shared database, from their heartbeats: name, version, and
+/// seconds since each was last heard of (none with SQLite, or while the database is down).
+async fn other_nodes(d: &Daemon, now: SystemTime) -> Vec<Value> {
+    let now = certs::unix_secs(now) as i64;
+    let nodes = d.authority.store().nodes().await.unwrap_or_default();
+    nodes
+        .into_iter()
+        .filter(|n| n.name != d.node)
+        .map(|n| {
+            json!({
+                "node": n.name,
+                "version": n.version,
+                "last_seen_secs_ago": (now - n.last_seen).max(0),
+                "started_at": n.started_at,
+            })
+        })
+        .collect()
 }
 
 /// Each certificate the appliance depends on: its notAfter, days left, and whether an

@@ -98,7 +98,7 @@ mod tests {
             algorithm: "ecdsa-sha256".into(),
             signature: "x".repeat(50),
         };
-        Record::seal(seq, 1_000 + seq, GENESIS.to_owned(), event).to_line()
+        Record::seal(seq, 1_000 + seq, GENESIS.to_owned(), None, event).to_line()
     }
 
     fn file_with(text: &str) -> File {

@@ -48,13 +48,15 @@ pub struct AuditLog {
 impl AuditLog {
     /// Open (or create) the log at `path`, cut a torn last line left by a crash, check the
     /// anchor (its signature, the TPM counter, that the log reaches it), prepare the TPM
-    /// counter, and start the writer with a `start` record. Blocking (files, the TPM).
+    /// counter, and start the writer with a `start` record. Every record names `node`, the
+    /// box. Blocking (files, the TPM).
     pub fn open(
         path: &Path,
         anchor: &Path,
         signer: AuditSigner,
         policy: CheckpointPolicy,
         protection: AnchorPolicy,
+        node: Option<String>,
     ) -> Result<AuditLog, AuditError> {
         let open_err = |message: String| AuditError::Open {
             path: path.to_owned(),
@@ -82,6 +84,7 @@ impl AuditLog {
             signer,
             policy,
             protection.counter.clone(),
+            node,
         );
         let durable = Arc::clone(&writer.durable);
         let records = Arc::clone(&writer.records);

@@ -25,6 +25,10 @@ pub struct Record {
     pub time_ms: u64,
     /// The previous record's `hash` (hex).
     pub prev: String,
+    /// The box that wrote it (`[cluster] node`, or its hostname); absent in records written
+    /// before boxes named themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// What happened.
     pub event: Event,
     /// SHA-256 of this record without this field (hex).
@@ -169,11 +173,18 @@ impl Event {
 
 impl Record {
     /// A sealed record: `hash` computed over the rest.
-    pub fn seal(seq: u64, time_ms: u64, prev: String, event: Event) -> Record {
+    pub fn seal(
+        seq: u64,
+        time_ms: u64,
+        prev: String,
+        node: Option<String>,
+        event: Event,
+    ) -> Record {
         let mut r = Record {
             seq,
             time_ms,
             prev,
+            node,
             event,
             hash: String::new(),
         };
@@ -181,10 +192,16 @@ impl Record {
         r
     }
 
-    /// SHA-256 over the canonical JSON of `[seq, time_ms, prev, event]`.
+    /// SHA-256 over the canonical JSON of `[seq, time_ms, prev, event]`, or of
+    /// `[seq, time_ms, prev, node, event]` when the record names its box.
     pub fn digest(&self) -> [u8; 32] {
-        let body = serde_json::to_vec(&(&self.seq, &self.time_ms, &self.prev, &self.event))
-            .unwrap_or_default();
+        let body = match &self.node {
+            None => serde_json::to_vec(&(&self.seq, &self.time_ms, &self.prev, &self.event)),
+            Some(node) => {
+                serde_json::to_vec(&(&self.seq, &self.time_ms, &self.prev, node, &self.event))
+            }
+        }
+        .unwrap_or_default();
         Sha256::digest(body).into()
     }
 
@@ -220,6 +237,7 @@ mod tests {
             7,
             1_700_000_000_000,
             GENESIS.into(),
+            Some("box-a".into()),
             Event::Admin {
                 uid: 0,
                 user: Some("root".into()),
@@ -242,5 +260,22 @@ mod tests {
         let mut other = r.clone();
         other.prev = hex::encode([1u8; 32]);
         assert_ne!(hex::encode(other.digest()), r.hash);
+        // The box's name is covered too: a record cannot be moved to another box's name.
+        let mut other = r.clone();
+        other.node = Some("box-b".into());
+        assert_ne!(hex::encode(other.digest()), r.hash);
+        assert!(line.contains(r#""node":"box-a""#), "{line}");
+    }
+
+    #[test]
+    fn a_record_without_a_node_is_written_and_hashed_as_before_boxes_had_names() {
+        let start = Event::Start {
+            version: "1".into(),
+            torn_bytes: 0,
+        };
+        let r = Record::seal(0, 1, GENESIS.into(), None, start);
+        assert!(!r.to_line().contains("node"));
+        let old = serde_json::to_vec(&(&r.seq, &r.time_ms, &r.prev, &r.event)).unwrap();
+        assert_eq!(r.hash, hex::encode(Sha256::digest(old)));
     }
 }

@@ -66,6 +66,8 @@ pub(super) fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
 pub(super) struct Writer {
     file: File,
     anchor: PathBuf,
+    /// The box's name, in every record.
+    node: Option<String>,
     next_seq: u64,
     prev: String,
     uncovered: u64,
@@ -116,10 +118,12 @@ impl Writer {
         signer: AuditSigner,
         policy: CheckpointPolicy,
         counter: Option<TpmCounter>,
+        node: Option<String>,
     ) -> Writer {
         let mut writer = Writer {
             file,
             anchor: anchor.to_owned(),
+            node,
             next_seq: tail.map_or(0, |r| r.seq + 1),
             prev: tail.map_or(GENESIS.to_owned(), |r| r.hash.clone()),
             uncovered: 0,
@@ -234,7 +238,13 @@ impl Writer {
 
     /// Chain `event` after the last record.
     fn append(&mut self, event: Event) -> Record {
-        let r = Record::seal(self.next_seq, now_ms(), self.prev.clone(), event);
+        let r = Record::seal(
+            self.next_seq,
+            now_ms(),
+            self.prev.clone(),
+            self.node.clone(),
+            event,
+        );
         self.next_seq += 1;
         self.prev = r.hash.clone();
         if !matches!(r.event, Event::Checkpoint { .. }) {
@@ -356,6 +366,7 @@ impl Writer {
             seq,
             time_ms,
             self.prev.clone(),
+            self.node.clone(),
             Event::Checkpoint {
                 algorithm: scheme_name(scheme),
                 signature: base64::engine::general_purpose::STANDARD.encode(signature),

@@ -50,6 +50,21 @@ pub(crate) trait Backend: Send {
     /// The certificates changed after feed position `after`, as they now stand, with the
     /// position reached (at most `FEED_PAGE` at a time).
     fn changes_since(&mut self, after: u64) -> Result<(u64, Vec<CertRecord>), StoreError>;
+    /// Note that box `node` (running `version`, started at `started`) is alive at `at`
+    /// (Unix seconds). Nothing to note with one box (SQLite).
+    fn heartbeat(
+        &mut self,
+        _node: &str,
+        _version: &str,
+        _started: i64,
+        _at: i64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Every box that ever beat, with when it last did (none with SQLite).
+    fn nodes(&mut self) -> Result<Vec<NodeSeen>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Start waking `signal` whenever another box changes the feed, and keep `reachable`
     /// saying whether the feed's connection is up; `false` when no other box can change
     /// anything (SQLite).
@@ -58,6 +73,19 @@ pub(crate) trait Backend: Send {
         signal: std::sync::Weak<tokio::sync::Notify>,
         reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> bool;
+}
+
+/// A box as the shared database last heard of it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeSeen {
+    /// `[cluster] node`, or the box's hostname.
+    pub name: String,
+    /// Its Signet version.
+    pub version: String,
+    /// When it started, Unix seconds.
+    pub started_at: i64,
+    /// Its last heartbeat, Unix seconds.
+    pub last_seen: i64,
 }
 
 /// Feed entries read at a time.

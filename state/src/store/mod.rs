@@ -12,6 +12,7 @@ mod requests;
 mod serials;
 mod sqlite;
 
+pub use backend::NodeSeen;
 pub use certs::{CertRecord, CertStatus, ChangeRefused, StatusChange};
 pub use postgres::PostgresTarget;
 pub use serials::SerialAllocator;

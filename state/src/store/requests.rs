@@ -125,6 +125,20 @@ impl Store {
         .then_some(signal)
     }
 
+    /// Tell the other boxes this one (`node`, started at `started`) is alive now.
+    pub async fn heartbeat(&self, node: &str, started: SystemTime) -> Result<(), StoreError> {
+        let node = node.to_owned();
+        let started = certs::unix_secs(started) as i64;
+        let now = certs::unix_secs(SystemTime::now()) as i64;
+        self.with(move |db| db.heartbeat(&node, env!("CARGO_PKG_VERSION"), started, now))
+            .await
+    }
+
+    /// The boxes that share this database, as their heartbeats last said.
+    pub async fn nodes(&self) -> Result<Vec<super::NodeSeen>, StoreError> {
+        self.with(|db| db.nodes()).await
+    }
+
     /// Ask the database something small: `Unreachable` when it cannot answer now. Called
     /// before work that must be recorded (issuing a certificate signs first), so that a
     /// database known to be down refuses the request before anything is signed.

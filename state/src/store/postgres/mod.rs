@@ -285,6 +285,43 @@ impl Backend for Postgres {
         })
     }
 
+    fn heartbeat(
+        &mut self,
+        node: &str,
+        version: &str,
+        started: i64,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO nodes (name, version, started_at, last_seen) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version,
+                   started_at = EXCLUDED.started_at, last_seen = EXCLUDED.last_seen",
+                &[&node, &version, &started, &at],
+            )
+            .map(drop)
+        })
+    }
+
+    fn nodes(&mut self) -> Result<Vec<super::backend::NodeSeen>, StoreError> {
+        self.run(|c| {
+            c.query(
+                "SELECT name, version, started_at, last_seen FROM nodes ORDER BY name",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(super::backend::NodeSeen {
+                    name: row.try_get(0)?,
+                    version: row.try_get(1)?,
+                    started_at: row.try_get(2)?,
+                    last_seen: row.try_get(3)?,
+                })
+            })
+            .collect()
+        })
+    }
+
     fn feed_head(&mut self) -> Result<u64, StoreError> {
         self.run(feed::head)
     }

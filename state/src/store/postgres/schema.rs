@@ -39,6 +39,13 @@ const MIGRATIONS: &[&str] = &[
         ca TEXT NOT NULL,
         serial TEXT NOT NULL
     );",
+    // The boxes' heartbeats (`signetctl status` lists the others).
+    "CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL
+    );",
 ];
 
 /// The advisory lock key migrations hold ("signet" in ASCII).
