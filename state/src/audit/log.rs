@@ -84,8 +84,8 @@ impl AuditLog {
             signer,
             policy,
             protection.counter.clone(),
-            node,
-        );
+        )
+        .naming(node);
         let durable = Arc::clone(&writer.durable);
         let records = Arc::clone(&writer.records);
         let anchor_lock = Arc::clone(&writer.anchor_lock);

@@ -118,12 +118,11 @@ impl Writer {
         signer: AuditSigner,
         policy: CheckpointPolicy,
         counter: Option<TpmCounter>,
-        node: Option<String>,
     ) -> Writer {
         let mut writer = Writer {
             file,
             anchor: anchor.to_owned(),
-            node,
+            node: None,
             next_seq: tail.map_or(0, |r| r.seq + 1),
             prev: tail.map_or(GENESIS.to_owned(), |r| r.hash.clone()),
             uncovered: 0,
@@ -226,6 +225,12 @@ impl Writer {
             uncovered: self.uncovered,
             oldest_uncovered: self.oldest_uncovered,
         }
+    }
+
+    /// Name `node` in every record from now on.
+    pub(super) fn naming(mut self, node: Option<String>) -> Writer {
+        self.node = node;
+        self
     }
 
     /// Forget the records chained since `head`: they were not written.
