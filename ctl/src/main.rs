@@ -15,6 +15,7 @@ mod pdf;
 mod progress;
 mod reload;
 mod status;
+mod store;
 mod transport;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,8 @@ enum Command {
     Client(client::Args),
     /// Re-read the client policy in the running daemon.
     Reload(reload::Args),
+    /// The store: move a one-box appliance's state into PostgreSQL.
+    Store(store::Args),
     /// The HSM itself.
     #[command(subcommand)]
     Hsm(HsmCommand),
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Crl(args) => crl::exec(args),
         Command::Client(args) => client::exec(args),
         Command::Reload(args) => reload::exec(args),
+        Command::Store(args) => store::exec(args),
         Command::Hsm(HsmCommand::Bench(args)) => hsm_bench::exec(args),
         Command::GenerateDocs { dir } => signet::docs::write(
             <Cli as clap::CommandFactory>::command().name("signetctl"),

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use super::certs::{CertRecord, ChangeRefused, StatusChange};
 use super::crls::StoredCrl;
+use super::snapshot::Snapshot;
 use super::StoreError;
 
 /// A database that holds the appliance's shared state.
@@ -50,6 +51,16 @@ pub(crate) trait Backend: Send {
     /// The certificates changed after feed position `after`, as they now stand, with the
     /// position reached (at most `FEED_PAGE` at a time).
     fn changes_since(&mut self, after: u64) -> Result<(u64, Vec<CertRecord>), StoreError>;
+    /// Everything this store holds, to copy into another one.
+    fn snapshot(&mut self) -> Result<Snapshot, StoreError>;
+    /// Take `snapshot` into this store in one transaction, refusing (`NotEmpty`) when it
+    /// holds anything already. Only a shared database is a destination (PostgreSQL).
+    fn restore(&mut self, _snapshot: &Snapshot) -> Result<(), StoreError> {
+        Err(StoreError::Settings(format!(
+            "a {} store is not a migration's destination",
+            self.kind()
+        )))
+    }
     /// Note that box `node` (running `version`, started at `started`) is alive at `at`
     /// (Unix seconds). Nothing to note with one box (SQLite).
     fn heartbeat(

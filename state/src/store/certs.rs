@@ -33,7 +33,7 @@ pub enum CertStatus {
 }
 
 /// One issued certificate.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CertRecord {
     /// The issuing CA's name in this appliance (e.g. `root`).
     pub ca: String,
@@ -160,6 +160,15 @@ pub fn clear(conn: &Connection) -> Result<(), StoreError> {
 
 const COLUMNS: &str =
     "ca, serial, subject, not_before, not_after, profile, der, status, changed_at, reason";
+
+/// The (`status`, `changed_at`, `reason`) columns that store `status`.
+pub fn columns_of(status: &CertStatus) -> (&'static str, Option<i64>, Option<&str>) {
+    match status {
+        CertStatus::Good => ("good", None, None),
+        CertStatus::Revoked { at, reason } => ("revoked", Some(*at as i64), Some(reason)),
+        CertStatus::Hold { at } => ("hold", Some(*at as i64), None),
+    }
+}
 
 /// The status stored as (`status`, `changed_at`, `reason`) columns.
 pub fn status_of(status: &str, changed_at: Option<i64>, reason: Option<String>) -> CertStatus {

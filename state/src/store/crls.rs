@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::StoreError;
 
 /// A signed CRL as stored.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCrl {
     /// The CA's name.
     pub ca: String,

@@ -10,12 +10,14 @@ pub mod crls;
 mod postgres;
 mod requests;
 mod serials;
+mod snapshot;
 mod sqlite;
 
 pub use backend::NodeSeen;
 pub use certs::{CertRecord, CertStatus, ChangeRefused, StatusChange};
 pub use postgres::PostgresTarget;
 pub use serials::SerialAllocator;
+pub use snapshot::Snapshot;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +47,9 @@ pub enum StoreError {
     /// The connection settings are wrong (URL, CA file, TLS).
     #[error("database settings: {0}")]
     Settings(String),
+    /// A migration's destination holds data already.
+    #[error("the destination is not empty: {0}")]
+    NotEmpty(String),
     /// The database thread is gone.
     #[error("database unavailable")]
     Unavailable,

@@ -146,6 +146,18 @@ impl Store {
         self.with(|db| db.feed_head().map(drop)).await
     }
 
+    /// Everything this store holds (certificates with their statuses, counters, CRLs), to
+    /// copy into another one. Blocking: for the CLI.
+    pub fn snapshot(&self) -> Result<super::Snapshot, StoreError> {
+        self.with_blocking(|db| db.snapshot())
+    }
+
+    /// Take `snapshot` into this store, which must hold nothing yet (`NotEmpty`), in one
+    /// transaction. Blocking: for the CLI.
+    pub fn restore(&self, snapshot: &super::Snapshot) -> Result<(), StoreError> {
+        self.with_blocking(|db| db.restore(snapshot))
+    }
+
     /// The database's own consistency check: `ok`, or what is wrong. Blocking.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         self.with_blocking(|db| db.integrity_check())

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use super::backend::Backend;
 use super::certs::{self, CertRecord, ChangeRefused, StatusChange};
 use super::crls::{self, StoredCrl};
+use super::snapshot::Snapshot;
 use super::{serials, StoreError};
 
 /// Each migration takes the schema from version N to N+1; never edit one that has shipped.
@@ -125,6 +126,34 @@ impl Backend for Connection {
 
     fn integrity_check(&mut self) -> Result<String, StoreError> {
         Ok(self.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot, StoreError> {
+        // One read transaction: the parts agree with each other.
+        let tx = self.transaction()?;
+        let certificates = certs::list(&tx)?;
+        let counters = tx
+            .prepare("SELECT name, next FROM counters")?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+            .collect::<Result<_, _>>()?;
+        let crls = tx
+            .prepare("SELECT ca, number, this_update, next_update, der FROM crls")?
+            .query_map([], |r| {
+                Ok(StoredCrl {
+                    ca: r.get(0)?,
+                    number: r.get::<_, i64>(1)?.max(0) as u64,
+                    this_update: r.get::<_, i64>(2)?.max(0) as u64,
+                    next_update: r.get::<_, i64>(3)?.max(0) as u64,
+                    der: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Snapshot {
+            certificates,
+            counters,
+            crls,
+        }
+        .sorted())
     }
 
     // One box owns the file: every change it makes it has applied already.
