@@ -10,5 +10,6 @@ cargo bench --locked -p signet-e2e --bench tsa -- "$@"
 cargo bench --locked -p signet-e2e --bench sign -- "$@"
 cargo bench --locked -p signet-e2e --bench pdf -- "$@"
 cargo bench --locked -p signet-e2e --bench soak -- "$@"
+cargo bench --locked -p signet-e2e --bench cluster -- "$@"
 # Re-executes itself in a private network namespace (unshare --net): see tests/benches/ocsp.rs.
 exec cargo bench --locked -p signet-e2e --bench ocsp -- "$@"

@@ -48,6 +48,7 @@ cargo bench --locked -p signet-e2e --bench tsa -- --quick
 cargo bench --locked -p signet-e2e --bench sign -- --quick
 cargo bench --locked -p signet-e2e --bench ocsp -- --quick
 cargo bench --locked -p signet-e2e --bench pdf -- --quick
+cargo bench --locked -p signet-e2e --bench cluster -- --quick
 # The soak fails the run on any error other than a 429, or on memory that keeps growing.
 step "soak (256 mTLS clients, 20 s; scripts/bench.sh runs it for 5 minutes)"
 cargo bench --locked -p signet-e2e --bench soak -- --quick

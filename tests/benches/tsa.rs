@@ -10,28 +10,15 @@
 //! CPU time per signature, which isolates the appliance's overhead from the generator's.
 
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use signet_e2e::client::{demo_client_config, Connection};
-use signet_e2e::{ab, bin, process_cpu, run_ok, tsp, Appliance};
+use signet_e2e::client::demo_client_config;
+use signet_e2e::stamp_load::{stamp_load, Point};
+use signet_e2e::{ab, bin, run_ok, Appliance};
 
 const KEYS: [&str; 2] = ["rsa-2048", "ec-p256"];
 const CLIENTS: [usize; 3] = [1, 8, 32];
 const HSM_WORKERS: usize = 2;
-
-struct Point {
-    clients: usize,
-    /// Good answers, over `elapsed`.
-    answers: u64,
-    elapsed: Duration,
-    server_cpu: Duration,
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-    errors: usize,
-}
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -124,94 +111,12 @@ fn raw_ceiling(app: &Appliance, seconds: f64) -> f64 {
 
 /// `clients` keep-alive connections sending TSA requests back to back for `duration`.
 fn measure(app: &Appliance, clients: usize, duration: Duration) -> Point {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let addr = app.addr.expect("running");
-    let pid = app.pid();
-    let config = demo_client_config(app);
-    let requests: Arc<Vec<Bytes>> = Arc::new(
-        (0..512u64)
-            .map(|n| Bytes::from(tsp::request(&n.to_be_bytes(), n + 1, false)))
-            .collect(),
-    );
-    rt.block_on(async move {
-        let mut conns = Vec::new();
-        for _ in 0..clients {
-            conns.push(
-                Connection::connect(addr, config.clone())
-                    .await
-                    .expect("connect"),
-            );
-        }
-        // Warm up every connection once, then measure.
-        for c in &mut conns {
-            c.post(
-                "/v1/tsa",
-                "application/timestamp-query",
-                requests[0].clone(),
-            )
-            .await
-            .expect("warm-up");
-        }
-        let start = Instant::now();
-        let cpu_before = process_cpu(pid);
-        let tasks: Vec<_> = conns
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut conn)| {
-                let requests = Arc::clone(&requests);
-                tokio::spawn(async move {
-                    let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, i);
-                    while start.elapsed() < duration {
-                        let t = Instant::now();
-                        match conn
-                            .post(
-                                "/v1/tsa",
-                                "application/timestamp-query",
-                                requests[n % requests.len()].clone(),
-                            )
-                            .await
-                        {
-                            Ok((status, body)) if status == 200 && !body.is_empty() => {
-                                latencies.push(t.elapsed())
-                            }
-                            _ => errors += 1,
-                        }
-                        n += clients;
-                    }
-                    (latencies, errors)
-                })
-            })
-            .collect();
-        let mut latencies = Vec::new();
-        let mut errors = 0;
-        for t in tasks {
-            let (l, e) = t.await.expect("client");
-            latencies.extend(l);
-            errors += e;
-        }
-        let window = start.elapsed();
-        let elapsed = window.as_secs_f64();
-        let server_cpu =
-            process_cpu(pid).saturating_sub(cpu_before) / (latencies.len().max(1) as u32);
-        latencies.sort();
-        let pct = |p: f64| {
-            latencies
-                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or_default()
-        };
-        Point {
-            clients,
-            answers: latencies.len() as u64,
-            elapsed: window,
-            server_cpu,
-            rate: latencies.len() as f64 / elapsed,
-            p50: pct(0.50),
-            p99: pct(0.99),
-            errors,
-        }
-    })
+    stamp_load(
+        addr,
+        demo_client_config(app),
+        &[app.pid()],
+        clients,
+        duration,
+    )
 }

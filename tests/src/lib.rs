@@ -760,6 +760,7 @@ pub mod ocsp_peers;
 pub mod p11kit;
 pub mod pdf;
 pub mod postgres;
+pub mod stamp_load;
 pub mod store;
 pub mod swtpm;
 pub mod token;
