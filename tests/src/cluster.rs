@@ -19,7 +19,8 @@ use crate::ocsp::{self, statuses};
 use crate::postgres::Postgres;
 use crate::{run, tsp, Appliance};
 
-/// Box A and its replica B on one database, started on pinned ports, behind HAProxy.
+/// Box A and its replica B (a copy of A's state directory and token) on one database,
+/// started on pinned ports, behind HAProxy.
 pub struct Cluster {
     /// The first box (it made the PKI).
     pub a: Appliance,
@@ -45,13 +46,13 @@ impl Cluster {
             edit(t);
         });
         prepare(&a);
+        let dir = tempfile::tempdir().expect("tempdir");
         let mut b = a.replica();
         let mut a = a;
-        a.pin_ports();
-        b.pin_ports();
-        a.start();
-        b.start();
-        let dir = tempfile::tempdir().expect("tempdir");
+        for app in [&mut a, &mut b] {
+            app.pin_ports();
+            app.start();
+        }
         let lb = HaProxy::start(&a, &b, dir.path());
         Cluster { a, b, lb, dir }
     }
