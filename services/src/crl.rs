@@ -105,15 +105,42 @@ impl CrlService {
         self.issuers.iter().map(|i| i.name.as_str())
     }
 
-    /// Sign a fresh CRL for CA `name` from the database's statuses and serve it. Needs the
-    /// status lock. On failure the old CRL is withdrawn (it may say "good" for a serial
-    /// revoked since): CRL requests get 503 until a later attempt succeeds.
+    /// Sign a fresh CRL for CA `name` from the database's statuses and serve it; on a box
+    /// that does not publish the CRLs, serve the publisher's newest from the database
+    /// instead. Needs the status lock. On failure the old CRL is withdrawn (it may say
+    /// "good" for a serial revoked since): CRL requests get 503 until a later attempt
+    /// succeeds.
     pub async fn regenerate(
         &self,
         _lock: &MutexGuard<'_, ()>,
         name: &str,
     ) -> Result<Arc<SignedCrl>, CrlError> {
+        let result = if self.store.publishes_crls() {
+            self.sign_new(name).await
+        } else {
+            self.adopt_or_sign(name).await
+        };
+        self.serve(name, result)
+    }
+
+    /// Sign a fresh CRL for CA `name` and serve it, whichever box publishes: at start, and
+    /// when this box has just become the publisher (the last one may have died between a
+    /// revocation and its CRL). Needs the status lock.
+    pub async fn sign_now(
+        &self,
+        _lock: &MutexGuard<'_, ()>,
+        name: &str,
+    ) -> Result<Arc<SignedCrl>, CrlError> {
         let result = self.sign_new(name).await;
+        self.serve(name, result)
+    }
+
+    /// Serve what signing or adopting gave; on failure withdraw the old CRL.
+    fn serve(
+        &self,
+        name: &str,
+        result: Result<Arc<SignedCrl>, CrlError>,
+    ) -> Result<Arc<SignedCrl>, CrlError> {
         match &result {
             Ok(crl) => {
                 if let Ok(mut c) = self.current.write() {
@@ -128,6 +155,42 @@ impl CrlService {
             }
         }
         result
+    }
+
+    /// Another box publishes the CRLs: serve its newest one of CA `name` from the database,
+    /// unless it is missing, or past half its life (the publisher is not doing its job),
+    /// or older than the one served here; then sign one here.
+    async fn adopt_or_sign(&self, name: &str) -> Result<Arc<SignedCrl>, CrlError> {
+        let served = self.current.read().ok().and_then(|c| c.get(name).cloned());
+        let stored = self.store.latest_crl(name).await?;
+        let now = SystemTime::now();
+        match stored {
+            Some(s) if now + self.validity / 2 < from_unix_secs(s.next_update) => match served {
+                Some(mine) if mine.number >= s.number => Ok(mine),
+                _ => Ok(Arc::new(SignedCrl::from_stored(s))),
+            },
+            _ => self.sign_new(name).await,
+        }
+    }
+
+    /// On a box that does not publish the CRLs: serve each CA's newest from the database
+    /// (what the publisher signed since). Needs the status lock.
+    pub async fn adopt_published(&self, lock: &MutexGuard<'_, ()>) {
+        if self.store.publishes_crls() {
+            return;
+        }
+        let names: Vec<String> = self.names().map(str::to_owned).collect();
+        for name in names {
+            // Asked every second: the number first, the CRL only when it is newer.
+            let served = self.current(&name).map(|c| c.number);
+            let newest = self.store.crl_number(&name).await.ok().flatten();
+            if served.is_some() && newest <= served {
+                continue;
+            }
+            if let Err(e) = self.regenerate(lock, &name).await {
+                tracing::warn!(ca = %name, error = %e, "published CRL not taken");
+            }
+        }
     }
 
     async fn sign_new(&self, name: &str) -> Result<Arc<SignedCrl>, CrlError> {

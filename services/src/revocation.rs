@@ -115,7 +115,7 @@ impl StatusAuthority {
             let names: Vec<String> = self.crls.names().map(str::to_owned).collect();
             for name in names {
                 self.crls
-                    .regenerate(&guard, &name)
+                    .sign_now(&guard, &name)
                     .await
                     .map_err(|e| format!("CRL of {name}: {e}"))?;
             }
@@ -127,13 +127,16 @@ impl StatusAuthority {
 
     /// Follow the store's change feed until `shutdown`: what another box revoked, put on
     /// hold, released or issued is taken into this box's OCSP index, cached answers and
-    /// CRL, within one notification (at most a second when notifications are lost).
+    /// CRL, within one notification (at most a second when notifications are lost). One
+    /// box signs the CRLs (the one that holds the publisher's lock in the database; a box
+    /// that takes the lock over signs them afresh at once); the others serve its newest.
     /// Nothing to follow on SQLite.
     pub async fn follow(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         let Some(signal) = self.store.change_signal() else {
             return;
         };
         tokio::pin!(shutdown);
+        let mut was_publisher = false;
         loop {
             tokio::select! {
                 () = signal.notified() => {}
@@ -144,6 +147,20 @@ impl StatusAuthority {
                     break;
                 }
             }
+            let guard = self.lock.lock().await;
+            let publisher = self.store.publishes_crls();
+            if publisher && !was_publisher {
+                // Taken over: the last publisher may have died between a revocation and
+                // its CRL.
+                for name in self.crl_names() {
+                    if let Err(e) = self.crls.sign_now(&guard, &name).await {
+                        tracing::warn!(ca = %name, error = %e, "CRL not signed");
+                    }
+                }
+            }
+            was_publisher = publisher;
+            // What the CRL publisher (another box) signed since.
+            self.crls.adopt_published(&guard).await;
         }
     }
 

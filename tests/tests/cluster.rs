@@ -149,9 +149,21 @@ fn what_one_box_issues_or_revokes_the_other_box_answers() {
         pct(99),
         delays[delays.len() - 1]
     );
-    let crl = run(Command::new("curl").args(["-sS", &b.public_url("/crl/root.crl")]));
+    // One box publishes the CRL (A, which started first); B serves A's very CRL from the
+    // database, taken at A's notification.
+    let fetch = |app: &Appliance| {
+        run(Command::new("curl").args(["-sS", &app.public_url("/crl/root.crl")])).stdout
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fetch(&a) != fetch(&b) {
+        assert!(
+            Instant::now() < deadline,
+            "box B does not serve box A's CRL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let crl_path = dir.path().join("b.crl");
-    std::fs::write(&crl_path, &crl.stdout).expect("crl");
+    std::fs::write(&crl_path, fetch(&b)).expect("crl");
     let crl_text = run_ok(
         Command::new("openssl")
             .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
@@ -162,6 +174,8 @@ fn what_one_box_issues_or_revokes_the_other_box_answers() {
         let s = serial(cert);
         assert!(crl_text.contains(&s), "box B's CRL lacks {s}");
     }
+    assert!(a.log().contains("this box now publishes the CRLs"));
+    assert!(!b.log().contains("this box now publishes the CRLs"));
     // A revocation is final on every box: B cannot release what A revoked.
     let s = serial(&before[0]);
     let unhold = b.ctl(&["cert", "unhold", &s]);

@@ -313,6 +313,25 @@ fn a_box_killed_under_load_leaves_the_other_answering_and_loses_no_revocation() 
     serials_distinct(&outcomes);
     revocations_consistent(&c, &root, &to_revoke, &asked);
 
+    // Box B took over the CRL from the dead publisher; both boxes' CRLs list every
+    // revocation reported done.
+    assert!(c.b.log().contains("this box now publishes the CRLs"));
+    let done: Vec<String> = asked
+        .iter()
+        .filter(|r| r.answer.is_ok())
+        .map(|r| serial(&to_revoke[r.index]))
+        .collect();
+    for app in [&c.a, &c.b] {
+        assert!(
+            eventually(Duration::from_secs(5), || crl_lists(
+                app,
+                &done,
+                c.dir.path()
+            )),
+            "a CRL lacks a revocation reported done"
+        );
+    }
+
     c.a.stop();
     c.b.stop();
     for app in [&c.a, &c.b] {
@@ -323,6 +342,21 @@ fn a_box_killed_under_load_leaves_the_other_answering_and_loses_no_revocation() 
             String::from_utf8_lossy(&verified.stderr)
         );
     }
+}
+
+/// Whether `app`'s CRL lists every one of `serials`.
+fn crl_lists(app: &Appliance, serials: &[String], dir: &std::path::Path) -> bool {
+    let crl =
+        run(std::process::Command::new("curl").args(["-sS", &app.public_url("/crl/root.crl")]));
+    let path = dir.join(format!("{}.crl", app.pid()));
+    std::fs::write(&path, &crl.stdout).expect("crl");
+    let text = run(std::process::Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(&path));
+    let text = String::from_utf8_lossy(&text.stdout).to_ascii_lowercase();
+    serials
+        .iter()
+        .all(|s| text.contains(&format!("serial number: {s}")))
 }
 
 /// What `GET /readyz` on a box's public listener answers: (status, body).

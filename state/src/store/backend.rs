@@ -41,6 +41,8 @@ pub(crate) trait Backend: Send {
     fn peek(&mut self, name: &str) -> Result<Option<u64>, StoreError>;
     /// Keep `crl` as the newest of its CA.
     fn save_crl(&mut self, crl: &StoredCrl) -> Result<(), StoreError>;
+    /// The cRLNumber of the newest CRL of `ca`, if one was ever saved.
+    fn crl_number(&mut self, ca: &str) -> Result<Option<u64>, StoreError>;
     /// The newest CRL of `ca`, if one was ever saved.
     fn latest_crl(&mut self, ca: &str) -> Result<Option<StoredCrl>, StoreError>;
     /// The database's own consistency check: `ok`, or what is wrong.
@@ -76,14 +78,21 @@ pub(crate) trait Backend: Send {
     fn nodes(&mut self) -> Result<Vec<NodeSeen>, StoreError> {
         Ok(Vec::new())
     }
-    /// Start waking `signal` whenever another box changes the feed, and keep `reachable`
-    /// saying whether the feed's connection is up; `false` when no other box can change
-    /// anything (SQLite).
-    fn watch(
-        &self,
-        signal: std::sync::Weak<tokio::sync::Notify>,
-        reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) -> bool;
+    /// Start keeping `watch` up to date (wake-ups, reachability, which box publishes the
+    /// CRLs); `false` when no other box can change anything (SQLite).
+    fn watch(&self, watch: Watch) -> bool;
+}
+
+/// What a box follows of the shared database, kept up to date by the backend.
+pub(crate) struct Watch {
+    /// Woken whenever another box changed the feed or a CRL, on every reconnection, and
+    /// at least once a second; the watching stops once nobody holds it.
+    pub signal: std::sync::Weak<tokio::sync::Notify>,
+    /// Whether the database answers.
+    pub reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether this box is the one that signs the CRLs (the others serve them from the
+    /// database).
+    pub publisher: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A box as the shared database last heard of it.

@@ -65,6 +65,9 @@ pub struct Store {
     /// Whether the last word from the database server was an answer (always, on SQLite):
     /// what `/readyz` and `signetctl status` report, without waiting on the database.
     reachable: Arc<AtomicBool>,
+    /// Whether this box signs the CRLs: always with SQLite; with PostgreSQL the one box
+    /// that holds the publisher's lock (see `postgres/feed.rs`).
+    publisher: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -100,10 +103,18 @@ impl Store {
     }
 
     fn over(db: impl Backend + 'static) -> Store {
+        let alone = db.kind() == "sqlite";
         Store {
             db: Arc::new(Mutex::new(Box::new(db))),
             reachable: Arc::new(AtomicBool::new(true)),
+            publisher: Arc::new(AtomicBool::new(alone)),
         }
+    }
+
+    /// Whether this box signs the CRLs. The others serve the publisher's newest from the
+    /// database (and sign their own only when it is missing or stale).
+    pub fn publishes_crls(&self) -> bool {
+        self.publisher.load(Ordering::Relaxed)
     }
 
     /// Whether the database answered the last time this box asked (a query, or the

@@ -73,6 +73,12 @@ impl Store {
         self.with(move |db| db.save_crl(&crl)).await
     }
 
+    /// The cRLNumber of the newest CRL of `ca`, if one was ever saved.
+    pub async fn crl_number(&self, ca: &str) -> Result<Option<u64>, StoreError> {
+        let ca = ca.to_owned();
+        self.with(move |db| db.crl_number(&ca)).await
+    }
+
     /// The newest CRL of `ca`, if one was ever saved.
     pub async fn latest_crl(&self, ca: &str) -> Result<Option<StoredCrl>, StoreError> {
         let ca = ca.to_owned();
@@ -118,10 +124,11 @@ impl Store {
     pub fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         let signal = std::sync::Arc::new(tokio::sync::Notify::new());
         let db = self.db.lock().ok()?;
-        db.watch(
-            std::sync::Arc::downgrade(&signal),
-            std::sync::Arc::clone(&self.reachable),
-        )
+        db.watch(super::backend::Watch {
+            signal: std::sync::Arc::downgrade(&signal),
+            reachable: std::sync::Arc::clone(&self.reachable),
+            publisher: std::sync::Arc::clone(&self.publisher),
+        })
         .then_some(signal)
     }
 

@@ -120,6 +120,14 @@ impl Backend for Connection {
         crls::save(self, crl)
     }
 
+    fn crl_number(&mut self, ca: &str) -> Result<Option<u64>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let n: Option<i64> = self
+            .query_row("SELECT number FROM crls WHERE ca = ?1", [ca], |r| r.get(0))
+            .optional()?;
+        Ok(n.map(|n| n.max(0) as u64))
+    }
+
     fn latest_crl(&mut self, ca: &str) -> Result<Option<StoredCrl>, StoreError> {
         crls::latest(self, ca)
     }
@@ -165,11 +173,7 @@ impl Backend for Connection {
         Ok((after, Vec::new()))
     }
 
-    fn watch(
-        &self,
-        _signal: std::sync::Weak<tokio::sync::Notify>,
-        _reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) -> bool {
+    fn watch(&self, _watch: super::backend::Watch) -> bool {
         false
     }
 }

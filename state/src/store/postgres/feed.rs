@@ -8,15 +8,13 @@
 //! disconnected), so a box reads the feed from its last position on every wake-up, on
 //! every reconnection and once a second regardless.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, Transaction};
-use tokio::sync::Notify;
 
-use super::super::backend::FEED_PAGE;
+use super::super::backend::{Watch, FEED_PAGE};
 use super::super::certs::CertRecord;
 use super::connect::Dialer;
 use super::{record_of, COLUMNS};
@@ -25,6 +23,9 @@ use super::{record_of, COLUMNS};
 const FEED_LOCK: i64 = 0x6665_6564;
 /// The channel of the wake-ups.
 const CHANNEL: &str = "signet_status";
+/// The session lock the box that publishes the CRLs holds ("crls" in ASCII), on its
+/// feed connection: it is the publisher until that connection ends (its process dies).
+const PUBLISHER_LOCK: i64 = 0x6372_6c73;
 /// The longest a box goes without reading the feed.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -32,6 +33,11 @@ const POLL: Duration = Duration::from_secs(1);
 pub(super) fn lock(tx: &mut Transaction<'_>) -> Result<(), postgres::Error> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FEED_LOCK])
         .map(drop)
+}
+
+/// Wake the other boxes (at commit, in a transaction).
+pub(super) fn notify(c: &mut impl GenericClient) -> Result<(), postgres::Error> {
+    c.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).map(drop)
 }
 
 /// Append `(ca, serial)` and wake the other boxes at commit.
@@ -44,8 +50,7 @@ pub(super) fn append(
         "INSERT INTO status_feed (ca, serial) VALUES ($1, $2)",
         &[&ca, &serial],
     )?;
-    tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
-        .map(drop)
+    notify(tx)
 }
 
 /// The newest feed position (0 when empty).
@@ -97,32 +102,38 @@ pub(super) fn since(
     Ok((reached, records))
 }
 
-/// Wake `signal` on every notification, every reconnection and every `POLL`, from a
-/// thread with a connection of its own, until nobody holds `signal` any more; `reachable`
-/// follows that connection (down within `POLL` of the server going away).
-pub(super) fn watch(dialer: Dialer, signal: Weak<Notify>, reachable: Arc<AtomicBool>) {
+/// Keep `watch` up to date from a thread with a connection of its own, until nobody holds
+/// its signal any more: wake it on every notification, every reconnection and every
+/// `POLL`; `reachable` follows that connection (down within `POLL` of the server going
+/// away); `publisher` says whether this box holds the CRL publisher's lock on it.
+pub(super) fn watch(dialer: Dialer, watch: Watch) {
     let spawned = std::thread::Builder::new()
         .name("store-feed".into())
-        .spawn(move || listen(&dialer, &signal, &reachable));
+        .spawn(move || listen(&dialer, &watch));
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the change-feed listener: changes of other boxes are read at OCSP refresh only");
     }
 }
 
-fn listen(dialer: &Dialer, signal: &Weak<Notify>, reachable: &AtomicBool) {
-    let wake = || match signal.upgrade() {
+fn listen(dialer: &Dialer, watch: &Watch) {
+    let wake = || match watch.signal.upgrade() {
         Some(s) => {
             s.notify_one();
             true
         }
         None => false,
     };
+    let down = || {
+        watch.reachable.store(false, Ordering::Relaxed);
+        // The lock went with the connection.
+        watch.publisher.store(false, Ordering::Relaxed);
+    };
     loop {
         let mut client = match dialer.dial() {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "change feed: database unreachable");
-                reachable.store(false, Ordering::Relaxed);
+                down();
                 std::thread::sleep(POLL);
                 if !wake() {
                     return;
@@ -132,23 +143,35 @@ fn listen(dialer: &Dialer, signal: &Weak<Notify>, reachable: &AtomicBool) {
         };
         if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
             tracing::debug!(error = %e, "change feed: LISTEN failed");
+            down();
             std::thread::sleep(POLL);
             continue;
         }
-        reachable.store(true, Ordering::Relaxed);
+        watch.reachable.store(true, Ordering::Relaxed);
         // Caught up after (re)connecting: what was notified meanwhile is lost.
-        if !wake() {
-            return;
-        }
         loop {
-            let waited = client.notifications().timeout_iter(POLL).next();
-            if waited.is_err() || client.is_closed() {
-                reachable.store(false, Ordering::Relaxed);
-                break;
+            if !watch.publisher.load(Ordering::Relaxed) {
+                try_to_publish(&mut client, &watch.publisher);
             }
             if !wake() {
                 return;
             }
+            let waited = client.notifications().timeout_iter(POLL).next();
+            if waited.is_err() || client.is_closed() {
+                down();
+                break;
+            }
         }
+    }
+}
+
+/// Take the publisher's lock if no other box holds it.
+fn try_to_publish(client: &mut Client, publisher: &std::sync::atomic::AtomicBool) {
+    let taken = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&PUBLISHER_LOCK])
+        .and_then(|row| row.try_get::<_, bool>(0));
+    if let Ok(true) = taken {
+        tracing::info!("this box now publishes the CRLs");
+        publisher.store(true, Ordering::Relaxed);
     }
 }

@@ -260,6 +260,8 @@ impl Backend for Postgres {
             crl.next_update as i64,
         );
         self.run(|c| {
+            // The other boxes serve it: wake them.
+            feed::notify(c)?;
             // A box never replaces a newer CRL (a higher number) with an older one.
             c.execute(
                 "INSERT INTO crls (ca, number, this_update, next_update, der)
@@ -272,6 +274,15 @@ impl Backend for Postgres {
             )
             .map(drop)
         })
+    }
+
+    fn crl_number(&mut self, ca: &str) -> Result<Option<u64>, StoreError> {
+        let n: Option<i64> = self.run(|c| {
+            c.query_opt("SELECT number FROM crls WHERE ca = $1", &[&ca])?
+                .map(|row| row.try_get(0))
+                .transpose()
+        })?;
+        Ok(n.map(|n| n.max(0) as u64))
     }
 
     fn latest_crl(&mut self, ca: &str) -> Result<Option<StoredCrl>, StoreError> {
@@ -391,12 +402,8 @@ impl Backend for Postgres {
         self.run(|c| feed::since(c, after))
     }
 
-    fn watch(
-        &self,
-        signal: std::sync::Weak<tokio::sync::Notify>,
-        reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) -> bool {
-        feed::watch(self.dialer.clone(), signal, reachable);
+    fn watch(&self, watch: super::backend::Watch) -> bool {
+        feed::watch(self.dialer.clone(), watch);
         true
     }
 
