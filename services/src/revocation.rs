@@ -172,10 +172,12 @@ impl StatusAuthority {
         })?;
         let guard = self.lock.lock().await;
         let mut cas = BTreeSet::new();
+        let mut missed = false;
         for record in records.iter().filter(|r| !self.ocsp.knows(r)) {
             tracing::info!(serial = %record.serial, ca = %record.ca, status = ?record.status, "status changed on another box");
             if let Err(e) = self.ocsp.resign(&guard, record).await {
-                tracing::warn!(error = %e, serial = %record.serial, "OCSP not re-signed");
+                tracing::warn!(error = %e, serial = %record.serial, "OCSP not re-signed; retried at the next wake-up");
+                missed = true;
             }
             cas.insert(record.ca.clone());
         }
@@ -183,6 +185,11 @@ impl StatusAuthority {
             if let Err(e) = self.crls.regenerate(&guard, &ca).await {
                 tracing::warn!(error = %e, ca = %ca, "CRL not re-signed");
             }
+        }
+        if missed {
+            // Not past this page: the next wake-up (within a second) reads it again, and
+            // what was applied is skipped (`knows`).
+            return Err(());
         }
         self.feed_applied.fetch_max(reached, Ordering::Relaxed);
         Ok(reached > after)

@@ -16,18 +16,22 @@ use x509_cert::Certificate;
 use crate::client::{demo_client_config, Connection};
 use crate::haproxy::HaProxy;
 use crate::ocsp::{self, statuses};
+use crate::p11kit::{client_module, P11KitServer};
 use crate::postgres::Postgres;
 use crate::{run, tsp, Appliance};
 
-/// Box A and its replica B (a copy of A's state directory and token) on one database,
+/// Box A and its replica B (a copy of A's state directory) on one database and one token,
 /// started on pinned ports, behind HAProxy.
 pub struct Cluster {
     /// The first box (it made the PKI).
     pub a: Appliance,
-    /// The second box: a copy of A's state directory and token.
+    /// The second box: a copy of A's state directory.
     pub b: Appliance,
     /// The load balancer in front of both.
     pub lb: HaProxy,
+    /// The one token both boxes use, served by `p11-kit server` (the shape of a network
+    /// HSM); B's state directory holds a copy of A's token files, unused.
+    pub token: P11KitServer,
     /// Scratch space (HAProxy's log, requests).
     pub dir: tempfile::TempDir,
 }
@@ -47,14 +51,31 @@ impl Cluster {
         });
         prepare(&a);
         let dir = tempfile::tempdir().expect("tempdir");
+        // A's token, served by `p11-kit server` to both boxes: one token, as a network HSM.
+        let token = P11KitServer::start(
+            &dir.path().join("p11-kit.sock"),
+            &a.softhsm_conf(),
+            "signet-dev",
+        );
+        let module = client_module().to_string_lossy().into_owned();
+        a.edit_config(|t| {
+            t["hsm"]["module"] = toml::Value::String(module.clone());
+        });
         let mut b = a.replica();
         let mut a = a;
         for app in [&mut a, &mut b] {
+            app.env.push(token.client_env());
             app.pin_ports();
             app.start();
         }
         let lb = HaProxy::start(&a, &b, dir.path());
-        Cluster { a, b, lb, dir }
+        Cluster {
+            a,
+            b,
+            lb,
+            token,
+            dir,
+        }
     }
 
     /// The box named `name` ("A" or "B").
@@ -250,7 +271,8 @@ pub struct Revocation {
 }
 
 /// Revoke `serials` one by one, every `every`, alternating between box A and box B
-/// (`signetctl` of each, by its config), until `stop` or the list ends.
+/// (`signetctl` of each, speaking to its daemon's admin socket only: a box that is down
+/// refuses, as it would refuse its operator), until `stop` or the list ends.
 pub fn revoke_every(
     ctl: [(&'static str, Command, std::path::PathBuf); 2],
     serials: Vec<String>,
@@ -264,12 +286,12 @@ pub fn revoke_every(
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let (node, cmd, config) = &mut ctl[index % 2];
+            let (node, cmd, socket) = &mut ctl[index % 2];
             let out = run(Command::new(cmd.get_program())
                 .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
                 .args(["cert", "revoke", serial, "--reason", "keyCompromise"])
-                .arg("--config")
-                .arg(&*config));
+                .arg("--socket")
+                .arg(&*socket));
             let answer = if out.status.success() {
                 Ok(())
             } else {

@@ -162,6 +162,9 @@ pub struct Appliance {
     pub public_listen: String,
     /// Where to put the API listener at start: port 0 by default (see [`Appliance::pin_ports`]).
     pub api_listen: String,
+    /// Environment given to every signetd and signetctl of this appliance (e.g. where a
+    /// token served by `p11-kit server` is).
+    pub env: Vec<(String, String)>,
     log: PathBuf,
     starts: usize,
 }
@@ -200,6 +203,7 @@ impl Appliance {
             public_addr: None,
             public_listen: "127.0.0.1:0".to_owned(),
             api_listen: "127.0.0.1:0".to_owned(),
+            env: Vec::new(),
             log,
             starts: 0,
         };
@@ -314,6 +318,7 @@ impl Appliance {
             public_addr: None,
             public_listen: "127.0.0.1:0".to_owned(),
             api_listen: "127.0.0.1:0".to_owned(),
+            env: Vec::new(),
             log,
             starts: 0,
         }
@@ -477,6 +482,7 @@ impl Appliance {
         }
         let child = cmd
             .envs(token::env(self.dir.path()))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(launch.config.as_deref().unwrap_or(self.config.as_os_str()))
@@ -592,7 +598,8 @@ impl Appliance {
     pub fn signetctl(&self) -> Command {
         let mut cmd = Command::new(bin("signetctl"));
         cmd.env("SOFTHSM2_CONF", self.softhsm_conf())
-            .envs(token::env(self.dir.path()));
+            .envs(token::env(self.dir.path()))
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

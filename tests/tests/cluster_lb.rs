@@ -248,7 +248,7 @@ fn ctl_of(
     app: &Appliance,
     name: &'static str,
 ) -> (&'static str, std::process::Command, std::path::PathBuf) {
-    (name, app.signetctl(), app.config.clone())
+    (name, app.signetctl(), app.path("admin.sock"))
 }
 
 #[test]
