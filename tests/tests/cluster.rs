@@ -174,6 +174,13 @@ fn what_one_box_issues_or_revokes_the_other_box_answers() {
         let s = serial(cert);
         assert!(crl_text.contains(&s), "box B's CRL lacks {s}");
     }
+    // openssl's OCSP client agrees: a nonce (so signed live on B), verified up to the root.
+    for cert in before.iter().take(3) {
+        let asked = format!("0x{}", serial(cert));
+        let text = ocsp::openssl_ask(&b, &b.public_url("/ocsp"), &[], &["-serial", &asked]);
+        assert!(text.contains(&format!("{asked}: revoked")), "{text}");
+        assert!(text.contains("Response verify OK"), "{text}");
+    }
     assert!(a.log().contains("this box now publishes the CRLs"));
     assert!(!b.log().contains("this box now publishes the CRLs"));
     // A revocation is final on every box: B cannot release what A revoked.

@@ -1,5 +1,5 @@
 //! `signetctl store migrate --to postgres`: a one-box SQLite appliance with 1,000 issued
-//! certificates, 100 of them revoked and 10 on hold, moves to a real PostgreSQL server;
+//! certificates, 100 of them revoked and 10 more on hold, moves to a real PostgreSQL server;
 //! its OCSP answers are the same for every serial before and after, and its TSA serials go
 //! on rising.
 
@@ -93,8 +93,10 @@ fn a_one_box_appliance_moves_to_postgres_and_answers_the_same_for_every_serial()
             .enable_all()
             .build()
             .unwrap();
-        for (i, cert) in issued.iter().enumerate().filter(|(i, _)| i % 10 == 0) {
-            let reason = if i % 100 == 50 {
+        // Every tenth revoked; ten more on hold.
+        let chosen = |i: &usize| i.is_multiple_of(10) || i % 100 == 55;
+        for (i, cert) in issued.iter().enumerate().filter(|(i, _)| chosen(i)) {
+            let reason = if i % 10 == 5 {
                 "certificateHold"
             } else {
                 "keyCompromise"
@@ -113,7 +115,7 @@ fn a_one_box_appliance_moves_to_postgres_and_answers_the_same_for_every_serial()
     app.start();
     let before = answers(&app, &root, &issued);
     let revoked = before.values().filter(|s| s.first() == Some(&0xa1)).count();
-    assert_eq!(revoked, 100, "100 revoked or on hold before");
+    assert_eq!(revoked, 110, "100 revoked and 10 on hold before");
     let serial_before = stamp(&app, 1);
 
     let pg = signet_e2e::store::server();
@@ -135,7 +137,7 @@ fn a_one_box_appliance_moves_to_postgres_and_answers_the_same_for_every_serial()
         "{said}{}",
         String::from_utf8_lossy(&done.stderr)
     );
-    assert!(said.contains("(90 revoked, 10 on hold)"), "{said}");
+    assert!(said.contains("(100 revoked, 10 on hold)"), "{said}");
     assert!(said.contains("read them back: identical"), "{said}");
     // Once only: a schema with data is refused, and left as it was.
     let again = migrate(&app, &url, &pg.ca_file(), &password);
