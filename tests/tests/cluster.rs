@@ -2,60 +2,17 @@
 //! issues or revokes, the other's OCSP answers and CRL say, without a restart, and the time
 //! it takes is printed.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use signet::store::certs;
-use signet_e2e::ocsp::{self, pki_cert, statuses};
+use signet_e2e::cluster::{ocsp_status, until};
+use signet_e2e::ocsp::{self, pki_cert};
 use signet_e2e::{run, run_ok, Appliance};
 use x509_cert::Certificate;
 
 fn serial(cert: &Certificate) -> String {
     certs::serial_from_bytes(cert.tbs_certificate.serial_number.as_bytes())
-}
-
-/// What `app`'s public OCSP responder says of `cert` (no nonce: the pre-signed cache).
-fn ocsp_status(app: &Appliance, root: &Certificate, cert: &Certificate, dir: &Path) -> String {
-    let req = dir.join("req.der");
-    std::fs::write(&req, ocsp::request(root, &[cert], 0)).expect("request");
-    let out = run(Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "5",
-            "-H",
-            "Content-Type: application/ocsp-request",
-        ])
-        .arg("--data-binary")
-        .arg(format!("@{}", req.display()))
-        .arg(app.public_url("/ocsp")));
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    statuses(&out.stdout)
-        .first()
-        .map_or("none".to_owned(), |s| (*s).to_owned())
-}
-
-/// Wait until `app` says `want` of `cert`; how long that took, or `None` after 5 s.
-fn until(
-    app: &Appliance,
-    root: &Certificate,
-    cert: &Certificate,
-    want: &str,
-    dir: &Path,
-) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if ocsp_status(app, root, cert, dir) == want {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    None
 }
 
 /// `signetctl status` on each box names it and lists the other, seen within seconds.
