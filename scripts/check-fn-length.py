@@ -23,7 +23,11 @@ def long_functions(path):
             skip_until = re.match(r"\s*", lines[i + 1]).group(0)
             continue
         m = FN.match(line)
-        if not m or line.rstrip().endswith(";"):
+        if not m:
+            continue
+        # A declaration (an `extern` block's, a trait's) ends with `;` before any body.
+        head_end = next((j for j in range(i, len(lines)) if "{" in lines[j] or lines[j].rstrip().endswith(";")), i)
+        if "{" not in lines[head_end]:
             continue
         indent = m.group(1)
         end = next((j for j in range(i, len(lines)) if lines[j] == indent + "}"), None)

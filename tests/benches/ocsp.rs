@@ -31,6 +31,8 @@ use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
 
+use signet_e2e::bare::Transport;
+use signet_e2e::cost::{self, split_per_answer, thread_cpu, BareCosts, Budget, CostRow};
 use signet_e2e::load::{self, LoadReport, LoadRequest};
 use signet_e2e::ocsp_peers::{
     check_ocsp_response, enter_private_netns, get_path, CfsslResponder, OcspPki, OpensslResponder,
@@ -138,7 +140,7 @@ fn main() {
     ];
     // ===================================================================================
     // signetd: its rows join here, measured exactly like the peers'.
-    let signetd = start_signetd(&dir.path().join("signetd"), true);
+    let signetd = start_signetd(&dir.path().join("signetd"), true, "rsa-2048");
     targets.extend(signetd_targets(&signetd));
     let ceiling = raw_ceiling(&signetd.app, seconds);
     // ===================================================================================
@@ -219,6 +221,7 @@ fn main() {
     print_ceiling(&results, ceiling);
     drop(signetd);
     metrics_cost(dir.path(), duration);
+    cost_per_answer(dir.path(), duration);
 
     drop(cfssl);
     drop(openssl);
@@ -229,8 +232,8 @@ fn main() {
 /// clients moved between them in alternating slices (`signet_e2e::ab`). Both run on the
 /// same two cores, so whatever else the machine does falls on both alike.
 fn metrics_cost(dir: &Path, slice: Duration) {
-    let off = start_signetd(&dir.join("metrics-off"), false);
-    let on = start_signetd(&dir.join("metrics-on"), true);
+    let off = start_signetd(&dir.join("metrics-off"), false, "rsa-2048");
+    let on = start_signetd(&dir.join("metrics-on"), true, "rsa-2048");
     let load = |d: &Signetd| {
         let request = LoadRequest::post(SIGNETD_OCSP_PATH, OCSP_REQUEST, d.requests.plain.clone())
             .check(check_ocsp_response);
@@ -251,6 +254,50 @@ fn metrics_cost(dir: &Path, slice: Duration) {
         "metrics cost (signetd pre-signed POST, 32 clients, {slice:?} slices): {}",
         c.summary(("off", "on"))
     );
+}
+
+/// signetd's nonce path (signed live) with an RSA-2048 and a P-256 signer: its CPU per
+/// answer beside the raw C_Sign of the signer key and the bare plain-HTTP server's request
+/// (`signet_e2e::cost`), all in this run.
+fn cost_per_answer(dir: &Path, duration: Duration) {
+    let bare = BareCosts::measure(Transport::Plain, &CLIENTS, duration);
+    let mut rows = Vec::new();
+    for signer in ["rsa-2048", "ec-p256"] {
+        let s = start_signetd(&dir.join(format!("cost-{signer}")), true, signer);
+        let request = LoadRequest::post(SIGNETD_OCSP_PATH, OCSP_REQUEST, s.requests.nonce.clone())
+            .check(check_ocsp_response);
+        let pid = s.app.pid();
+        for clients in CLIENTS {
+            let (cpu_before, threads_before) = (process_cpu(pid), thread_cpu(pid));
+            let r = load::run(s.addr, request.clone(), clients, duration);
+            assert_eq!(r.errors, 0, "{signer} nonce path: {:?}", r.first_error);
+            rows.push(CostRow {
+                what: format!("OCSP nonce {signer}"),
+                clients,
+                rate: r.rate,
+                p50: r.p50,
+                p99: r.p99,
+                server_cpu: process_cpu(pid).saturating_sub(cpu_before) / r.count.max(1) as u32,
+                raw_cpu: Duration::ZERO,
+                budget: if signer.starts_with("rsa") {
+                    Budget::Rsa
+                } else {
+                    Budget::Ec
+                },
+                split: split_per_answer(&threads_before, &thread_cpu(pid), r.count),
+            });
+        }
+        let raw = raw_ceiling(&s.app, duration.as_secs_f64());
+        for r in rows.iter_mut().filter(|r| r.what.ends_with(signer)) {
+            r.raw_cpu = Duration::from_secs_f64(HSM_WORKERS as f64 / raw);
+        }
+    }
+    println!("\nCost per answer, us of CPU (budget: ec = raw + 2 x bare+sig, rsa = raw + 10%)");
+    println!("bare plain-HTTP server: {}", bare.describe());
+    println!("{}", cost::header());
+    for r in &rows {
+        println!("{}", cost::row(r, &bare));
+    }
 }
 
 /// Rounds of the metrics cost comparison (one slice with metrics on, one off, each).
@@ -376,11 +423,12 @@ struct Signetd {
     requests: Requests,
 }
 
-/// Start signetd (dev config: RSA-2048 OCSP signer in SoftHSM) with its public listener,
-/// and its metrics listener if `metrics`.
-fn start_signetd(dir: &Path, metrics: bool) -> Signetd {
+/// Start signetd (dev config, its OCSP signer a `signer` key in SoftHSM) with its public
+/// listener, and its metrics listener if `metrics`.
+fn start_signetd(dir: &Path, metrics: bool, signer: &str) -> Signetd {
     std::fs::create_dir_all(dir).expect("dir");
     let mut app = Appliance::init_with(|t| {
+        t["keys"]["ocsp_signer"]["algorithm"] = toml::Value::String(signer.into());
         if !metrics {
             t.remove("metrics");
         }

@@ -14,7 +14,8 @@
 //! The load generator runs on the same machine (one thread), so it takes CPU from the
 //! daemon and from SoftHSM: the ratio is a lower bound of what a remote client would see.
 //! The daemon's CPU time per signature (from /proc/PID/stat) is printed beside the raw CPU
-//! time per signature, which isolates the appliance's overhead from the generator's.
+//! time per signature and the bare mTLS server's CPU per request (`signet_e2e::cost`), which
+//! isolates the appliance's overhead from the generator's.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -25,7 +26,9 @@ use base64::Engine;
 use bytes::Bytes;
 use der::Decode;
 use sha2::{Digest, Sha256};
+use signet_e2e::bare::Transport;
 use signet_e2e::client::{demo_client_config, Connection};
+use signet_e2e::cost::{self, split_per_answer, thread_cpu, BareCosts, Budget, CostRow};
 use signet_e2e::{bin, process_cpu, run_ok, Appliance};
 
 /// The dev profile's document-signing keys and the scheme each is measured with: the
@@ -50,6 +53,8 @@ struct Point {
     first_error: Option<String>,
     /// signetd's CPU time per good signature.
     server_cpu: Duration,
+    /// The same by thread (`cost::split_per_answer`).
+    split: String,
 }
 
 fn main() {
@@ -74,6 +79,8 @@ fn main() {
         "raw CPU/sig",
         "signetd CPU/sig"
     );
+    let bare = BareCosts::measure(Transport::Mtls, &CLIENTS, Duration::from_secs_f64(seconds));
+    let mut costs = Vec::new();
     let mut failures = Vec::new();
     for (label, scheme) in KEYS {
         let mut app = Appliance::init_with(|t| {
@@ -131,6 +138,24 @@ fn main() {
                 raw_cpu_us,
                 p.server_cpu.as_secs_f64() * 1e6,
             );
+            costs.push(CostRow {
+                what: match p.route {
+                    "sign" => format!("/v1/sign {label}"),
+                    _ => format!("batch {} {label}", p.batch),
+                },
+                clients: p.clients,
+                rate: p.rate,
+                p50: p.p50,
+                p99: p.p99,
+                server_cpu: p.server_cpu,
+                raw_cpu: Duration::from_secs_f64(raw_cpu_us / 1e6),
+                budget: if label.ends_with("rsa") {
+                    Budget::Rsa
+                } else {
+                    Budget::Ec
+                },
+                split: p.split.clone(),
+            });
             if let Some(e) = &p.first_error {
                 failures.push(format!(
                     "{label} {} batch {} clients {}: {} errors, first: {e}",
@@ -138,6 +163,12 @@ fn main() {
                 ));
             }
         }
+    }
+    println!("\nCost per signature, us of CPU (budget: ec = raw + 2 x bare+sig, rsa = raw + 10%; batches per digest)");
+    println!("bare mTLS server: {}", bare.describe());
+    println!("{}", cost::header());
+    for r in &costs {
+        println!("{}", cost::row(r, &bare));
     }
     // Errors add nothing to a rate, but they are shown: a rate with errors beside it is
     // that of a server that refused part of the load.
@@ -388,6 +419,7 @@ fn measure(
         ready.wait().await;
         // The clients start now: the clock and the CPU count start with them.
         let cpu_before = process_cpu(pid);
+        let threads_before = thread_cpu(pid);
         let started = Instant::now();
         let mut latencies = Vec::new();
         let mut errors = 0;
@@ -403,6 +435,7 @@ fn measure(
         let elapsed = started.elapsed().as_secs_f64();
         let good = latencies.len() * per_request;
         let server_cpu = process_cpu(pid).saturating_sub(cpu_before) / (good.max(1) as u32);
+        let split = split_per_answer(&threads_before, &thread_cpu(pid), good as u64);
         latencies.sort();
         let pct = |p: f64| {
             latencies
@@ -420,6 +453,7 @@ fn measure(
             errors,
             first_error,
             server_cpu,
+            split,
         }
     })
 }

@@ -7,12 +7,16 @@
 //! The load generator runs on the same machine (one thread), so it takes CPU from the
 //! daemon and from SoftHSM: the ratio is a lower bound of what a remote client would see.
 //! The daemon's own CPU time per response (from /proc/PID/stat) is printed beside the raw
-//! CPU time per signature, which isolates the appliance's overhead from the generator's.
+//! CPU time per signature and the bare mTLS server's CPU per request (`signet_e2e::cost`),
+//! which isolates the appliance's overhead from the generator's; and the 1-client median
+//! beside one raw C_Sign on one thread.
 
 use std::process::Command;
 use std::time::Duration;
 
+use signet_e2e::bare::Transport;
 use signet_e2e::client::demo_client_config;
+use signet_e2e::cost::{self, BareCosts, Budget, CostRow};
 use signet_e2e::stamp_load::{stamp_load, Point};
 use signet_e2e::{ab, bin, run_ok, Appliance};
 
@@ -28,12 +32,17 @@ fn main() {
         "{:<9} {:>12} {:>8} {:>11} {:>7} {:>8} {:>8} {:>7}",
         "key", "raw sign/s", "clients", "TSA resp/s", "ratio", "p50 ms", "p99 ms", "errors"
     );
+    let bare = BareCosts::measure(Transport::Mtls, &CLIENTS, Duration::from_secs_f64(seconds));
+    let mut costs = Vec::new();
+    let mut latency = Vec::new();
     for key in KEYS {
         let mut app = Appliance::init_with(|t| {
             t["keys"]["tsa"]["algorithm"] = toml::Value::String(key.into());
             t["hsm"]["workers"] = toml::Value::Integer(HSM_WORKERS as i64);
         });
-        let raw = raw_ceiling(&app, seconds);
+        let raw = raw_ceiling(&app, HSM_WORKERS, seconds);
+        // One signature at a time: what one client waits for at the least.
+        let one_raw = Duration::from_secs_f64(1.0 / raw_ceiling(&app, 1, seconds));
         app.start();
         for clients in CLIENTS {
             let p = measure(&app, clients, Duration::from_secs_f64(seconds));
@@ -52,8 +61,40 @@ fn main() {
                 raw_cpu_us,
                 p.server_cpu.as_secs_f64() * 1e6
             );
+            if clients == 1 {
+                latency.push((key, p.p50, one_raw));
+            }
+            costs.push(CostRow {
+                what: format!("TSA {key}"),
+                clients,
+                rate: p.rate,
+                p50: p.p50,
+                p99: p.p99,
+                server_cpu: p.server_cpu,
+                raw_cpu: Duration::from_secs_f64(HSM_WORKERS as f64 / raw),
+                budget: if key.starts_with("rsa") {
+                    Budget::Rsa
+                } else {
+                    Budget::Ec
+                },
+                split: p.split,
+            });
         }
         app.stop();
+    }
+    println!("\nCost per answer, us of CPU (budget: ec = raw + 2 x bare+sig, rsa = raw + 10%)");
+    println!("bare mTLS server: {}", bare.describe());
+    println!("{}", cost::header());
+    for r in &costs {
+        println!("{}", cost::row(r, &bare));
+    }
+    for (key, p50, one_raw) in latency {
+        println!(
+            "1 client, {key}: p50 {:.3} ms against one raw C_Sign {:.3} ms (+{:.3} ms)",
+            p50.as_secs_f64() * 1e3,
+            one_raw.as_secs_f64() * 1e3,
+            (p50.as_secs_f64() - one_raw.as_secs_f64()) * 1e3
+        );
     }
     metrics_cost(Duration::from_secs_f64(seconds));
 }
@@ -94,12 +135,12 @@ fn metrics_cost(slice: Duration) {
 const METRICS_COST_ROUNDS: usize = 10;
 
 /// `signetctl hsm bench` on the TSA key: C_Sign in a tight loop, one session per thread.
-fn raw_ceiling(app: &Appliance, seconds: f64) -> f64 {
+fn raw_ceiling(app: &Appliance, threads: usize, seconds: f64) -> f64 {
     let out = run_ok(
         Command::new(bin("signetctl"))
             .args(["hsm", "bench", "--label", "tsa", "--json"])
             .arg("--threads")
-            .arg(HSM_WORKERS.to_string())
+            .arg(threads.to_string())
             .arg("--seconds")
             .arg(seconds.to_string())
             .arg("--config")

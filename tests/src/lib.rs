@@ -21,8 +21,13 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// A binary of this workspace, from the same profile directory as the running test.
+/// A binary of this workspace, from the same profile directory as the running test, or
+/// from the directory `SIGNET_BIN_DIR` names.
 pub fn bin(name: &str) -> PathBuf {
+    // Another build's binaries, to compare two versions with the same benchmark.
+    if let Some(dir) = std::env::var_os("SIGNET_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> (tests) or target/<profile>/<bench> (benches)
     let mut dir = exe.parent().expect("exe dir").to_owned();
@@ -758,8 +763,10 @@ pub fn process_rss_kib(pid: u32) -> Option<u64> {
 }
 
 pub mod ab;
+pub mod bare;
 pub mod client;
 pub mod cluster;
+pub mod cost;
 pub mod haproxy;
 pub mod load;
 pub mod ocsp;

@@ -1,6 +1,6 @@
-//! TSA load over mutual TLS with keep-alive: `clients` connections sending time-stamp
-//! requests back to back, with the latency of every answer and the servers' CPU per
-//! answer. Used by the TSA and cluster benchmarks.
+//! Load over mutual TLS with keep-alive: `clients` connections sending POSTs back to back,
+//! with the latency of every answer and the servers' CPU per answer. Time-stamp requests
+//! for the TSA and cluster benchmarks; any POST for the bare server they are compared with.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::client::Connection;
+use crate::cost::{split_per_answer, thread_cpu};
 use crate::{process_cpu, tsp};
 
 /// What one load point measured.
@@ -29,6 +30,29 @@ pub struct Point {
     pub p99: Duration,
     /// Failed requests.
     pub errors: usize,
+    /// The first server's CPU per good answer by thread (`crate::cost::split_per_answer`).
+    pub split: String,
+}
+
+/// What every client sends: a POST to `path`, cycling through `bodies`.
+pub struct Posts {
+    /// The request target.
+    pub path: &'static str,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// The bodies, each client starting at its own.
+    pub bodies: Vec<Bytes>,
+}
+
+/// Time-stamp requests for `/v1/tsa`, each with its own nonce.
+pub fn stamp_requests() -> Posts {
+    Posts {
+        path: "/v1/tsa",
+        content_type: "application/timestamp-query",
+        bodies: (0..512u64)
+            .map(|n| Bytes::from(tsp::request(&n.to_be_bytes(), n + 1, false)))
+            .collect(),
+    }
 }
 
 /// `clients` keep-alive connections to `addr` (a box, or a load balancer in front of the
@@ -40,16 +64,25 @@ pub fn stamp_load(
     clients: usize,
     duration: Duration,
 ) -> Point {
+    post_load(addr, config, pids, clients, duration, stamp_requests())
+}
+
+/// `clients` keep-alive connections to `addr` sending `posts` back to back for `duration`;
+/// a good answer is a 200 with a body.
+pub fn post_load(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    pids: &[u32],
+    clients: usize,
+    duration: Duration,
+    posts: Posts,
+) -> Point {
     let cpu = || pids.iter().map(|p| process_cpu(*p)).sum::<Duration>();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let requests: Arc<Vec<Bytes>> = Arc::new(
-        (0..512u64)
-            .map(|n| Bytes::from(tsp::request(&n.to_be_bytes(), n + 1, false)))
-            .collect(),
-    );
+    let posts = Arc::new(posts);
     rt.block_on(async move {
         let mut conns = Vec::new();
         for _ in 0..clients {
@@ -61,33 +94,24 @@ pub fn stamp_load(
         }
         // Warm up every connection once, then measure.
         for c in &mut conns {
-            c.post(
-                "/v1/tsa",
-                "application/timestamp-query",
-                requests[0].clone(),
-            )
-            .await
-            .expect("warm-up");
+            c.post(posts.path, posts.content_type, posts.bodies[0].clone())
+                .await
+                .expect("warm-up");
         }
         let start = Instant::now();
         let cpu_before = cpu();
+        let threads_before = thread_cpu(pids[0]);
         let tasks: Vec<_> = conns
             .into_iter()
             .enumerate()
             .map(|(i, mut conn)| {
-                let requests = Arc::clone(&requests);
+                let posts = Arc::clone(&posts);
                 tokio::spawn(async move {
                     let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, i);
                     while start.elapsed() < duration {
                         let t = Instant::now();
-                        match conn
-                            .post(
-                                "/v1/tsa",
-                                "application/timestamp-query",
-                                requests[n % requests.len()].clone(),
-                            )
-                            .await
-                        {
+                        let body = posts.bodies[n % posts.bodies.len()].clone();
+                        match conn.post(posts.path, posts.content_type, body).await {
                             Ok((status, body)) if status == 200 && !body.is_empty() => {
                                 latencies.push(t.elapsed())
                             }
@@ -109,6 +133,11 @@ pub fn stamp_load(
         let window = start.elapsed();
         let elapsed = window.as_secs_f64();
         let server_cpu = cpu().saturating_sub(cpu_before) / (latencies.len().max(1) as u32);
+        let split = split_per_answer(
+            &threads_before,
+            &thread_cpu(pids[0]),
+            latencies.len() as u64,
+        );
         latencies.sort();
         let pct = |p: f64| {
             latencies
@@ -125,6 +154,7 @@ pub fn stamp_load(
             p50: pct(0.50),
             p99: pct(0.99),
             errors,
+            split,
         }
     })
 }

@@ -140,6 +140,8 @@ impl App {
                 .request(listener.name(), route, resp.status().as_u16(), took);
             return resp;
         }
+        // Counted until its record is handed over: the audit writer waits for it a moment.
+        let coming = self.audit.expect_record();
         // A client revoked after its handshake is refused here, on the connection it holds.
         let refused = match (listener, &client) {
             (Listener::Api, Some(cert)) => self.trust.check(cert).err(),
@@ -190,17 +192,10 @@ impl App {
                 .then(|| peer.map(|p| p.ip().to_string()))
                 .flatten(),
         };
+        drop(coming);
         match self.audit.record(event).await {
             Ok(_) => resp,
-            Err(e) => {
-                tracing::error!(error = %e, "answer withheld: its audit record is not durable");
-                problem::json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit-unavailable",
-                    "the audit log cannot record this request",
-                )
-                .map(Either::Left)
-            }
+            Err(e) => withheld(&e),
         }
     }
 
@@ -322,6 +317,17 @@ fn readiness(hsm: &Hsm, store: &crate::store::Store) -> HttpResponse {
             problem::text_unavailable("not ready: hsm unavailable, database unreachable\n", 1)
         }
     }
+}
+
+/// The answer in place of one whose audit record is not durable.
+fn withheld(e: &crate::audit::AuditError) -> Response<ResponseBody> {
+    tracing::error!(error = %e, "answer withheld: its audit record is not durable");
+    problem::json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit-unavailable",
+        "the audit log cannot record this request",
+    )
+    .map(Either::Left)
 }
 
 /// The metrics route of a probe path, which is answered but not audited.

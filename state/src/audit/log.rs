@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -43,6 +43,19 @@ pub struct AuditLog {
     counter: Option<TpmCounter>,
     /// Held while the anchor and the counter change together, and while both are read.
     anchor_lock: Arc<Mutex<()>>,
+    /// Requests on their way to a record (see [`AuditLog::expect_record`]).
+    coming: Arc<AtomicUsize>,
+}
+
+/// A request that will hand the log a record: while any is alive, the writer waits a
+/// little for it before it syncs (see `Writer::linger`). Dropped when the record is handed
+/// over, or when the request ends without one.
+pub struct Coming(Arc<AtomicUsize>);
+
+impl Drop for Coming {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl AuditLog {
@@ -89,6 +102,7 @@ impl AuditLog {
         let durable = Arc::clone(&writer.durable);
         let records = Arc::clone(&writer.records);
         let anchor_lock = Arc::clone(&writer.anchor_lock);
+        let coming = Arc::clone(&writer.coming);
         let tx = writer.spawn().map_err(|e| open_err(e.to_string()))?;
         let log = AuditLog {
             tx,
@@ -98,6 +112,7 @@ impl AuditLog {
             anchor: anchor.to_owned(),
             counter: protection.counter,
             anchor_lock,
+            coming,
         };
         log.record_detached(Event::Start {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -110,6 +125,14 @@ impl AuditLog {
             let _ = log.tx.send(Job::Checkpoint(tx));
         }
         Ok(log)
+    }
+
+    /// Say that a request has begun which will [`record`](AuditLog::record) its outcome:
+    /// under concurrent load the writer then takes its record into the same sync as the
+    /// records already waiting, if it comes within the commit delay.
+    pub fn expect_record(&self) -> Coming {
+        self.coming.fetch_add(1, Ordering::AcqRel);
+        Coming(Arc::clone(&self.coming))
     }
 
     /// Append `event`; returns its sequence number once it is durable.

@@ -23,7 +23,7 @@ pub mod verify;
 mod writer;
 
 pub use anchor::{Anchor, AnchorError, TpmCounter};
-pub use log::{AuditError, AuditLog, AuditSigner, CheckpointPolicy};
+pub use log::{AuditError, AuditLog, AuditSigner, CheckpointPolicy, Coming};
 pub use record::{Event, Record};
 pub use verify::{Broken, Scope, Verified};
 

@@ -1,0 +1,201 @@
+//! The bare server (`bare-server`, src/bin/bare-server.rs) for the benchmarks: the HTTP and
+//! TLS work alone, measured with the same load generator in the same run as signetd, so
+//! that each point shows what signetd spends beyond it and beyond the token. Over mutual
+//! TLS, like signetd's API; or plain, like its public listener (OCSP).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::load::{self, LoadRequest};
+use crate::stamp_load::{post_load, Posts};
+use crate::{bin, process_cpu, run_ok};
+
+/// What the bare server does per request beside HTTP and TLS.
+#[derive(Clone, Copy, Debug)]
+pub enum BareMode {
+    /// Nothing: a fixed answer.
+    Echo,
+    /// One in-process P-256 signature over the body.
+    Ecdsa,
+}
+
+/// How clients reach it.
+#[derive(Clone, Copy, Debug)]
+pub enum Transport {
+    /// Mutual TLS, as signetd's API.
+    Mtls,
+    /// Plain HTTP, as signetd's public listener.
+    Plain,
+}
+
+/// A running bare server, with a throwaway PKI; stopped when dropped.
+pub struct Bare {
+    child: Child,
+    addr: SocketAddr,
+    /// The clients' TLS config; `None` over plain HTTP.
+    client: Option<Arc<rustls::ClientConfig>>,
+    _pki: tempfile::TempDir,
+}
+
+impl Bare {
+    /// Start it on 127.0.0.1 with `workers` tokio threads (signetd's API has two).
+    pub fn start(mode: BareMode, transport: Transport, workers: usize) -> Bare {
+        let pki = tempfile::tempdir().expect("temp dir");
+        let dir = pki.path();
+        let mode = match mode {
+            BareMode::Echo => "echo",
+            BareMode::Ecdsa => "ecdsa",
+        };
+        let mut cmd = Command::new(bin("bare-server"));
+        cmd.args(["--mode", mode, "--workers", &workers.to_string()]);
+        match transport {
+            Transport::Plain => {
+                cmd.arg("--plain");
+            }
+            Transport::Mtls => {
+                throwaway_pki(dir);
+                cmd.arg("--cert")
+                    .arg(dir.join("server.pem"))
+                    .arg("--key")
+                    .arg(dir.join("server.key"))
+                    .arg("--ca")
+                    .arg(dir.join("ca.pem"));
+            }
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("bare-server starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("bare-server says where it listens");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("bare-server: {line:?}"));
+        let client = matches!(transport, Transport::Mtls).then(|| client_config(dir));
+        Bare {
+            child,
+            addr,
+            client,
+            _pki: pki,
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `clients` keep-alive connections POSTing a signing-API-sized JSON body back to back
+    /// for `duration`: the server's CPU per answer, and the number of failed requests.
+    pub fn load(&self, clients: usize, duration: Duration) -> (Duration, u64) {
+        let body = Bytes::from_static(
+            br#"{"digest":"n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=","digest_algorithm":"sha256","scheme":"ecdsa"}"#,
+        );
+        let (path, json) = ("/v1/sign/bare", "application/json");
+        match &self.client {
+            Some(config) => {
+                let posts = Posts {
+                    path,
+                    content_type: json,
+                    bodies: vec![body],
+                };
+                let p = post_load(
+                    self.addr,
+                    config.clone(),
+                    &[self.pid()],
+                    clients,
+                    duration,
+                    posts,
+                );
+                (p.server_cpu, p.errors as u64)
+            }
+            None => {
+                let before = process_cpu(self.pid());
+                let r = load::run(
+                    self.addr,
+                    LoadRequest::post(path, json, body),
+                    clients,
+                    duration,
+                );
+                let cpu = process_cpu(self.pid()).saturating_sub(before) / r.count.max(1) as u32;
+                (cpu, r.errors)
+            }
+        }
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A P-256 CA, a server certificate for `localhost` and a client certificate, in `dir`.
+#[rustfmt::skip]
+fn throwaway_pki(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        run_ok(Command::new("openssl").args(args).current_dir(dir));
+    };
+    openssl(&[
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-days", "2", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bare-server CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign",
+    ]);
+    for (name, usage, san) in [
+        ("server", "serverAuth", "subjectAltName=DNS:localhost\n"),
+        ("client", "clientAuth", ""),
+    ] {
+        openssl(&[
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"),
+            "-subj", &format!("/CN={name}"),
+        ]);
+        let ext = format!(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n{san}"
+        );
+        std::fs::write(dir.join(format!("{name}.ext")), ext).expect("extensions file");
+        openssl(&[
+            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", &format!("{name}.ext"),
+            "-out", &format!("{name}.pem"),
+        ]);
+    }
+}
+
+fn client_config(dir: &Path) -> Arc<rustls::ClientConfig> {
+    let certs = |file: &str| {
+        let pem = std::fs::read(dir.join(file)).expect("PEM file");
+        rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificates")
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs("ca.pem") {
+        roots.add(c).expect("root");
+    }
+    let key_pem = std::fs::read(dir.join("client.key")).expect("client key");
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .expect("PEM")
+        .expect("a key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs("client.pem"), key)
+        .expect("client auth");
+    Arc::new(config)
+}
