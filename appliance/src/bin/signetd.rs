@@ -7,11 +7,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use signet::config_source::{self, ConfigSource};
 
-// mimalloc's thread-local free lists: under load glibc's malloc and free were a tenth of
-// the CPU of a request (`cargo bench --bench tsa`, the flame graph of issue 20).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The Signet signing appliance daemon.
 #[derive(Debug, Parser)]
 #[command(version)]
