@@ -1,6 +1,7 @@
 //! The writer: one thread owns the log file. Callers hand it events and wait for their
-//! record to be durable; it takes every event waiting at that moment, appends them in one
-//! write, and makes them durable with one `fdatasync` (group commit). After
+//! record to be durable; it takes every event waiting at that moment (and, while requests
+//! are on their way to a record, those that come within a short commit delay), appends them
+//! in one write, and makes them durable with one `fdatasync` (group commit). After
 //! `checkpoint_every` records, or `checkpoint_secs` with records not yet covered, it adds a
 //! checkpoint signed by the audit key in the HSM and notes it in the anchor file, signed
 //! too, with the TPM counter's next value; then it increments the counter. All of that is
@@ -32,6 +33,9 @@ const MAX_BATCH: usize = 4096;
 /// this machine's kernel tens of microseconds of CPU however little it carries; under
 /// load, a sync that waits a moment carries many records. Alone, a request never waits.
 const COMMIT_DELAY: Duration = Duration::from_micros(300);
+/// Only a batch smaller than this waits: a sync's cost shared by four records or more is a
+/// small part of each.
+const LINGER_BELOW: usize = 4;
 /// After a checkpoint could not be signed (the HSM lost), the next try waits this long:
 /// neither a log line per request nor a busy loop while the HSM is away.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
@@ -474,13 +478,18 @@ impl Writer {
     }
 }
 
-/// Under load, take more jobs into this batch: while requests are on their way to a record
-/// (`coming`) and only records are waiting, sleep `delay` once, then take what came
-/// meanwhile. One sleep rather than a wake-up per arriving record: each wake-up costs about
-/// what the sync saves.
+/// Under load, take more jobs into a small batch: while requests are on their way to a
+/// record (`coming`) and fewer than [`LINGER_BELOW`] records (and nothing else) wait, sleep
+/// `delay` once, then take what came meanwhile. One sleep rather than a wake-up per arriving
+/// record: each wake-up costs about what the sync saves. A batch that is already large
+/// (fast answers arrive several per sync) goes at once: waiting would only add latency.
 fn linger(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, coming: &AtomicUsize, delay: Duration) {
     let only_records = jobs.iter().all(|j| matches!(j, Job::Record(..)));
-    if jobs.is_empty() || !only_records || coming.load(Ordering::Acquire) == 0 {
+    if jobs.is_empty()
+        || jobs.len() >= LINGER_BELOW
+        || !only_records
+        || coming.load(Ordering::Acquire) == 0
+    {
         return;
     }
     std::thread::sleep(delay);
@@ -544,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn nobody_waits_when_no_record_is_coming_or_a_checkpoint_is_asked_for() {
+    fn nobody_waits_alone_or_for_a_checkpoint_or_in_a_large_batch() {
         let (_tx, rx) = mpsc::channel();
         let started = Instant::now();
         let mut alone = vec![record()];
@@ -552,9 +561,12 @@ mod tests {
         let (reply, _) = oneshot::channel();
         let mut checkpoint = vec![record(), Job::Checkpoint(reply)];
         linger(&rx, &mut checkpoint, &AtomicUsize::new(3), DELAY);
+        let mut large: Vec<Job> = (0..LINGER_BELOW).map(|_| record()).collect();
+        linger(&rx, &mut large, &AtomicUsize::new(3), DELAY);
         let mut none = Vec::new();
         linger(&rx, &mut none, &AtomicUsize::new(3), DELAY);
         assert!(started.elapsed() < DELAY, "{:?}", started.elapsed());
         assert_eq!((alone.len(), checkpoint.len(), none.len()), (1, 2, 0));
+        assert_eq!(large.len(), LINGER_BELOW);
     }
 }
