@@ -289,7 +289,9 @@ pub(super) fn read_public_key(
         }
         _ => return Err(unsupported("only RSA and EC keys are used")),
     };
-    let public = PublicKey::from_spki_der(&spki.to_der().map_err(signet_pki::Error::from)?)?;
+    // The token's keys check every signature they make: worth a table each.
+    let public = PublicKey::from_spki_der(&spki.to_der().map_err(signet_pki::Error::from)?)?
+        .with_verification_table()?;
     Ok(KeyInfo {
         label: label.to_owned(),
         algorithm: public.algorithm(),
