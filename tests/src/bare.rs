@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::client::mtls_client_config;
 use crate::load::{self, LoadRequest};
 use crate::stamp_load::{post_load, Posts};
 use crate::{bin, process_cpu, run_ok};
@@ -82,7 +83,13 @@ impl Bare {
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("bare-server: {line:?}"));
-        let client = matches!(transport, Transport::Mtls).then(|| client_config(dir));
+        let client = matches!(transport, Transport::Mtls).then(|| {
+            mtls_client_config(
+                &dir.join("ca.pem"),
+                &dir.join("client.pem"),
+                &dir.join("client.key"),
+            )
+        });
         Bare {
             child,
             addr,
@@ -173,29 +180,4 @@ fn throwaway_pki(dir: &Path) {
             "-out", &format!("{name}.pem"),
         ]);
     }
-}
-
-fn client_config(dir: &Path) -> Arc<rustls::ClientConfig> {
-    let certs = |file: &str| {
-        let pem = std::fs::read(dir.join(file)).expect("PEM file");
-        rustls_pemfile::certs(&mut pem.as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .expect("certificates")
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in certs("ca.pem") {
-        roots.add(c).expect("root");
-    }
-    let key_pem = std::fs::read(dir.join("client.key")).expect("client key");
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .expect("PEM")
-        .expect("a key");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs("client.pem"), key)
-        .expect("client auth");
-    Arc::new(config)
 }

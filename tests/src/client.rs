@@ -28,10 +28,20 @@ pub fn client_config(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Arc<rustls::ClientConfig> {
+    mtls_client_config(&app.path("pki/root-ca.pem"), cert, key)
+}
+
+/// A TLS config presenting the certificate and key in these PEM files, trusting the
+/// certificates in the PEM file `roots`.
+pub fn mtls_client_config(
+    roots: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in pem_certs(&app.path("pki/root-ca.pem")) {
-        roots.add(c).expect("root");
+    let mut trusted = rustls::RootCertStore::empty();
+    for c in pem_certs(roots) {
+        trusted.add(c).expect("root");
     }
     let key_pem = std::fs::read(key).expect("client key");
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
@@ -40,7 +50,7 @@ pub fn client_config(
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
-        .with_root_certificates(roots)
+        .with_root_certificates(trusted)
         .with_client_auth_cert(pem_certs(cert), key)
         .expect("client auth");
     Arc::new(config)
