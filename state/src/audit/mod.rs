@@ -15,6 +15,7 @@
 
 pub mod anchor;
 mod backward;
+mod commit_delay;
 pub mod context;
 mod error;
 pub mod log;

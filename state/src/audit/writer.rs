@@ -21,6 +21,7 @@ use signet_config::sealed::CounterState;
 use signet_hsm::{Hsm, KeyInfo};
 
 use super::anchor::{Anchor, TpmCounter};
+use super::commit_delay::CommitDelay;
 use super::error::AuditError;
 use super::record::{Event, Record, GENESIS};
 use super::verify::scheme_name;
@@ -28,11 +29,6 @@ use crate::clock::now_ms;
 
 /// Events taken into one write at most.
 const MAX_BATCH: usize = 4096;
-/// How long the writer waits for more records before it syncs, while requests are on
-/// their way to one (PostgreSQL's `commit_delay` with `commit_siblings` = 1). A sync costs
-/// this machine's kernel tens of microseconds of CPU however little it carries; under
-/// load, a sync that waits a moment carries many records. Alone, a request never waits.
-const COMMIT_DELAY: Duration = Duration::from_micros(300);
 /// Only a batch smaller than this waits: a sync's cost shared by four records or more is a
 /// small part of each.
 const LINGER_BELOW: usize = 4;
@@ -99,6 +95,8 @@ pub(super) struct Writer {
     pub(super) anchor_lock: Arc<Mutex<()>>,
     /// Requests on their way to a record, counted by the handle.
     pub(super) coming: Arc<AtomicUsize>,
+    /// How long a small batch waits for them (see [`linger`]).
+    commit_delay: CommitDelay,
 }
 
 type Reply = oneshot::Sender<Result<u64, AuditError>>;
@@ -151,6 +149,7 @@ impl Writer {
             counter,
             anchor_lock: Arc::new(Mutex::new(())),
             coming: Arc::new(AtomicUsize::new(0)),
+            commit_delay: CommitDelay::default(),
         };
         // Records after the last checkpoint (before a crash) count as not covered.
         if tail.is_some_and(|r| !matches!(r.event, Event::Checkpoint { .. })) {
@@ -209,10 +208,11 @@ impl Writer {
                 .into_iter()
                 .chain(rx.try_iter().take(MAX_BATCH))
                 .collect();
-            linger(&rx, &mut jobs, &self.coming, COMMIT_DELAY);
+            linger(&rx, &mut jobs, &self.coming, self.commit_delay.current());
             for job in jobs {
                 match job {
                     Job::Record(event, reply) => {
+                        self.commit_delay.observe(&event);
                         let r = self.append(*event);
                         waiting.push((reply, Some(r.seq)));
                         records.push(r);
@@ -480,9 +480,13 @@ impl Writer {
 
 /// Under load, take more jobs into a small batch: while requests are on their way to a
 /// record (`coming`) and fewer than [`LINGER_BELOW`] records (and nothing else) wait, sleep
-/// `delay` once, then take what came meanwhile. One sleep rather than a wake-up per arriving
+/// `delay` once, then take what came meanwhile (PostgreSQL's `commit_delay` with
+/// `commit_siblings` = 1). A sync costs this machine's kernel tens of microseconds of CPU
+/// however little it carries; under load, a sync that waits a moment carries several
+/// records. Alone, a request never waits. One sleep rather than a wake-up per arriving
 /// record: each wake-up costs about what the sync saves. A batch that is already large
 /// (fast answers arrive several per sync) goes at once: waiting would only add latency.
+/// The delay follows the requests' recent time ([`CommitDelay`]).
 fn linger(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, coming: &AtomicUsize, delay: Duration) {
     let only_records = jobs.iter().all(|j| matches!(j, Job::Record(..)));
     if jobs.is_empty()
