@@ -36,7 +36,7 @@ scripts/check-fn-length.py
 step "build"
 # The binaries exactly as the quick start builds them, then the tests on top: one build.
 cargo build --release --locked --bins
-cargo build --release --locked --workspace --bins --tests --benches
+cargo build --release --locked --workspace --lib --bins --tests --benches
 
 step "clippy"
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
