@@ -104,8 +104,9 @@ impl Bare {
     }
 
     /// `clients` keep-alive connections POSTing a signing-API-sized JSON body back to back
-    /// for `duration`: the server's CPU per answer, and the number of failed requests.
-    pub fn load(&self, clients: usize, duration: Duration) -> (Duration, u64) {
+    /// for `duration`: the server's CPU per answer, the median latency, and the number of
+    /// failed requests.
+    pub fn load(&self, clients: usize, duration: Duration) -> BareLoad {
         let body = Bytes::from_static(
             br#"{"digest":"n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=","digest_algorithm":"sha256","scheme":"ecdsa"}"#,
         );
@@ -125,7 +126,11 @@ impl Bare {
                     duration,
                     posts,
                 );
-                (p.server_cpu, p.errors as u64)
+                BareLoad {
+                    cpu: p.server_cpu,
+                    p50: p.p50,
+                    errors: p.errors as u64,
+                }
             }
             None => {
                 let before = process_cpu(self.pid());
@@ -136,10 +141,24 @@ impl Bare {
                     duration,
                 );
                 let cpu = process_cpu(self.pid()).saturating_sub(before) / r.count.max(1) as u32;
-                (cpu, r.errors)
+                BareLoad {
+                    cpu,
+                    p50: r.p50,
+                    errors: r.errors,
+                }
             }
         }
     }
+}
+
+/// What one load on the bare server measured.
+pub struct BareLoad {
+    /// The server's CPU per answer.
+    pub cpu: Duration,
+    /// The median latency the clients saw.
+    pub p50: Duration,
+    /// Failed requests.
+    pub errors: u64,
 }
 
 impl Drop for Bare {

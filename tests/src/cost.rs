@@ -70,6 +70,8 @@ pub fn split_per_answer(
 /// The bare server's CPU per request at each client count, with no signature and with one.
 pub struct BareCosts {
     points: Vec<(usize, Duration, Duration)>,
+    /// The median latency with no signature, at each client count.
+    p50s: Vec<(usize, Duration)>,
 }
 
 impl BareCosts {
@@ -81,19 +83,33 @@ impl BareCosts {
             clients
                 .iter()
                 .map(|&c| {
-                    let (cpu, errors) = bare.load(c, duration);
-                    assert_eq!(errors, 0, "the bare server failed {errors} requests");
-                    cpu
+                    let l = bare.load(c, duration);
+                    assert_eq!(l.errors, 0, "the bare server failed {} requests", l.errors);
+                    l
                 })
                 .collect::<Vec<_>>()
         };
         let (echo, ecdsa) = (cost(BareMode::Echo), cost(BareMode::Ecdsa));
+        let p50s = clients
+            .iter()
+            .zip(&echo)
+            .map(|(&c, e)| (c, e.p50))
+            .collect();
         let points = clients
             .iter()
             .zip(echo.into_iter().zip(ecdsa))
-            .map(|(&c, (e, s))| (c, e, s))
+            .map(|(&c, (e, s))| (c, e.cpu, s.cpu))
             .collect();
-        BareCosts { points }
+        BareCosts { points, p50s }
+    }
+
+    /// The median latency with no signature at `clients`, if measured: what HTTP, TLS and
+    /// the load generator alone take.
+    pub fn p50(&self, clients: usize) -> Option<Duration> {
+        self.p50s
+            .iter()
+            .find(|(c, _)| *c == clients)
+            .map(|&(_, p)| p)
     }
 
     /// (no signature, one signature) CPU per request at `clients`, or at the nearest count
