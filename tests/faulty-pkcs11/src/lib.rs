@@ -30,11 +30,6 @@ struct Shim {
     _library: libloading::Library,
 }
 
-// SAFETY: the list holds function pointers and a version, read-only once built; PKCS#11
-// modules are called from many threads (CKF_OS_LOCKING_OK is the real module's business).
-unsafe impl Send for Shim {}
-unsafe impl Sync for Shim {}
-
 static SHIM: OnceLock<Option<Shim>> = OnceLock::new();
 
 fn load() -> Option<Shim> {
