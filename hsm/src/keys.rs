@@ -241,6 +241,21 @@ pub(super) fn read_public_key(
     label: &str,
     origin: KeyOrigin,
 ) -> Result<KeyInfo, HsmError> {
+    let spki = read_spki(session, label)?;
+    // The token's keys check every signature they make: worth a table each.
+    let public = PublicKey::from_spki_der(&spki.to_der().map_err(signet_pki::Error::from)?)?
+        .with_verification_table()?;
+    Ok(KeyInfo {
+        label: label.to_owned(),
+        algorithm: public.algorithm(),
+        spki,
+        public,
+        origin,
+    })
+}
+
+/// The SubjectPublicKeyInfo of the public key labelled `label`, from its attributes.
+fn read_spki(session: &Session, label: &str) -> Result<SubjectPublicKeyInfoOwned, HsmError> {
     let found = session.find_objects(&[
         Attribute::Class(ObjectClass::PUBLIC_KEY),
         Attribute::Label(label.as_bytes().to_vec()),
@@ -274,39 +289,29 @@ pub(super) fn read_public_key(
         label: label.to_owned(),
         reason: reason.to_owned(),
     };
-    let spki = match key_type {
+    match key_type {
         Some(KeyType::RSA) => {
             let (n, e) = modulus
                 .zip(exponent)
                 .ok_or_else(|| unsupported("RSA key without modulus"))?;
-            rsa_spki(&n, &e)?
+            rsa_spki(&n, &e)
         }
         Some(KeyType::EC) => {
             let (params, point) = params
                 .zip(point)
                 .ok_or_else(|| unsupported("EC key without point"))?;
-            ec_spki(&params, &point).map_err(|_| unsupported("EC parameters or point"))?
+            ec_spki(&params, &point).map_err(|_| unsupported("EC parameters or point"))
         }
-        _ => return Err(unsupported("only RSA and EC keys are used")),
-    };
-    // The token's keys check every signature they make: worth a table each.
-    let public = PublicKey::from_spki_der(&spki.to_der().map_err(signet_pki::Error::from)?)?
-        .with_verification_table()?;
-    Ok(KeyInfo {
-        label: label.to_owned(),
-        algorithm: public.algorithm(),
-        spki,
-        public,
-        origin,
-    })
+        _ => Err(unsupported("only RSA and EC keys are used")),
+    }
 }
 
 /// After a reconnect: the private key under `key`'s label is still fit to use, and the
 /// public key under it is the one read (and checked against its certificate) before.
 pub(super) fn check_same_key(session: &Session, key: &KeyInfo) -> Result<(), HsmError> {
-    let (_, origin) = find_private_key(session, &key.label)?;
-    let now = read_public_key(session, &key.label, origin)?;
-    if now.spki == key.spki {
+    find_private_key(session, &key.label)?;
+    // The SPKI alone: a verification table (tens of milliseconds) is not needed to compare.
+    if read_spki(session, &key.label)? == key.spki {
         Ok(())
     } else {
         Err(HsmError::KeyChanged(key.label.clone()))
