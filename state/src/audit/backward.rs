@@ -45,6 +45,11 @@ pub fn tail_bytes(path: &Path, end: u64, n: usize) -> std::io::Result<Vec<u8>> {
     read_last_lines(&mut file, complete, n, CHUNK)
 }
 
+/// The last whole line before `end` (`end` just after a newline), newline included.
+pub(super) fn last_line_before(file: &mut File, end: u64) -> std::io::Result<Vec<u8>> {
+    read_last_lines(file, end, 1, 64 * 1024)
+}
+
 /// The bytes of the last `n` lines before `end` (`end` just after a newline, or 0).
 fn read_last_lines(file: &mut File, end: u64, n: usize, chunk: u64) -> std::io::Result<Vec<u8>> {
     if n == 0 || end == 0 {

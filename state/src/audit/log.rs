@@ -17,6 +17,7 @@ use signet_pki::verify::PublicKey;
 use super::anchor::{check_rollback, Anchor, AnchorError, TpmCounter};
 use super::backward::recover;
 use super::record::{Event, Record};
+use super::ring::{self, Replayed};
 use super::writer::{lock, Job, Writer};
 
 pub use super::backward::tail_bytes;
@@ -84,6 +85,8 @@ impl AuditLog {
             .create(true)
             .open(path)
             .map_err(|e| open_err(e.to_string()))?;
+        let ring_path = ring::path_for(path);
+        replay_ring(&ring_path, &mut file).map_err(open_err)?;
         let (tail, torn) = recover(&mut file).map_err(open_err)?;
         let needs_anchor = check_at_start(anchor, tail.as_ref(), &protection)?;
         let len = file
@@ -98,7 +101,8 @@ impl AuditLog {
             policy,
             protection.counter.clone(),
         )
-        .naming(node);
+        .naming(node)
+        .with_ring(&ring_path);
         let durable = Arc::clone(&writer.durable);
         let records = Arc::clone(&writer.records);
         let anchor_lock = Arc::clone(&writer.anchor_lock);
@@ -205,6 +209,29 @@ impl AuditLog {
     pub fn counter(&self) -> Option<&TpmCounter> {
         self.counter.as_ref()
     }
+}
+
+/// Give the log back what a power cut took from its unsynced tail, from the ring beside it.
+fn replay_ring(ring_path: &Path, file: &mut File) -> Result<(), String> {
+    let replayed = ring::replay(ring_path, file).map_err(|e| {
+        format!(
+            "{e}; the ring {} holds records the log may lack",
+            ring_path.display()
+        )
+    })?;
+    match replayed {
+        Replayed::Nothing => {}
+        Replayed::Restored(n) => tracing::warn!(
+            records = n,
+            "audit log: restored the records its unsynced tail lost (a power cut?) from the ring"
+        ),
+        Replayed::Foreign(why) => tracing::warn!(
+            ring = %ring_path.display(),
+            why,
+            "audit ring left out: it does not follow this log (one restored from a backup?)"
+        ),
+    }
+    Ok(())
 }
 
 /// Before anything is appended: the anchor found must be signed by the audit key, the TPM

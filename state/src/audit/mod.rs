@@ -20,6 +20,7 @@ pub mod context;
 mod error;
 pub mod log;
 pub mod record;
+mod ring;
 pub mod verify;
 mod writer;
 

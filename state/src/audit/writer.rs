@@ -24,6 +24,7 @@ use super::anchor::{Anchor, TpmCounter};
 use super::commit_delay::CommitDelay;
 use super::error::AuditError;
 use super::record::{Event, Record, GENESIS};
+use super::ring::Ring;
 use super::verify::scheme_name;
 use crate::clock::now_ms;
 
@@ -97,6 +98,9 @@ pub(super) struct Writer {
     pub(super) coming: Arc<AtomicUsize>,
     /// How long a small batch waits for them (see [`linger`]).
     commit_delay: CommitDelay,
+    /// Where batches are made durable; `None` if it could not be begun (then the log is
+    /// synced on every batch).
+    ring: Option<Ring>,
 }
 
 type Reply = oneshot::Sender<Result<u64, AuditError>>;
@@ -150,6 +154,7 @@ impl Writer {
             anchor_lock: Arc::new(Mutex::new(())),
             coming: Arc::new(AtomicUsize::new(0)),
             commit_delay: CommitDelay::default(),
+            ring: None,
         };
         // Records after the last checkpoint (before a crash) count as not covered.
         if tail.is_some_and(|r| !matches!(r.event, Event::Checkpoint { .. })) {
@@ -250,6 +255,22 @@ impl Writer {
         self
     }
 
+    /// Make batches durable in the ring at `path` (see [`super::ring`]), begun at the
+    /// log's end. Without it (a ring that cannot be made) every batch syncs the log, as
+    /// safe and slower.
+    pub(super) fn with_ring(mut self, path: &Path) -> Writer {
+        let end = self.durable.load(Ordering::Acquire);
+        match Ring::begin(path, &self.file, end, self.next_seq, &self.prev) {
+            Ok(ring) => self.ring = Some(ring),
+            Err(e) => tracing::warn!(
+                error = %e,
+                ring = %path.display(),
+                "audit ring not begun: every batch syncs the log itself"
+            ),
+        }
+        self
+    }
+
     /// Forget the records chained since `head`: they were not written.
     fn rewind(&mut self, head: ChainHead) {
         self.next_seq = head.next_seq;
@@ -293,7 +314,8 @@ impl Writer {
         let outcome = if records.is_empty() {
             Ok(())
         } else {
-            self.write(&records)
+            // The log itself is synced under a checkpoint: the anchor names it next.
+            self.write(&records, checkpoint.is_some())
         };
         match &outcome {
             Err(AuditError::Write(e)) => {
@@ -440,7 +462,7 @@ impl Writer {
         Ok(())
     }
 
-    fn write(&mut self, records: &[Record]) -> Result<(), AuditError> {
+    fn write(&mut self, records: &[Record], sync_log: bool) -> Result<(), AuditError> {
         if self.torn {
             self.cut_back()
                 .map_err(|e| AuditError::Write(format!("cutting off a failed write: {e}")))?;
@@ -454,7 +476,7 @@ impl Writer {
         let written = self
             .file
             .write_all(&buf)
-            .and_then(|_| self.file.sync_data());
+            .and_then(|_| self.make_durable(&buf, sync_log));
         if let Err(e) = written {
             // Part of the write may be in the file (a disk that filled midway): cut it
             // off, so that the next write follows the last durable record.
@@ -469,6 +491,26 @@ impl Writer {
 }
 
 impl Writer {
+    /// Make `lines`, just appended to the log, durable: in the ring; or in the log itself
+    /// when the ring is full, the log must be synced (`sync_log`), or there is no ring,
+    /// and then the ring begins again at the log's end.
+    fn make_durable(&mut self, lines: &[u8], sync_log: bool) -> std::io::Result<()> {
+        let Some(ring) = &mut self.ring else {
+            return self.file.sync_data();
+        };
+        if !sync_log && ring.fits(lines.len()) {
+            return ring.append(lines);
+        }
+        self.file.sync_data()?;
+        let end = self.durable.load(Ordering::Acquire) + lines.len() as u64;
+        // The records are durable in the log whatever happens to the ring now.
+        if let Err(e) = ring.restart(end, self.next_seq, &self.prev) {
+            tracing::error!(error = %e, "audit ring not begun again: every batch syncs the log itself until signetd restarts");
+            self.ring = None;
+        }
+        Ok(())
+    }
+
     /// Cut the file back to its last durable record. Shrinking needs no free space.
     fn cut_back(&mut self) -> std::io::Result<()> {
         self.file.set_len(self.durable.load(Ordering::Acquire))?;
