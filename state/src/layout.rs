@@ -48,7 +48,8 @@ impl StateLayout {
     pub fn audit_dir(&self) -> PathBuf {
         self.root.join("audit")
     }
-    /// The audit log: one JSON record per line, hash-chained.
+    /// The audit log: one JSON record per line, hash-chained (its write-ahead ring beside
+    /// it, `audit.log.ring`).
     pub fn audit_log(&self) -> PathBuf {
         self.audit_dir().join("audit.log")
     }
