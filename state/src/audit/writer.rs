@@ -1,7 +1,8 @@
 //! The writer: one thread owns the log file. Callers hand it events and wait for their
 //! record to be durable; it takes every event waiting at that moment (and, while requests
 //! are on their way to a record, those that come within a short commit delay), appends them
-//! in one write, and makes them durable with one `fdatasync` (group commit). After
+//! in one write, and makes them durable with one `fdatasync` (group commit) of the
+//! write-ahead ring beside the log, the log itself synced at checkpoints (`ring.rs`). After
 //! `checkpoint_every` records, or `checkpoint_secs` with records not yet covered, it adds a
 //! checkpoint signed by the audit key in the HSM and notes it in the anchor file, signed
 //! too, with the TPM counter's next value; then it increments the counter. All of that is
