@@ -4,13 +4,15 @@
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedAttributes, SignedData, SignerIdentifier,
-    SignerInfo, SignerInfos,
+    CertificateSet, EncapsulatedContentInfo, SignedAttributes, SignerIdentifier, SignerInfo,
+    SignerInfos,
 };
 use const_oid::db::rfc5911;
 use const_oid::ObjectIdentifier;
-use der::asn1::{OctetString, SetOfVec};
-use der::{Any, Encode, Tag};
+use std::sync::Arc;
+
+use der::asn1::{ContextSpecificRef, OctetString, SetOfVec};
+use der::{Any, Encode, Tag, TagMode, TagNumber};
 use x509_cert::attr::Attribute;
 use x509_cert::Certificate;
 
@@ -27,6 +29,10 @@ pub struct SignerIdentity {
     scheme: SignatureScheme,
     sid: SignerIdentifier,
     signing_certificate_v2: Attribute,
+    /// SignedData's `certificates [0] IMPLICIT CertificateSet` of the certificate and its
+    /// chain, encoded once: copying and sorting the certificates for every signature cost
+    /// more than the rest of the SignedData.
+    certificates_field: Arc<[u8]>,
 }
 
 impl SignerIdentity {
@@ -44,12 +50,14 @@ impl SignerIdentity {
             ID_AA_SIGNING_CERTIFICATE_V2,
             &SigningCertificateV2::for_certificate(&cert)?,
         )?;
+        let certificates_field = certificates_field(&cert, &chain)?;
         Ok(SignerIdentity {
             cert,
             chain,
             scheme,
             sid,
             signing_certificate_v2,
+            certificates_field,
         })
     }
 
@@ -102,21 +110,33 @@ impl SignerIdentity {
 
     fn clone_public(&self, include_certificates: bool) -> PublicParts {
         PublicParts {
-            certificates: include_certificates.then(|| {
-                std::iter::once(&self.cert)
-                    .chain(&self.chain)
-                    .cloned()
-                    .collect()
-            }),
+            certificates_field: include_certificates.then(|| Arc::clone(&self.certificates_field)),
             scheme: self.scheme,
             sid: self.sid.clone(),
         }
     }
 }
 
+/// The DER of `certificates [0] IMPLICIT CertificateSet` holding `cert` and `chain`, as
+/// SignedData's own encoding would write it (the SET OF sorted by encoding).
+fn certificates_field(cert: &Certificate, chain: &[Certificate]) -> Result<Arc<[u8]>> {
+    let choices: Vec<CertificateChoices> = std::iter::once(cert)
+        .chain(chain)
+        .cloned()
+        .map(CertificateChoices::Certificate)
+        .collect();
+    let set = CertificateSet(SetOfVec::try_from(choices)?);
+    let field = ContextSpecificRef {
+        tag_number: TagNumber::N0,
+        tag_mode: TagMode::Implicit,
+        value: &set,
+    };
+    Ok(field.to_der()?.into())
+}
+
 #[derive(Clone, Debug)]
 struct PublicParts {
-    certificates: Option<Vec<Certificate>>,
+    certificates_field: Option<Arc<[u8]>>,
     scheme: SignatureScheme,
     sid: SignerIdentifier,
 }
@@ -159,16 +179,6 @@ impl PreparedSignedData {
             signature: OctetString::new(signature)?,
             unsigned_attrs: None,
         };
-        let certificates = match self.identity.certificates {
-            Some(certs) => {
-                let choices: Vec<CertificateChoices> = certs
-                    .into_iter()
-                    .map(CertificateChoices::Certificate)
-                    .collect();
-                Some(CertificateSet(SetOfVec::try_from(choices)?))
-            }
-            None => None,
-        };
         let mut digest_algorithms = SetOfVec::new();
         digest_algorithms.insert(scheme.hash().algorithm_identifier())?;
         // RFC 5652 5.1: version 3 when the content is not id-data.
@@ -181,20 +191,70 @@ impl PreparedSignedData {
             Some(bytes) => Some(Any::new(Tag::OctetString, bytes)?),
             None => None,
         };
-        let signed_data = SignedData {
-            version,
-            digest_algorithms,
-            encap_content_info: EncapsulatedContentInfo {
-                econtent_type: self.content_type,
-                econtent,
-            },
-            certificates,
-            crls: None,
-            signer_infos: SignerInfos::try_from(vec![signer_info])?,
-        };
+        // SignedData's fields in order, the certificates spliced in already encoded.
+        let mut fields = Vec::with_capacity(1024);
+        version.encode_to_vec(&mut fields)?;
+        digest_algorithms.encode_to_vec(&mut fields)?;
+        EncapsulatedContentInfo {
+            econtent_type: self.content_type,
+            econtent,
+        }
+        .encode_to_vec(&mut fields)?;
+        if let Some(certificates) = &self.identity.certificates_field {
+            fields.extend_from_slice(certificates);
+        }
+        SignerInfos::try_from(vec![signer_info])?.encode_to_vec(&mut fields)?;
         Ok(ContentInfo {
             content_type: rfc5911::ID_SIGNED_DATA,
-            content: Any::encode_from(&signed_data)?,
+            content: Any::new(Tag::Sequence, fields)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cms::signed_data::SignedData;
+    use der::{Decode, DecodePem};
+
+    use super::*;
+    use crate::alg::HashAlg;
+
+    fn cert(name: &str) -> Certificate {
+        let path = format!("{}/tests/data/ocsp/{name}", env!("CARGO_MANIFEST_DIR"));
+        let pem = std::fs::read_to_string(&path).expect(&path);
+        Certificate::from_pem(pem).expect(&path)
+    }
+
+    fn signed_data(include_certificates: bool) -> Vec<u8> {
+        // The chain out of the SET OF's order, so that the field must sort it.
+        let (leaf, leaf2, ca) = (cert("leaf.pem"), cert("leaf2.pem"), cert("ca.pem"));
+        let scheme = SignatureScheme::Ecdsa(HashAlg::Sha256);
+        let identity = SignerIdentity::new(leaf, vec![leaf2, ca], scheme).expect("identity");
+        let prepared = identity
+            .prepare(
+                rfc5911::ID_DATA,
+                Some(b"content".to_vec()),
+                &[7; 32],
+                Vec::new(),
+                include_certificates,
+            )
+            .expect("prepare");
+        let info = prepared.finish(&[0x30, 0x00]).expect("finish");
+        assert_eq!(info.content_type, rfc5911::ID_SIGNED_DATA);
+        info.content.to_der().expect("DER")
+    }
+
+    #[test]
+    fn the_certificates_encoded_once_are_what_signed_datas_own_encoding_writes() {
+        let spliced = signed_data(true);
+        let decoded = SignedData::from_der(&spliced).expect("a SignedData");
+        assert_eq!(decoded.to_der().expect("re-encoded"), spliced);
+        let certificates = decoded.certificates.expect("certificates");
+        assert_eq!(certificates.0.len(), 3);
+
+        let without = signed_data(false);
+        let decoded = SignedData::from_der(&without).expect("a SignedData");
+        assert_eq!(decoded.to_der().expect("re-encoded"), without);
+        assert!(decoded.certificates.is_none());
     }
 }
