@@ -21,7 +21,7 @@
 //! header does not match the log (a log restored from a backup) is left out.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -189,11 +189,13 @@ pub(super) enum Replayed {
 /// documentation. Reads the ring (a few megabytes) once, at start.
 pub(super) fn replay(ring: &Path, log: &mut File) -> Result<Replayed, String> {
     let io = |e: std::io::Error| format!("{}: {e}", ring.display());
-    let bytes = match std::fs::read(ring) {
-        Ok(b) => b,
+    // Never more than a ring holds, whatever the file in its place has grown to.
+    let mut bytes = Vec::new();
+    match File::open(ring).and_then(|f| f.take(RING_BYTES).read_to_end(&mut bytes)) {
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replayed::Nothing),
         Err(e) => return Err(io(e)),
-    };
+    }
     let Some(header) = bytes.get(..HEADER_BYTES as usize).and_then(Header::parse) else {
         // No whole header: the log was synced before the last one was begun, and no
         // record was answered on the strength of the ring since.
@@ -203,16 +205,19 @@ pub(super) fn replay(ring: &Path, log: &mut File) -> Result<Replayed, String> {
     if let Err(why) = base_matches(log, log_bytes, &header) {
         return Ok(Replayed::Foreign(why));
     }
-    let records = chained_lines(&bytes[HEADER_BYTES as usize..], &header);
-    let records_len = records.iter().map(|l| l.len()).sum::<usize>();
+    let records = chained_lines(
+        bytes.get(HEADER_BYTES as usize..).unwrap_or_default(),
+        &header,
+    );
+    let lines = records.concat();
     let available = log_bytes - header.log_bytes;
-    let mut after_base = vec![0; (records_len as u64).min(available) as usize];
+    let mut after_base = vec![0; (lines.len() as u64).min(available) as usize];
     log.read_exact_at(&mut after_base, header.log_bytes)
         .map_err(|e| format!("audit log: {e}"))?;
-    if after_base == records.concat() {
+    if after_base == lines {
         return Ok(Replayed::Nothing);
     }
-    restore(log, header.log_bytes, &records.concat())
+    restore(log, header.log_bytes, &lines)
         .map_err(|e| format!("audit log: restoring from the ring: {e}"))?;
     Ok(Replayed::Restored(records.len()))
 }
