@@ -6,13 +6,31 @@ use std::sync::atomic::AtomicU64;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
+/// Which thread made a group commit durable.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub(crate) enum Committer {
+    /// The writer's own thread, for a batch of records handed to it.
+    writer,
+    /// A request's thread, for its own record when it was alone.
+    request,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommitLabels {
+    by: Committer,
+}
+
 struct AuditMetrics {
     records: Counter,
+    commits: Family<CommitLabels, Counter>,
     batch_records: Histogram,
     write_seconds: Histogram,
     last_checkpoint: Gauge<f64, AtomicU64>,
@@ -20,6 +38,7 @@ struct AuditMetrics {
 
 static METRICS: LazyLock<AuditMetrics> = LazyLock::new(|| AuditMetrics {
     records: Counter::default(),
+    commits: Family::default(),
     // 1 to 4096 records in one group commit.
     batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
     // 50 us (a page cache with a write cache) to about 1.6 s (a disk in trouble).
@@ -27,10 +46,12 @@ static METRICS: LazyLock<AuditMetrics> = LazyLock::new(|| AuditMetrics {
     last_checkpoint: Gauge::default(),
 });
 
-/// `records` written and made durable in one group commit that took `took`.
-pub(crate) fn committed(records: usize, took: Duration) {
+/// `records` written and made durable in one group commit that took `took`, on `by`'s
+/// thread.
+pub(crate) fn committed(records: usize, took: Duration, by: Committer) {
     let m = &*METRICS;
     m.records.inc_by(records as u64);
+    m.commits.get_or_create(&CommitLabels { by }).inc();
     m.batch_records.observe(records as f64);
     m.write_seconds.observe(took.as_secs_f64());
 }
@@ -56,6 +77,11 @@ pub fn register(registry: &mut Registry) {
         "records",
         "Audit records written and made durable",
         m.records.clone(),
+    );
+    registry.register(
+        "commits",
+        "Group commits (one write made durable), by the thread that made it: the writer's, or a lone request's own",
+        m.commits.clone(),
     );
     registry.register(
         "commit_batch_records",

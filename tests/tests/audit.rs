@@ -367,9 +367,9 @@ fn rechain(records: &[Value], from: usize) -> Vec<String> {
     out
 }
 
-/// Sign under load with 8 clients, kill signetd with SIGKILL a few hundred records in, and
-/// return the inputs of the requests that were answered.
-fn answered_then_killed(a: &mut Appliance) -> HashSet<String> {
+/// Sign under load with `clients` clients, kill signetd with SIGKILL a few hundred records in,
+/// and return the inputs of the requests that were answered.
+fn answered_then_killed(a: &mut Appliance, clients: usize) -> HashSet<String> {
     let pid = a.pid();
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
@@ -391,7 +391,7 @@ fn answered_then_killed(a: &mut Appliance) -> HashSet<String> {
             stop.store(true, Ordering::SeqCst);
         })
     };
-    let answered = sign_load(a, 8, 1_000_000, Arc::clone(&stop));
+    let answered = sign_load(a, clients, 1_000_000, Arc::clone(&stop));
     killer.join().unwrap();
     a.kill9();
     assert!(answered.len() > 100, "load ran: {} answers", answered.len());
@@ -428,7 +428,7 @@ fn kill_9_under_load_loses_no_record_of_an_answered_request() {
         t["audit"]["checkpoint_every"] = toml::Value::Integer(100);
     });
     a.start();
-    let answered = answered_then_killed(&mut a);
+    let answered = answered_then_killed(&mut a, 8);
 
     // Offline, before anyone repairs anything: the log verifies (a torn last line, if any,
     // is reported and left out), and holds a record of every answer.
@@ -464,12 +464,26 @@ fn kill_9_under_load_loses_no_record_of_an_answered_request() {
 /// cutting the log there after a kill -9, the most such a cut can take.
 #[test]
 fn a_power_cut_that_takes_the_logs_unsynced_tail_loses_no_record_of_an_answered_request() {
+    // Concurrent callers: their records are group-committed by the writer's thread.
+    power_cut_after_load(8);
+}
+
+#[test]
+fn a_power_cut_loses_no_record_a_lone_caller_committed_on_its_own_thread() {
+    // One caller: each request commits its own record, to the same ring.
+    power_cut_after_load(1);
+}
+
+/// `clients` sign until a few hundred records are in; signetd is killed, and the log cut
+/// back to where the ring began, the most a power cut can take from it. After a restart,
+/// every answered request is on record again and the log verifies.
+fn power_cut_after_load(clients: usize) {
     let mut a = Appliance::init_with(|t| {
         // No checkpoint under the load: the log is synced once, at start.
         t["audit"]["checkpoint_every"] = toml::Value::Integer(1_000_000);
     });
     a.start();
-    let answered = answered_then_killed(&mut a);
+    let answered = answered_then_killed(&mut a, clients);
     let ring = std::fs::read(a.path("audit/audit.log.ring")).expect("the ring beside the log");
     let header: Value = serde_json::from_slice(ring.split(|b| *b == b'\n').next().unwrap())
         .expect("the ring's header");

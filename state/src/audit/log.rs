@@ -18,7 +18,7 @@ use super::anchor::{check_rollback, Anchor, AnchorError, TpmCounter};
 use super::backward::recover;
 use super::record::{Event, Record};
 use super::ring::{self, Replayed};
-use super::writer::{lock, Job, Writer};
+use super::writer::{lock, Job, Shared, Writer};
 
 pub use super::backward::tail_bytes;
 pub use super::error::AuditError;
@@ -37,6 +37,10 @@ pub struct AnchorPolicy {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
+    /// The writer itself, for a record that commits alone (see [`AuditLog::record`]).
+    writer: Shared,
+    /// Jobs handed to the writer's thread and not yet committed.
+    pending: Arc<AtomicUsize>,
     durable: Arc<AtomicU64>,
     records: Arc<AtomicU64>,
     path: PathBuf,
@@ -107,9 +111,14 @@ impl AuditLog {
         let records = Arc::clone(&writer.records);
         let anchor_lock = Arc::clone(&writer.anchor_lock);
         let coming = Arc::clone(&writer.coming);
-        let tx = writer.spawn().map_err(|e| open_err(e.to_string()))?;
+        let pending = Arc::new(AtomicUsize::new(0));
+        let (writer, tx) = writer
+            .spawn(Arc::clone(&pending))
+            .map_err(|e| open_err(e.to_string()))?;
         let log = AuditLog {
             tx,
+            writer,
+            pending,
             durable,
             records,
             path: path.to_owned(),
@@ -126,7 +135,7 @@ impl AuditLog {
             // A checkpoint now, so that the anchor is signed (and carries the counter) from
             // the start; nobody waits for it.
             let (tx, _) = oneshot::channel();
-            let _ = log.tx.send(Job::Checkpoint(tx));
+            let _ = log.send(Job::Checkpoint(tx));
         }
         Ok(log)
     }
@@ -140,33 +149,61 @@ impl AuditLog {
     }
 
     /// Append `event`; returns its sequence number once it is durable.
+    ///
+    /// A record alone (none waiting for the writer, no other request on its way to one)
+    /// is committed on this thread, when the runtime has another to serve meanwhile: it
+    /// is then one append and one sync, with no thread to wake and none to be woken by.
+    /// Otherwise the writer's thread commits it with the others in one sync.
     pub async fn record(&self, event: Event) -> Result<u64, AuditError> {
+        let event = match self.commit_alone(Box::new(event)) {
+            Ok(answer) => return answer,
+            Err(event) => event,
+        };
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Record(Box::new(event), Some(tx)))
-            .map_err(|_| AuditError::Closed)?;
+        self.send(Job::Record(event, Some(tx)))?;
         rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Commit `event` here if it is alone and the writer is free; otherwise give it back.
+    fn commit_alone(&self, event: Box<Event>) -> Result<Result<u64, AuditError>, Box<Event>> {
+        let alone = self.coming.load(Ordering::Acquire) == 0
+            && self.pending.load(Ordering::Acquire) == 0
+            && runtime_lends_a_thread();
+        if !alone {
+            return Err(event);
+        }
+        match self.writer.try_lock() {
+            Ok(mut writer) => writer.commit_alone(event),
+            Err(_) => Err(event),
+        }
+    }
+
+    /// Hand `job` to the writer's thread.
+    fn send(&self, job: Job) -> Result<(), AuditError> {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(job).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            AuditError::Closed
+        })
     }
 
     /// Append `event` without waiting (nothing is answered on the strength of it).
     pub fn record_detached(&self, event: Event) {
-        let _ = self.tx.send(Job::Record(Box::new(event), None));
+        let _ = self.send(Job::Record(Box::new(event), None));
     }
 
     /// Write a checkpoint now (if any record is not covered); returns the sequence number
     /// of the last checkpoint.
     pub async fn checkpoint(&self) -> Result<u64, AuditError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Checkpoint(tx))
-            .map_err(|_| AuditError::Closed)?;
+        self.send(Job::Checkpoint(tx))?;
         rx.await.map_err(|_| AuditError::Closed)?
     }
 
     /// Seal the log with a last checkpoint and stop the writer.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Job::Close(tx)).is_ok() {
+        if self.send(Job::Close(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -209,6 +246,15 @@ impl AuditLog {
     pub fn counter(&self) -> Option<&TpmCounter> {
         self.counter.as_ref()
     }
+}
+
+/// Whether the current runtime has another worker thread to run tasks while this one
+/// waits for a sync: a multi-threaded runtime with two or more.
+fn runtime_lends_a_thread() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|h| {
+        h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+            && h.metrics().num_workers() > 1
+    })
 }
 
 /// Give the log back what a power cut took from its unsynced tail, from the ring beside it.

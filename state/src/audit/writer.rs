@@ -7,6 +7,11 @@
 //! checkpoint signed by the audit key in the HSM and notes it in the anchor file, signed
 //! too, with the TPM counter's next value; then it increments the counter. All of that is
 //! on this thread, once per checkpoint, never on a request's path.
+//!
+//! A request alone (no record waiting for the thread, no other request on its way to one)
+//! commits its own record on its own thread instead ([`Writer::commit_alone`]): the same
+//! append and ring sync, without waking this thread and being woken by it. Never a
+//! checkpoint there, and never after a write that was slow or failed.
 
 use std::fs::File;
 use std::io::Write;
@@ -28,9 +33,16 @@ use super::record::{Event, Record, GENESIS};
 use super::ring::Ring;
 use super::verify::scheme_name;
 use crate::clock::now_ms;
+use crate::metrics::Committer;
 
 /// Events taken into one write at most.
 const MAX_BATCH: usize = 4096;
+/// A record alone commits on its caller's thread only while writes take less than this: a
+/// disk that stalls holds the writer's thread, not an API thread, from the next record on.
+const ALONE_WRITE_BELOW: Duration = Duration::from_millis(2);
+/// Room a lone record needs in the ring, with a margin (a record is a few hundred bytes):
+/// one that would fill it goes to the thread, which syncs the log and begins the ring again.
+const MAX_RECORD: usize = 64 * 1024;
 /// Only a batch smaller than this waits: a sync's cost shared by four records or more is a
 /// small part of each.
 const LINGER_BELOW: usize = 4;
@@ -64,8 +76,23 @@ pub(super) enum Job {
 }
 
 /// Lock `m`, even if a thread panicked holding it.
-pub(super) fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The writer, shared by its thread and by a request that commits its own record when it
+/// is alone (see [`Writer::commit_alone`]).
+pub(super) type Shared = Arc<Mutex<Writer>>;
+
+/// Whether a commit may sign a checkpoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checkpoints {
+    /// One now, if any record is not covered.
+    Forced,
+    /// One if it is due.
+    IfDue,
+    /// None: the commit runs on a request's thread, where the HSM and the TPM do not go.
+    Never,
 }
 
 /// The thread that owns the log file: the chain after its last record, and what a
@@ -102,6 +129,12 @@ pub(super) struct Writer {
     /// Where batches are made durable; `None` if it could not be begun (then the log is
     /// synced on every batch).
     ring: Option<Ring>,
+    /// How long the last write took to be durable.
+    last_write: Duration,
+    /// Sealed by a close: nothing more is written.
+    closed: bool,
+    /// Whose thread runs the commit under way.
+    committer: Committer,
 }
 
 type Reply = oneshot::Sender<Result<u64, AuditError>>;
@@ -156,6 +189,9 @@ impl Writer {
             coming: Arc::new(AtomicUsize::new(0)),
             commit_delay: CommitDelay::default(),
             ring: None,
+            last_write: Duration::ZERO,
+            closed: false,
+            committer: Committer::writer,
         };
         // Records after the last checkpoint (before a crash) count as not covered.
         if tail.is_some_and(|r| !matches!(r.event, Event::Checkpoint { .. })) {
@@ -165,80 +201,111 @@ impl Writer {
         writer
     }
 
-    /// Start the writer's thread; it takes jobs from the sender returned.
-    pub(super) fn spawn(self) -> std::io::Result<mpsc::Sender<Job>> {
+    /// Start the writer's thread; it takes jobs from the sender returned, and counts down
+    /// `pending` by the jobs it has committed.
+    pub(super) fn spawn(
+        self,
+        pending: Arc<AtomicUsize>,
+    ) -> std::io::Result<(Shared, mpsc::Sender<Job>)> {
+        let coming = Arc::clone(&self.coming);
+        let shared = Arc::new(Mutex::new(self));
+        let writer = Arc::clone(&shared);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || self.run(rx))?;
-        Ok(tx)
+            .spawn(move || run(&writer, &rx, &coming, &pending))?;
+        Ok((shared, tx))
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
-        loop {
-            let backoff = self
-                .checkpoint_retry
-                .map(|r| r.saturating_duration_since(Instant::now()))
-                .unwrap_or_default();
-            let wait = match self.oldest_uncovered {
-                Some(t) => self
-                    .policy
-                    .interval
-                    .saturating_sub(t.elapsed())
-                    .max(backoff),
-                None => Duration::from_secs(3600),
+    /// How long the thread may wait for a job: until a checkpoint falls due.
+    fn idle_wait(&self) -> Duration {
+        let backoff = self
+            .checkpoint_retry
+            .map(|r| r.saturating_duration_since(Instant::now()))
+            .unwrap_or_default();
+        match self.oldest_uncovered {
+            Some(t) => self
+                .policy
+                .interval
+                .saturating_sub(t.elapsed())
+                .max(backoff),
+            None => Duration::from_secs(3600),
+        }
+    }
+
+    /// Chain `jobs` and commit them in one write. Returns the reply owed to a close, which
+    /// ends the thread.
+    fn take(&mut self, jobs: Vec<Job>) -> Option<oneshot::Sender<()>> {
+        let head = self.head();
+        let mut records = Vec::new();
+        if let Some(f) = &self.failing {
+            // Tried first in the next write: if it lands, the log says what it missed.
+            let resumed = Event::WritesResumed {
+                error: f.error.clone(),
+                refused: f.refused,
+                failed_ms: u64::try_from(f.since.elapsed().as_millis()).unwrap_or(u64::MAX),
             };
-            let first = match rx.recv_timeout(wait) {
-                Ok(job) => Some(job),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.commit(self.head(), Vec::new(), Vec::new(), true);
-                    return;
+            records.push(self.append(resumed));
+        }
+        let mut waiting: Vec<(Option<Reply>, Option<u64>)> = Vec::new();
+        let mut checkpoints = Checkpoints::IfDue;
+        let mut close = None;
+        for job in jobs {
+            match job {
+                Job::Record(event, reply) => {
+                    self.commit_delay.observe(&event);
+                    let r = self.append(*event);
+                    waiting.push((reply, Some(r.seq)));
+                    records.push(r);
                 }
-            };
-            let head = self.head();
-            let mut records = Vec::new();
-            if let Some(f) = &self.failing {
-                // Tried first in the next write: if it lands, the log says what it missed.
-                let resumed = Event::WritesResumed {
-                    error: f.error.clone(),
-                    refused: f.refused,
-                    failed_ms: u64::try_from(f.since.elapsed().as_millis()).unwrap_or(u64::MAX),
-                };
-                records.push(self.append(resumed));
-            }
-            let mut waiting: Vec<(Option<Reply>, Option<u64>)> = Vec::new();
-            let mut force = false;
-            let mut close = None;
-            let mut jobs: Vec<Job> = first
-                .into_iter()
-                .chain(rx.try_iter().take(MAX_BATCH))
-                .collect();
-            linger(&rx, &mut jobs, &self.coming, self.commit_delay.current());
-            for job in jobs {
-                match job {
-                    Job::Record(event, reply) => {
-                        self.commit_delay.observe(&event);
-                        let r = self.append(*event);
-                        waiting.push((reply, Some(r.seq)));
-                        records.push(r);
-                    }
-                    Job::Checkpoint(reply) => {
-                        force = true;
-                        waiting.push((Some(reply), None));
-                    }
-                    Job::Close(reply) => {
-                        force = true;
-                        close = Some(reply);
-                    }
+                Job::Checkpoint(reply) => {
+                    checkpoints = Checkpoints::Forced;
+                    waiting.push((Some(reply), None));
                 }
-            }
-            self.commit(head, records, waiting, force);
-            if let Some(reply) = close {
-                let _ = reply.send(());
-                return;
+                Job::Close(reply) => {
+                    checkpoints = Checkpoints::Forced;
+                    close = Some(reply);
+                }
             }
         }
+        self.commit(head, records, waiting, checkpoints);
+        self.closed |= close.is_some();
+        close
+    }
+
+    /// Commit `event` alone, on the caller's thread, if the writer is in the plain state
+    /// where that is one append and one sync of the ring; otherwise give it back. The
+    /// caller must be alone: no other record waiting or on its way, so that no batch is
+    /// lost by it, and its thread has nothing else to run meanwhile. A request alone then
+    /// spends no wake-up of the writer's thread and none of its own after the sync: two of
+    /// the four hand-offs of a lone request (see the README's cost section).
+    pub(super) fn commit_alone(
+        &mut self,
+        event: Box<Event>,
+    ) -> Result<Result<u64, AuditError>, Box<Event>> {
+        let plain = !self.closed
+            && self.failing.is_none()
+            && !self.torn
+            && self.ring.as_ref().is_some_and(|r| r.fits(MAX_RECORD))
+            && self.last_write < ALONE_WRITE_BELOW
+            && !self.checkpoint_due(1);
+        if !plain {
+            return Err(event);
+        }
+        self.commit_delay.observe(&event);
+        let head = self.head();
+        let r = self.append(*event);
+        let seq = r.seq;
+        let (reply, mut answer) = oneshot::channel();
+        self.committer = Committer::request;
+        self.commit(
+            head,
+            vec![r],
+            vec![(Some(reply), Some(seq))],
+            Checkpoints::Never,
+        );
+        self.committer = Committer::writer;
+        Ok(answer.try_recv().unwrap_or(Err(AuditError::Closed)))
     }
 
     fn head(&self) -> ChainHead {
@@ -305,10 +372,14 @@ impl Writer {
         head: ChainHead,
         mut records: Vec<Record>,
         waiting: Vec<(Option<Reply>, Option<u64>)>,
-        force: bool,
+        checkpoints: Checkpoints,
     ) {
         let mut checkpoint = None;
-        if let Some(r) = self.checkpoint_if_due(force) {
+        let signed = match checkpoints {
+            Checkpoints::Never => None,
+            c => self.checkpoint_if_due(c == Checkpoints::Forced),
+        };
+        if let Some(r) = signed {
             checkpoint = Some((r.seq, r.hash.clone()));
             records.push(r);
         }
@@ -375,12 +446,7 @@ impl Writer {
     /// writes do not fail. After one could not be signed, not again before
     /// [`CHECKPOINT_RETRY`] unless forced.
     fn checkpoint_if_due(&mut self, force: bool) -> Option<Record> {
-        let due = self.uncovered >= self.policy.every
-            || self
-                .oldest_uncovered
-                .is_some_and(|t| t.elapsed() >= self.policy.interval);
-        let backing_off = self.checkpoint_retry.is_some_and(|r| Instant::now() < r);
-        if self.uncovered > 0 && (due && !backing_off || force) && self.failing.is_none() {
+        if self.uncovered > 0 && (self.checkpoint_due(0) || force) && self.failing.is_none() {
             match self.sign_checkpoint() {
                 Ok(r) => {
                     self.checkpoint_retry = None;
@@ -393,6 +459,17 @@ impl Writer {
             }
         }
         None
+    }
+
+    /// Whether a checkpoint is due once `more` records are added (and not put off by a
+    /// failed one).
+    fn checkpoint_due(&self, more: u64) -> bool {
+        let due = self.uncovered + more >= self.policy.every
+            || self
+                .oldest_uncovered
+                .is_some_and(|t| t.elapsed() >= self.policy.interval);
+        let backing_off = self.checkpoint_retry.is_some_and(|r| Instant::now() < r);
+        due && !backing_off
     }
 
     fn sign_checkpoint(&mut self) -> Result<Record, String> {
@@ -484,7 +561,8 @@ impl Writer {
             self.torn = self.cut_back().is_err();
             return Err(AuditError::Write(e.to_string()));
         }
-        crate::metrics::committed(records.len(), started.elapsed());
+        self.last_write = started.elapsed();
+        crate::metrics::committed(records.len(), self.last_write, self.committer);
         self.durable.fetch_add(buf.len() as u64, Ordering::AcqRel);
         self.records.store(self.next_seq, Ordering::Release);
         Ok(())
@@ -518,6 +596,42 @@ impl Writer {
         self.file.sync_data()?;
         self.torn = false;
         Ok(())
+    }
+}
+
+/// The writer's thread: wait for jobs (or a checkpoint's time), take every job waiting,
+/// linger for more under load, commit them as one batch.
+fn run(
+    writer: &Mutex<Writer>,
+    rx: &mpsc::Receiver<Job>,
+    coming: &AtomicUsize,
+    pending: &AtomicUsize,
+) {
+    loop {
+        let wait = lock(writer).idle_wait();
+        let first = match rx.recv_timeout(wait) {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                let mut writer = lock(writer);
+                let head = writer.head();
+                writer.commit(head, Vec::new(), Vec::new(), Checkpoints::Forced);
+                return;
+            }
+        };
+        let mut jobs: Vec<Job> = first
+            .into_iter()
+            .chain(rx.try_iter().take(MAX_BATCH))
+            .collect();
+        let delay = lock(writer).commit_delay.current();
+        linger(rx, &mut jobs, coming, delay);
+        let taken = jobs.len();
+        let close = lock(writer).take(jobs);
+        pending.fetch_sub(taken, Ordering::AcqRel);
+        if let Some(reply) = close {
+            let _ = reply.send(());
+            return;
+        }
     }
 }
 
