@@ -474,6 +474,57 @@ fn a_power_cut_loses_no_record_a_lone_caller_committed_on_its_own_thread() {
     power_cut_after_load(1);
 }
 
+#[test]
+fn a_record_committed_alone_is_covered_by_a_checkpoint_within_checkpoint_secs() {
+    let mut a = Appliance::init_with(|t| {
+        t["audit"]["checkpoint_secs"] = toml::Value::Integer(1);
+        t["audit"]["checkpoint_every"] = toml::Value::Integer(1_000_000);
+    });
+    a.start();
+    // The start's records are checkpointed first; then the writer's thread has nothing to
+    // wait for.
+    let checkpoints = wait_for_checkpoint_after(&a, 0);
+    assert!(checkpoints.is_some(), "no checkpoint after the start");
+    let answered = sign_load(&a, 1, 1, Arc::new(AtomicBool::new(false)));
+    assert_eq!(answered.len(), 1);
+    let request = kinds(&a)
+        .iter()
+        .rposition(|k| k == "request")
+        .expect("the request's record");
+    assert!(
+        wait_for_checkpoint_after(&a, request).is_some(),
+        "the lone request's record (line {request}) is still not covered: {:?}",
+        kinds(&a)
+    );
+    a.stop();
+}
+
+/// The kinds of the log's records, in order.
+fn kinds(a: &Appliance) -> Vec<String> {
+    let text = std::fs::read_to_string(a.path("audit/audit.log")).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|r| r["event"]["kind"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The line of a checkpoint after line `after`, waiting up to 10 s for one.
+fn wait_for_checkpoint_after(a: &Appliance, after: usize) -> Option<usize> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = kinds(a)
+            .iter()
+            .enumerate()
+            .skip(after + 1)
+            .find(|(_, k)| *k == "checkpoint")
+            .map(|(i, _)| i);
+        if found.is_some() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `clients` sign until a few hundred records are in; signetd is killed, and the log cut
 /// back to where the ring began, the most a power cut can take from it. After a restart,
 /// every answered request is on record again and the log verifies.

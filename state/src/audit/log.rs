@@ -172,10 +172,18 @@ impl AuditLog {
         if !alone {
             return Err(event);
         }
-        match self.writer.try_lock() {
-            Ok(mut writer) => writer.commit_alone(event),
-            Err(_) => Err(event),
+        let Ok(mut writer) = self.writer.try_lock() else {
+            return Err(event);
+        };
+        let answer = writer.commit_alone(event)?;
+        let tick = writer.needs_tick();
+        drop(writer);
+        if tick {
+            // Once per checkpoint at most: the thread, asleep until a job, times its wait
+            // for this record's checkpoint.
+            let _ = self.send(Job::Tick);
         }
+        Ok(answer)
     }
 
     /// Hand `job` to the writer's thread.

@@ -73,6 +73,9 @@ pub(super) enum Job {
     Record(Box<Event>, Option<oneshot::Sender<Result<u64, AuditError>>>),
     Checkpoint(oneshot::Sender<Result<u64, AuditError>>),
     Close(oneshot::Sender<()>),
+    /// Nothing to write: the thread times its wait again (a record committed alone is
+    /// now the oldest not covered, and its checkpoint falls due `interval` after it).
+    Tick,
 }
 
 /// Lock `m`, even if a thread panicked holding it.
@@ -135,6 +138,8 @@ pub(super) struct Writer {
     closed: bool,
     /// Whose thread runs the commit under way.
     committer: Committer,
+    /// The thread's wait ends when the oldest record not covered needs its checkpoint.
+    timed: bool,
 }
 
 type Reply = oneshot::Sender<Result<u64, AuditError>>;
@@ -192,6 +197,7 @@ impl Writer {
             last_write: Duration::ZERO,
             closed: false,
             committer: Committer::writer,
+            timed: false,
         };
         // Records after the last checkpoint (before a crash) count as not covered.
         if tail.is_some_and(|r| !matches!(r.event, Event::Checkpoint { .. })) {
@@ -218,7 +224,8 @@ impl Writer {
     }
 
     /// How long the thread may wait for a job: until a checkpoint falls due.
-    fn idle_wait(&self) -> Duration {
+    fn idle_wait(&mut self) -> Duration {
+        self.timed = self.oldest_uncovered.is_some();
         let backoff = self
             .checkpoint_retry
             .map(|r| r.saturating_duration_since(Instant::now()))
@@ -266,6 +273,7 @@ impl Writer {
                     checkpoints = Checkpoints::Forced;
                     close = Some(reply);
                 }
+                Job::Tick => {}
             }
         }
         self.commit(head, records, waiting, checkpoints);
@@ -306,6 +314,14 @@ impl Writer {
         );
         self.committer = Committer::writer;
         Ok(answer.try_recv().unwrap_or(Err(AuditError::Closed)))
+    }
+
+    /// Whether the thread must be sent a [`Job::Tick`]: records committed alone are not
+    /// covered and its wait does not end for their checkpoint. Counted as sent.
+    pub(super) fn needs_tick(&mut self) -> bool {
+        let needs = self.oldest_uncovered.is_some() && !self.timed;
+        self.timed |= needs;
+        needs
     }
 
     fn head(&self) -> ChainHead {
