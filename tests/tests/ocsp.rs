@@ -382,7 +382,8 @@ fn bad_input_gets_malformed_request_or_a_4xx_and_never_a_5xx() {
     let (code, body) = post(&app, &good);
     assert_eq!(code, 200);
     assert_eq!(statuses(&body), ["good"]);
-    assert!(app.stop().expect("was running").success());
+    let stopped = app.stop().expect("was running");
+    assert!(stopped.success(), "{stopped:?}\n{}", app.log());
 }
 
 #[test]

@@ -35,6 +35,8 @@ use super::verify::scheme_name;
 use crate::clock::now_ms;
 use crate::metrics::Committer;
 
+/// Why a checkpoint cannot be signed after the close.
+const CLOSED: &str = "the audit log is closed";
 /// Events taken into one write at most.
 const MAX_BATCH: usize = 4096;
 /// A record alone commits on its caller's thread only while writes take less than this: a
@@ -109,7 +111,8 @@ pub(super) struct Writer {
     prev: String,
     uncovered: u64,
     oldest_uncovered: Option<Instant>,
-    signer: AuditSigner,
+    /// The audit key; `None` once the log is closed (see [`Writer::take`]).
+    signer: Option<AuditSigner>,
     policy: CheckpointPolicy,
     /// The log's length up to its last durable record, shared with the handle.
     pub(super) durable: Arc<AtomicU64>,
@@ -179,7 +182,7 @@ impl Writer {
             prev: tail.map_or(GENESIS.to_owned(), |r| r.hash.clone()),
             uncovered: 0,
             oldest_uncovered: None,
-            signer,
+            signer: Some(signer),
             policy: CheckpointPolicy {
                 every: policy.every.max(1),
                 interval: policy.interval.max(Duration::from_millis(10)),
@@ -277,7 +280,14 @@ impl Writer {
             }
         }
         self.commit(head, records, waiting, checkpoints);
-        self.closed |= close.is_some();
+        if close.is_some() {
+            self.closed = true;
+            // Let go of the HSM before the close is answered: if this is its last handle,
+            // the module is finalised and unloaded here, while the daemon waits, and not
+            // on this thread while the process exits (libsofthsm2's destructors, run by
+            // two threads at once, crashed signetd at exit).
+            self.signer = None;
+        }
         close
     }
 
@@ -492,12 +502,12 @@ impl Writer {
         let seq = self.next_seq;
         let time_ms = now_ms();
         let prev = super::record::hash_from_hex(&self.prev).ok_or("bad chain head")?;
-        let scheme = self.signer.key.algorithm.default_scheme();
+        let signer = self.signer.as_ref().ok_or(CLOSED)?;
+        let scheme = signer.key.algorithm.default_scheme();
         let message = Record::signed_bytes(seq, time_ms, &prev);
-        let signature = self
-            .signer
+        let signature = signer
             .hsm
-            .sign_blocking(&self.signer.key, scheme, &message)
+            .sign_blocking(&signer.key, scheme, &message)
             .map_err(|e| e.to_string())?;
         use base64::Engine;
         let r = Record::seal(
@@ -535,9 +545,10 @@ impl Writer {
             },
             _ => None,
         };
-        let scheme = self.signer.key.algorithm.default_scheme();
+        let signer = self.signer.as_ref().ok_or(CLOSED)?;
+        let scheme = signer.key.algorithm.default_scheme();
         let anchor = Anchor::sign(seq, hash, next, scheme, |m| {
-            self.signer.hsm.sign_blocking(&self.signer.key, scheme, m)
+            signer.hsm.sign_blocking(&signer.key, scheme, m)
         })?;
         write_anchor(&self.anchor, &anchor).map_err(|e| e.to_string())?;
         if let (Some(c), Some(tpm)) = (&self.counter, &mut tpm) {
