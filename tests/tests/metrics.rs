@@ -88,15 +88,16 @@ fn a_scrape_counts_what_happened_and_passes_promtool() {
     let signs = r#"signet_hsm_operation_seconds_count{operation="sign",mechanism="CKM_RSA_PKCS"}"#;
     assert!(sample(&text, signs).is_some_and(|n| n >= 7.0), "{text}");
     assert!(sample(&text, "signet_audit_records_total").is_some_and(|n| n >= 7.0));
-    // One request at a time: each commits its own record, on its own thread; the start's
-    // records went to the writer's thread.
+    // One request at a time: each commits its own record, on its own thread (the first
+    // may follow a write of the start's that carried more than one record, and go to the
+    // writer's thread); the start's records went to the writer's thread.
     let by = |who: &str| {
         sample(
             &text,
             &format!(r#"signet_audit_commits_total{{by="{who}"}}"#),
         )
     };
-    assert!(by("request").is_some_and(|n| n >= 7.0), "{text}");
+    assert!(by("request").is_some_and(|n| n >= 6.0), "{text}");
     assert!(by("writer").is_some_and(|n| n >= 1.0), "{text}");
     assert!(text.contains("signet_audit_write_seconds_bucket"));
     assert!(sample(&text, "signet_tsa_serials_reserved").is_some());

@@ -11,7 +11,8 @@
 //! A request alone (no record waiting for the thread, no other request on its way to one)
 //! commits its own record on its own thread instead ([`Writer::commit_alone`]): the same
 //! append and ring sync, without waking this thread and being woken by it. Never a
-//! checkpoint there, and never after a write that was slow or failed.
+//! checkpoint there, and never after a write that was slow, failed, or carried several
+//! records (a sign of load).
 
 use std::fs::File;
 use std::io::Write;
@@ -137,6 +138,8 @@ pub(super) struct Writer {
     ring: Option<Ring>,
     /// How long the last write took to be durable.
     last_write: Duration,
+    /// How many records it carried.
+    last_batch: usize,
     /// Sealed by a close: nothing more is written.
     closed: bool,
     /// Whose thread runs the commit under way.
@@ -198,6 +201,7 @@ impl Writer {
             commit_delay: CommitDelay::default(),
             ring: None,
             last_write: Duration::ZERO,
+            last_batch: 0,
             closed: false,
             committer: Committer::writer,
             timed: false,
@@ -294,7 +298,9 @@ impl Writer {
     /// Commit `event` alone, on the caller's thread, if the writer is in the plain state
     /// where that is one append and one sync of the ring; otherwise give it back. The
     /// caller must be alone: no other record waiting or on its way, so that no batch is
-    /// lost by it, and its thread has nothing else to run meanwhile. A request alone then
+    /// lost by it, and its thread has nothing else to run meanwhile. And the last write
+    /// carried one record: under load the first request after a sync is briefly alone too,
+    /// and its own sync would come between the others' and the thread's. A request alone then
     /// spends no wake-up of the writer's thread and none of its own after the sync: two of
     /// the four hand-offs of a lone request (see the README's cost section).
     pub(super) fn commit_alone(
@@ -306,6 +312,7 @@ impl Writer {
             && !self.torn
             && self.ring.as_ref().is_some_and(|r| r.fits(MAX_RECORD))
             && self.last_write < ALONE_WRITE_BELOW
+            && self.last_batch <= 1
             && !self.checkpoint_due(1);
         if !plain {
             return Err(event);
@@ -589,6 +596,7 @@ impl Writer {
             return Err(AuditError::Write(e.to_string()));
         }
         self.last_write = started.elapsed();
+        self.last_batch = records.len();
         crate::metrics::committed(records.len(), self.last_write, self.committer);
         self.durable.fetch_add(buf.len() as u64, Ordering::AcqRel);
         self.records.store(self.next_seq, Ordering::Release);
