@@ -591,6 +591,7 @@ impl Appliance {
         unregister_child(child.id());
         self.addr = None;
         self.public_addr = None;
+        assert_not_crashed(status, &self.log());
         Some(status)
     }
 
@@ -710,6 +711,26 @@ impl Drop for Appliance {
     }
 }
 
+/// Fail the test if signetd, asked to stop, died of a crash (a segfault, an abort) instead:
+/// such a death at exit costs no answer, so no other assertion would see it.
+fn assert_not_crashed(status: std::process::ExitStatus, log: &str) {
+    use nix::sys::signal::Signal;
+    use std::os::unix::process::ExitStatusExt;
+    let crash = [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGABRT,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+    ];
+    let signal = status.signal().and_then(|s| Signal::try_from(s).ok());
+    if let Some(signal) = signal.filter(|s| crash.contains(s)) {
+        if !std::thread::panicking() {
+            panic!("signetd died of {signal} when asked to stop ({status}); its log:\n{log}");
+        }
+    }
+}
+
 fn listening_addr(log: &str, scheme: &str) -> Option<SocketAddr> {
     let rest = log.split(&format!("listening on {scheme}")).nth(1)?;
     let addr: String = rest
@@ -779,3 +800,24 @@ pub mod store;
 pub mod swtpm;
 pub mod token;
 pub mod tsp;
+
+#[cfg(test)]
+mod tests {
+    use super::assert_not_crashed;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    #[test]
+    #[should_panic(expected = "died of SIGSEGV")]
+    fn a_segfault_when_asked_to_stop_fails_the_test() {
+        // A wait status of 11: killed by signal 11.
+        assert_not_crashed(ExitStatus::from_raw(11), "");
+    }
+
+    #[test]
+    fn an_exit_or_the_stop_signal_itself_passes() {
+        for raw in [0, 1 << 8, 15, 9] {
+            assert_not_crashed(ExitStatus::from_raw(raw), "");
+        }
+    }
+}
