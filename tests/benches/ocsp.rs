@@ -294,6 +294,7 @@ fn cost_per_answer(dir: &Path, duration: Duration) {
     }
     println!("\nCost per answer, us of CPU (budget: ec = raw + 2 x bare+sig, rsa = raw + 10%)");
     println!("bare plain-HTTP server: {}", bare.describe());
+    println!("{}", cost::idle_policy());
     println!("{}", cost::header());
     for r in &rows {
         println!("{}", cost::row(r, &bare));

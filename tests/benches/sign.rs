@@ -166,6 +166,7 @@ fn main() {
     }
     println!("\nCost per signature, us of CPU (budget: ec = raw + 2 x bare+sig, rsa = raw + 10%; batches per digest)");
     println!("bare mTLS server: {}", bare.describe());
+    println!("{}", cost::idle_policy());
     println!("{}", cost::header());
     for r in &costs {
         println!("{}", cost::row(r, &bare));

@@ -169,6 +169,23 @@ pub struct CostRow {
     pub split: String,
 }
 
+/// The machine's CPU idle policy, printed beside the figures: at 1 client every hand-off
+/// wakes an idle CPU, and how long that takes is the machine's (on a VM whose guest does not
+/// poll before it halts, each wake-up is a trip through the host).
+pub fn idle_policy() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    let driver =
+        read("/sys/devices/system/cpu/cpuidle/current_driver").unwrap_or_else(|| "unknown".into());
+    match read("/sys/module/haltpoll/parameters/guest_halt_poll_ns") {
+        Some(ns) => format!("CPU idle: {driver}, guest halt polling {ns} ns"),
+        None => format!("CPU idle: {driver}"),
+    }
+}
+
 /// The header of [`row`]'s lines.
 pub fn header() -> String {
     format!(
