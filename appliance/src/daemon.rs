@@ -139,43 +139,88 @@ pub async fn run(
     let urgent = hsm.urgent();
     notifier.status("checking the audit anchor");
     let audit = open_audit(&config, &source, &layout, &urgent, Arc::clone(&keys.audit))?;
-    let (tsa, services) = services(&config, store, &hsm, &urgent, &certs, &keys)?;
-    notifier.status("publishing CRLs and OCSP responses");
-    services
-        .status
-        .publish_all()
-        .await
-        .map_err(StartError::Publish)?;
-    let edges = edges(
-        &config,
-        &layout,
-        &hsm,
-        &certs,
-        &keys,
-        (tsa, &services),
-        &audit,
-    )
-    .await?;
-    notifier.status("binding the listeners");
-    let listeners = bind_listeners(&config, listen).await?;
-    if let Some(user) = &config.process.user {
-        drop_privileges(
-            user,
-            &listeners.admin_path,
-            listeners.admin_group,
-            &edges.app.spool_dir,
-            config.profile,
-        )?;
-    }
-    let running = Running {
+    let opened = Opened {
         config: &config,
         layout: &layout,
         hsm: &hsm,
-        services: &services,
+        urgent: &urgent,
+        certs: &certs,
+        keys: &keys,
         audit: &audit,
         notifier: &notifier,
     };
-    running.serve(source, edges, listeners).await
+    let served = opened.serve(store, source, listen).await;
+    if served.is_err() {
+        // A start that fails once the audit log is open seals it as a stop does, so that
+        // its writer's thread lets go of the HSM while this thread waits: otherwise it
+        // finalises and unloads the module while the process exits (libsofthsm2's
+        // destructors on two threads crashed signetd).
+        audit.close().await;
+    }
+    served
+}
+
+/// What a start has opened by the time the audit log is: the rest of the start, then
+/// serving, use it.
+struct Opened<'a> {
+    config: &'a Config,
+    layout: &'a StateLayout,
+    hsm: &'a Hsm,
+    urgent: &'a Hsm,
+    certs: &'a OwnCerts,
+    keys: &'a OwnKeys,
+    audit: &'a AuditLog,
+    notifier: &'a Notifier,
+}
+
+impl Opened<'_> {
+    /// The rest of the start (services, published statuses, the API's state, listeners,
+    /// the user), then serve until stopped.
+    async fn serve(
+        self,
+        store: Store,
+        source: crate::config_source::ConfigSource,
+        listen: ListenOverrides,
+    ) -> Result<(), StartError> {
+        let Opened {
+            config,
+            layout,
+            hsm,
+            urgent,
+            certs,
+            keys,
+            audit,
+            notifier,
+        } = self;
+        let (tsa, services) = services(config, store, hsm, urgent, certs, keys)?;
+        notifier.status("publishing CRLs and OCSP responses");
+        services
+            .status
+            .publish_all()
+            .await
+            .map_err(StartError::Publish)?;
+        let edges = edges(config, layout, hsm, certs, keys, (tsa, &services), audit).await?;
+        notifier.status("binding the listeners");
+        let listeners = bind_listeners(config, listen).await?;
+        if let Some(user) = &config.process.user {
+            drop_privileges(
+                user,
+                &listeners.admin_path,
+                listeners.admin_group,
+                &edges.app.spool_dir,
+                config.profile,
+            )?;
+        }
+        let running = Running {
+            config,
+            layout,
+            hsm,
+            services: &services,
+            audit,
+            notifier,
+        };
+        running.serve(source, edges, listeners).await
+    }
 }
 
 /// What the listeners serve: the API's shared state, its TLS, and who may call it.
