@@ -244,7 +244,7 @@ pub(super) fn read_public_key(
     let spki = read_spki(session, label)?;
     // The token's keys check every signature they make: worth a table each.
     let public = PublicKey::from_spki_der(&spki.to_der().map_err(signet_pki::Error::from)?)?
-        .with_verification_table()?;
+        .for_many_checks()?;
     Ok(KeyInfo {
         label: label.to_owned(),
         algorithm: public.algorithm(),

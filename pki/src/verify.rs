@@ -11,7 +11,9 @@ use crate::alg::{HashAlg, KeyAlgorithm, SignatureScheme};
 use crate::error::{Error, Result};
 
 mod p256_table;
+mod rsa_pkcs1;
 use p256_table::P256Table;
+use rsa_pkcs1::RsaChecker;
 
 /// A public key that can verify signatures, over a message (with ring) or over a digest
 /// alone (with OpenSSL, for raw-digest signing: ring has no prehash API).
@@ -26,9 +28,11 @@ pub struct PublicKey {
 
 #[derive(Clone, Debug)]
 enum KeyMaterial {
-    Rsa(rsa::RsaPublicKey),
+    /// An RSA key, with its OpenSSL form for PKCS#1 v1.5 checks if
+    /// [`PublicKey::for_many_checks`] made one.
+    Rsa(rsa::RsaPublicKey, Option<std::sync::Arc<RsaChecker>>),
     /// A valid P-256 point (checked at parse time), with its verification table if
-    /// [`PublicKey::with_verification_table`] made one.
+    /// [`PublicKey::for_many_checks`] made one.
     P256(Option<std::sync::Arc<P256Table>>),
     /// A valid P-384 point (checked at parse time).
     P384,
@@ -46,7 +50,7 @@ impl PublicKey {
             rfc5912::RSA_ENCRYPTION => {
                 use rsa::pkcs1::DecodeRsaPublicKey;
                 rsa::RsaPublicKey::from_pkcs1_der(bits)
-                    .map(KeyMaterial::Rsa)
+                    .map(|k| KeyMaterial::Rsa(k, None))
                     .map_err(|_| Error::Invalid("RSA public key"))
             }
             rfc5912::ID_EC_PUBLIC_KEY => {
@@ -76,15 +80,26 @@ impl PublicKey {
         })
     }
 
-    /// The same key, made to check many signatures fast: a P-256 key gets a precomputed
-    /// table of its point (`p256_table`), which halves each check but takes about 20 ms
-    /// and 150 KB to build. For the token's own keys, never for a key that came from
-    /// outside (a certificate, a CSR, a CRL's issuer): each would cost that much to parse.
-    pub fn with_verification_table(mut self) -> Result<Self> {
-        if let KeyMaterial::P256(table @ None) = &mut self.key {
-            let built = P256Table::new(&self.raw)
-                .map_err(|_| Error::Invalid("P-256 point not readable by OpenSSL"))?;
-            *table = Some(std::sync::Arc::new(built));
+    /// The same key, made to check many signatures fast, for the token's own keys: never for
+    /// a key that came from outside (a certificate, a CSR, a CRL's issuer), each of which
+    /// would cost the making to parse.
+    /// - A P-256 key gets a precomputed table of its point (`p256_table`), which halves
+    ///   each check but takes about 20 ms and 150 KB to build.
+    /// - An RSA key gets its OpenSSL form (`rsa_pkcs1`), which keeps its Montgomery
+    ///   constants between PKCS#1 v1.5 checks: a fifth off each.
+    pub fn for_many_checks(mut self) -> Result<Self> {
+        match &mut self.key {
+            KeyMaterial::P256(table @ None) => {
+                let built = P256Table::new(&self.raw)
+                    .map_err(|_| Error::Invalid("P-256 point not readable by OpenSSL"))?;
+                *table = Some(std::sync::Arc::new(built));
+            }
+            KeyMaterial::Rsa(_, checker @ None) => {
+                let parsed = RsaChecker::new(&self.raw)
+                    .map_err(|_| Error::Invalid("RSA public key not readable by OpenSSL"))?;
+                *checker = Some(std::sync::Arc::new(parsed));
+            }
+            _ => {}
         }
         Ok(self)
     }
@@ -98,27 +113,28 @@ impl PublicKey {
     ) -> Result<()> {
         use ring::signature as rs;
         let alg: &dyn rs::VerificationAlgorithm = match (&self.key, scheme) {
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha256)) => {
+            // Faster by the key's own form than by ring.
+            (KeyMaterial::Rsa(_, Some(_)), SignatureScheme::RsaPkcs1v15(_))
+            | (KeyMaterial::P256(Some(_)), _) => {
+                return self.verify_digest(scheme, &scheme.hash().digest(message), signature)
+            }
+            (KeyMaterial::Rsa(..), SignatureScheme::RsaPkcs1v15(HashAlg::Sha256)) => {
                 &rs::RSA_PKCS1_2048_8192_SHA256
             }
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha384)) => {
+            (KeyMaterial::Rsa(..), SignatureScheme::RsaPkcs1v15(HashAlg::Sha384)) => {
                 &rs::RSA_PKCS1_2048_8192_SHA384
             }
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPkcs1v15(HashAlg::Sha512)) => {
+            (KeyMaterial::Rsa(..), SignatureScheme::RsaPkcs1v15(HashAlg::Sha512)) => {
                 &rs::RSA_PKCS1_2048_8192_SHA512
             }
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha256)) => {
+            (KeyMaterial::Rsa(..), SignatureScheme::RsaPss(HashAlg::Sha256)) => {
                 &rs::RSA_PSS_2048_8192_SHA256
             }
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha384)) => {
+            (KeyMaterial::Rsa(..), SignatureScheme::RsaPss(HashAlg::Sha384)) => {
                 &rs::RSA_PSS_2048_8192_SHA384
             }
-            (KeyMaterial::Rsa(_), SignatureScheme::RsaPss(HashAlg::Sha512)) => {
+            (KeyMaterial::Rsa(..), SignatureScheme::RsaPss(HashAlg::Sha512)) => {
                 &rs::RSA_PSS_2048_8192_SHA512
-            }
-            // Faster by the key's own table than by ring.
-            (KeyMaterial::P256(Some(_)), _) => {
-                return self.verify_digest(scheme, &scheme.hash().digest(message), signature)
             }
             (KeyMaterial::P256(None), SignatureScheme::Ecdsa(HashAlg::Sha256)) => {
                 &rs::ECDSA_P256_SHA256_ASN1
@@ -144,7 +160,7 @@ impl PublicKey {
     /// The kind and size of this key.
     pub fn algorithm(&self) -> KeyAlgorithm {
         match &self.key {
-            KeyMaterial::Rsa(k) => {
+            KeyMaterial::Rsa(k, _) => {
                 use rsa::traits::PublicKeyParts;
                 KeyAlgorithm::Rsa(u32::try_from(k.n().bits()).unwrap_or(u32::MAX))
             }
@@ -154,7 +170,7 @@ impl PublicKey {
     }
 
     /// Verify `signature` (DER for ECDSA) over `digest` made with `scheme`: by the key's
-    /// table if it has one, by OpenSSL's EVP_PKEY_verify otherwise.
+    /// own form if it has one for the scheme, by OpenSSL's EVP_PKEY_verify otherwise.
     pub fn verify_digest(
         &self,
         scheme: SignatureScheme,
@@ -167,11 +183,17 @@ impl PublicKey {
         if !self.algorithm().fits(scheme) {
             return Err(Error::KeyMismatch("signature scheme does not fit the key"));
         }
-        if let KeyMaterial::P256(Some(table)) = &self.key {
-            return match table.verify(digest, signature) {
-                Ok(true) => Ok(()),
-                _ => Err(Error::BadSignature),
-            };
+        let fast = match (&self.key, scheme) {
+            (KeyMaterial::P256(Some(table)), _) => {
+                Some(matches!(table.verify(digest, signature), Ok(true)))
+            }
+            (KeyMaterial::Rsa(_, Some(checker)), SignatureScheme::RsaPkcs1v15(hash)) => {
+                Some(checker.verify(hash, digest, signature))
+            }
+            _ => None,
+        };
+        if let Some(good) = fast {
+            return good.then_some(()).ok_or(Error::BadSignature);
         }
         self.evp_verify(scheme, digest, signature)
             .map_err(|_| Error::BadSignature)?
@@ -230,7 +252,7 @@ mod tests {
             openssl::pkey::PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
         let spki = key.public_key_to_der().expect("SPKI");
         let plain = PublicKey::from_spki_der(&spki).expect("parse");
-        let tabled = plain.clone().with_verification_table().expect("table");
+        let tabled = plain.clone().for_many_checks().expect("table");
         assert!(matches!(plain.key, KeyMaterial::P256(None)));
         assert!(matches!(tabled.key, KeyMaterial::P256(Some(_))));
         let message = b"signet";
@@ -247,6 +269,61 @@ mod tests {
             assert!(k.verify_digest(scheme, &digest, &good).is_ok());
             assert!(k.verify_message(scheme, message, &bad).is_err());
             assert!(k.verify_digest(scheme, &digest, &bad).is_err());
+        }
+    }
+
+    #[test]
+    fn an_rsa_key_checks_alike_with_and_without_its_own_form() {
+        let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).expect("key"))
+            .expect("pkey");
+        let spki = key.public_key_to_der().expect("SPKI");
+        let plain = PublicKey::from_spki_der(&spki).expect("parse");
+        let formed = plain.clone().for_many_checks().expect("form");
+        assert!(matches!(plain.key, KeyMaterial::Rsa(_, None)));
+        assert!(matches!(formed.key, KeyMaterial::Rsa(_, Some(_))));
+        let message = b"signet";
+        let md = openssl::hash::MessageDigest::sha256();
+        let pkcs1 = openssl::sign::Signer::new(md, &key)
+            .and_then(|mut s| s.sign_oneshot_to_vec(message))
+            .expect("sign");
+        // PSS takes the EVP path with or without the form.
+        let pss = openssl::sign::Signer::new(md, &key)
+            .and_then(|mut s| {
+                s.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS)?;
+                s.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH)?;
+                s.set_rsa_mgf1_md(md)?;
+                s.sign_oneshot_to_vec(message)
+            })
+            .expect("sign PSS");
+        for (scheme, good) in [
+            (SignatureScheme::RsaPkcs1v15(HashAlg::Sha256), pkcs1),
+            (SignatureScheme::RsaPss(HashAlg::Sha256), pss),
+        ] {
+            let mut bad = good.clone();
+            bad[17] ^= 0x40;
+            let digest = scheme.hash().digest(message);
+            for k in [&plain, &formed] {
+                assert!(
+                    k.verify_message(scheme, message, &good).is_ok(),
+                    "{scheme:?}"
+                );
+                assert!(
+                    k.verify_digest(scheme, &digest, &good).is_ok(),
+                    "{scheme:?}"
+                );
+                assert!(
+                    k.verify_message(scheme, message, &bad).is_err(),
+                    "{scheme:?}"
+                );
+                assert!(
+                    k.verify_digest(scheme, &digest, &bad).is_err(),
+                    "{scheme:?}"
+                );
+                assert!(
+                    k.verify_message(scheme, b"signeT", &good).is_err(),
+                    "{scheme:?}"
+                );
+            }
         }
     }
 }
