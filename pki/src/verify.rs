@@ -326,4 +326,25 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn an_rsa_key_with_its_own_form_checks_a_signature_openssl_made() {
+        use der::{DecodePem, Encode};
+        // An RSA-2048 PKCS#10 request OpenSSL's command line signed (tests/data/csr).
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/csr/rsa.csr");
+        let pem = std::fs::read_to_string(path).expect(path);
+        let csr = x509_cert::request::CertReq::from_pem(pem).expect("CSR");
+        let spki = csr.info.public_key.to_der().expect("SPKI");
+        let key = PublicKey::from_spki_der(&spki)
+            .and_then(PublicKey::for_many_checks)
+            .expect("key");
+        assert!(matches!(key.key, KeyMaterial::Rsa(_, Some(_))));
+        let mut info = csr.info.to_der().expect("info");
+        let signature = csr.signature.as_bytes().expect("signature");
+        let scheme = SignatureScheme::RsaPkcs1v15(HashAlg::Sha256);
+        assert!(key.verify_message(scheme, &info, signature).is_ok());
+        let last = info.len() - 1;
+        info[last] ^= 1;
+        assert!(key.verify_message(scheme, &info, signature).is_err());
+    }
 }
