@@ -45,10 +45,8 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings
 CARGO_TARGET_DIR=target cargo clippy --release --locked --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
 step "benchmark (short run: the figures, not a pass/fail)"
-# `--workspace` rather than `-p signet-e2e` from here on: the features the build above
-# resolved for the whole workspace, so nothing is compiled again. With `-p`, each benchmark
-# compiled signet-e2e again, and on a clean clone the tpm2 step below built ring, rustls
-# and every crate of ours a second time (2 minutes).
+# `--workspace` rather than `-p signet-e2e`: the units the build above made, so nothing is
+# compiled again (with `-p`, each benchmark compiled signet-e2e again).
 cargo bench --locked --workspace --bench tsa -- --quick
 cargo bench --locked --workspace --bench sign -- --quick
 cargo bench --locked --workspace --bench ocsp -- --quick
@@ -64,12 +62,12 @@ cargo test --release --locked --workspace
 step "the TSA, OCSP, signing and PAdES suites again, keys in tpm2-pkcs11 on swtpm"
 # A second PKCS#11 implementation: nothing may depend on SoftHSM's ways (tests/src/token.rs).
 # pdf_judges passes too but takes ~3 min more: run it by hand with the same switch.
-SIGNET_TEST_TOKEN=tpm2 cargo test --release --locked --workspace \
+SIGNET_TEST_TOKEN=tpm2 cargo test --release --locked -p signet-e2e \
   --test tsa --test tsa_bad_input --test ocsp --test sign_api --test pades --test tls --test keys \
   --test audit --test lifecycle --test client_identity --test hsm_fairness
 
 step "the suites that touch the store again, on PostgreSQL (a real server each test binary starts)"
-SIGNET_TEST_STORE=postgres cargo test --release --locked --workspace \
+SIGNET_TEST_STORE=postgres cargo test --release --locked -p signet-e2e \
   --test ocsp --test revoke_crash --test crash_mixed --test ctl --test ctl_issue --test lifecycle
 
 step "fuzz targets, replayed (seeds, regressions, mutations; scripts/fuzz.sh runs libFuzzer longer)"
