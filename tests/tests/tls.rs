@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use der::Decode;
@@ -90,16 +90,18 @@ fn issue_client_cert(
     not_before: SystemTime,
     lifetime: Duration,
 ) -> (PathBuf, PathBuf) {
-    static HSM: OnceLock<Hsm> = OnceLock::new();
+    // One handle at a time, opened here and dropped before this returns: a handle kept in a
+    // static left its reconnect thread calling into the module while the test binary exited,
+    // and the binary died of SIGSEGV after every test had passed.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let a = app();
-    let hsm = HSM.get_or_init(|| {
-        // The module reads these when it is initialised, once per process.
-        for (k, v) in a.token_env() {
-            std::env::set_var(k, v);
-        }
-        let config = signet_config::Config::load(&a.config).expect("config");
-        Hsm::open(&signet::settings::hsm(&config).expect("settings")).expect("HSM")
-    });
+    // The module reads these when it is initialised.
+    for (k, v) in a.token_env() {
+        std::env::set_var(k, v);
+    }
+    let config = signet_config::Config::load(&a.config).expect("config");
+    let hsm = &Hsm::open(&signet::settings::hsm(&config).expect("settings")).expect("HSM");
     let root_key = hsm.key_blocking("client-ca").expect("client CA key");
     let root = x509::certificate_from_pem(
         &std::fs::read_to_string(a.path("pki/client-ca.pem")).expect("client CA"),
