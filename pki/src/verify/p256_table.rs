@@ -7,8 +7,11 @@
 //! OpenSSL (`EC_GROUP_precompute_mult`, which the `openssl` crate does not wrap). Both
 //! products then take the fixed-base path. The equations are SEC 1 v2 §4.1.4's: the point
 //! arithmetic is OpenSSL's, the scalar arithmetic (in variable time: everything here is
-//! public) RustCrypto's `p256`, whose s⁻¹ takes half the time of OpenSSL's BN_mod_inverse.
+//! public) RustCrypto's: `p256` for the products, and for s⁻¹ `crypto-bigint`'s safegcd
+//! (Bernstein and Yang), 1.8 µs here against 7.1 for `p256`'s own inversion and 14 for
+//! OpenSSL's BN_mod_inverse.
 
+use crypto_bigint::{Odd, PrecomputeInverter};
 use foreign_types::ForeignType;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcGroupRef, EcPoint};
@@ -18,12 +21,20 @@ use p256::elliptic_curve::bigint::U256;
 use p256::elliptic_curve::ops::{Invert, Reduce};
 use p256::{FieldBytes, Scalar};
 
+/// The inverter modulo the group's order n.
+type OrderInverter = <Odd<crypto_bigint::U256> as PrecomputeInverter>::Inverter;
+
+/// The order of P-256's group (SEC 2 section 2.4.2).
+const ORDER: &str = "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551";
+
 /// A P-256 public key with a precomputed table for its point.
 pub(super) struct P256Table {
     /// The curve with its usual generator G.
     curve: EcGroup,
     /// The same curve with the public point Q as its generator, and Q's table.
     by_q: EcGroup,
+    /// Inverses modulo n.
+    inverter: OrderInverter,
 }
 
 impl std::fmt::Debug for P256Table {
@@ -43,7 +54,14 @@ impl P256Table {
         let mut by_q = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
         by_q.set_generator(q, order, BigNum::from_u32(1)?)?;
         precompute(&by_q, &mut ctx)?;
-        Ok(P256Table { curve, by_q })
+        let inverter = Odd::new(crypto_bigint::U256::from_be_hex(ORDER))
+            .expect("the order of P-256 is odd")
+            .precompute_inverter();
+        Ok(P256Table {
+            curve,
+            by_q,
+            inverter,
+        })
     }
 
     /// Whether the DER `signature` verifies over `digest` (any length: the leftmost 256
@@ -54,7 +72,7 @@ impl P256Table {
             return Ok(false);
         };
         let (r, s) = sig.split_scalars();
-        let w = *s.invert_vartime();
+        let w = self.invert(&s);
         let (u1, u2) = (leftmost_bits(digest) * w, *r * w);
         let mut ctx = BigNumContext::new()?;
         let g_part = by_table(&self.curve, &u1, &mut ctx)?;
@@ -69,6 +87,25 @@ impl P256Table {
         let mut x_bytes = FieldBytes::default();
         x_bytes.copy_from_slice(&x.to_vec_padded(32)?);
         Ok(<Scalar as Reduce<U256>>::reduce_bytes(&x_bytes) == *r)
+    }
+}
+
+impl P256Table {
+    /// s⁻¹ mod n, for s in [1, n-1]. The product with s is checked: should safegcd ever
+    /// give a wrong inverse, `p256`'s own inversion is used instead, so that a bug here
+    /// could cost time but never change a verdict.
+    fn invert(&self, s: &Scalar) -> Scalar {
+        match self.safegcd_inverse(s) {
+            Some(w) if w * s == Scalar::ONE => w,
+            _ => Option::from(s.invert_vartime()).unwrap_or(Scalar::ZERO),
+        }
+    }
+
+    /// s⁻¹ mod n by safegcd (`None` for 0).
+    fn safegcd_inverse(&self, s: &Scalar) -> Option<Scalar> {
+        let value = crypto_bigint::U256::from_be_slice(&s.to_bytes());
+        Option::<crypto_bigint::U256>::from(self.inverter.inv_vartime(&value))
+            .map(|w| <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(w.to_be_bytes())))
     }
 }
 
@@ -256,5 +293,22 @@ mod tests {
         ] {
             assert!(!table.verify(&digest, &bad).expect("verify"), "{what}");
         }
+    }
+
+    #[test]
+    fn safegcd_inverts_like_p256_including_the_ends_of_the_range() {
+        let (_, table) = key();
+        let minus = |k: u64| Scalar::ZERO - Scalar::from(k);
+        let ends = [Scalar::ONE, Scalar::from(2u64), minus(1), minus(2)];
+        let hashed = (0..2000u32).map(|i| {
+            let digest = openssl::sha::sha256(&i.to_be_bytes());
+            <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(digest))
+        });
+        for s in ends.into_iter().chain(hashed) {
+            let expected = Option::<Scalar>::from(s.invert_vartime()).expect("s is not 0");
+            assert_eq!(table.safegcd_inverse(&s), Some(expected), "{s:?}");
+            assert_eq!(table.invert(&s), expected);
+        }
+        assert_eq!(table.safegcd_inverse(&Scalar::ZERO), None);
     }
 }
