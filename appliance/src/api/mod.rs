@@ -157,12 +157,10 @@ impl App {
                 )
             }
             None => {
-                crate::audit::context::scope(Arc::clone(&self).dispatch(
-                    req,
-                    listener,
-                    client.clone(),
-                ))
-                .await
+                // Boxed: the routes' futures together are large, and each layer that
+                // wraps a future moves it (a memcpy of its whole size per request).
+                let dispatch = Box::pin(Arc::clone(&self).dispatch(req, listener, client.clone()));
+                crate::audit::context::scope(dispatch).await
             }
         };
         let (route, operation, key) = audited_operation(&method, &path);
