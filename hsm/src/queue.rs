@@ -110,6 +110,10 @@ struct Lanes {
     bulk: VecDeque<Job>,
     /// Urgent jobs taken in a row while bulk work waited.
     streak: u32,
+    /// Workers waiting for a job. A push wakes one only when there is one to wake: std's
+    /// `Condvar::notify_one` makes a system call even when nobody waits, and under load
+    /// the workers are busy when most jobs come.
+    idle: usize,
     closed: bool,
 }
 
@@ -150,8 +154,11 @@ impl Queue {
             return Err(Refused::Full);
         }
         queue.push_back(job);
+        let someone_waits = lanes.idle > 0;
         drop(lanes);
-        self.work.notify_one();
+        if someone_waits {
+            self.work.notify_one();
+        }
         Ok(())
     }
 
@@ -168,7 +175,9 @@ impl Queue {
             if lanes.closed {
                 return None;
             }
+            lanes.idle += 1;
             lanes = self.work.wait(lanes).unwrap_or_else(|p| p.into_inner());
+            lanes.idle -= 1;
         }
     }
 
@@ -287,6 +296,42 @@ mod tests {
         // Closed, but what was queued is still handed out, then the end.
         assert!(q.pop().is_some() && q.pop().is_some() && q.pop().is_some());
         assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn a_waiting_worker_is_woken_by_each_push() {
+        let q = Arc::new(Queue::new(8));
+        let jobs = Jobs::new();
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || {
+                for _ in 0..2 {
+                    let got = q.pop().is_some();
+                    let _ = done.send(got);
+                }
+            })
+        };
+        for round in 0..2 {
+            // Push only once the worker sleeps in `pop`, so that the push must wake it.
+            let asleep = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while q.lock().idle == 0 {
+                assert!(
+                    std::time::Instant::now() < asleep,
+                    "the worker never waited"
+                );
+                std::thread::yield_now();
+            }
+            q.push(Lane::Urgent, jobs.job("u")).unwrap();
+            let woken = finished.recv_timeout(std::time::Duration::from_secs(5));
+            assert_eq!(
+                woken,
+                Ok(true),
+                "round {round}: the push did not wake the worker"
+            );
+        }
+        worker.join().unwrap();
+        assert_eq!(q.lock().idle, 0);
     }
 
     #[test]
