@@ -204,8 +204,9 @@ pub struct OcspService {
     hsm: Hsm,
     settings: OcspSettings,
     cache: RwLock<HashMap<Vec<u8>, Arc<Presigned>>>,
-    /// (CA index, serial) -> status, for every certificate issued.
-    statuses: RwLock<HashMap<(usize, String), CertStatus>>,
+    /// Serial -> status, for every certificate each CA issued, by CA index (a map per CA, so
+    /// that a lookup by a borrowed serial allocates nothing).
+    statuses: RwLock<Vec<HashMap<String, CertStatus>>>,
     status_lock: Arc<Mutex<()>>,
     /// Woken when a delegated signer becomes unusable (revoked, held): renew now.
     renewal: Notify,
@@ -225,12 +226,12 @@ impl OcspService {
         let (per_sec, burst) = settings.live_per_source;
         OcspService {
             live_rates: SourceRates::new(per_sec, burst, LIVE_SOURCES),
+            statuses: RwLock::new(vec![HashMap::new(); cas.len()]),
             cas,
             store,
             hsm,
             settings,
             cache: RwLock::new(HashMap::new()),
-            statuses: RwLock::new(HashMap::new()),
             status_lock,
             renewal: Notify::new(),
         }
@@ -490,11 +491,7 @@ impl OcspService {
     }
 
     fn status_of(&self, ca: usize, serial: &str) -> Option<CertStatus> {
-        self.statuses
-            .read()
-            .ok()?
-            .get(&(ca, serial.to_owned()))
-            .cloned()
+        self.statuses.read().ok()?.get(ca)?.get(serial).cloned()
     }
 
     /// Sign `id`'s response from `status` and put it in the cache. Needs the status lock.
@@ -624,11 +621,11 @@ impl OcspService {
         }
         let index = issued
             .iter()
-            .enumerate()
-            .flat_map(|(ca, records)| {
+            .map(|records| {
                 records
                     .iter()
-                    .map(move |r| ((ca, r.serial.clone()), r.status.clone()))
+                    .map(|r| (r.serial.clone(), r.status.clone()))
+                    .collect()
             })
             .collect();
         if let Ok(mut statuses) = self.statuses.write() {
@@ -660,7 +657,9 @@ impl OcspService {
             return Ok(());
         };
         if let Ok(mut statuses) = self.statuses.write() {
-            statuses.insert((ca, record.serial.clone()), record.status.clone());
+            if let Some(of_ca) = statuses.get_mut(ca) {
+                of_ca.insert(record.serial.clone(), record.status.clone());
+            }
         }
         if record.status != CertStatus::Good && self.cas[ca].delegated().serial == record.serial {
             // The delegated signer itself: nothing it signed may be served any more. The CA

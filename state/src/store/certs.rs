@@ -96,9 +96,21 @@ pub fn normalise_serial(text: &str) -> Option<String> {
     })
 }
 
-/// The serial of a DER INTEGER's content octets, normalised.
+/// The serial of a DER INTEGER's content octets, normalised (lower-case hex without
+/// leading zeros, as [`normalise_serial`] gives). One allocation: the client check and the
+/// TSA look a serial up for every request.
 pub fn serial_from_bytes(bytes: &[u8]) -> String {
-    normalise_serial(&hex::encode(bytes)).unwrap_or_else(|| "0".into())
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut serial = String::with_capacity(2 * bytes.len());
+    for nibble in bytes.iter().flat_map(|b| [b >> 4, b & 0x0f]) {
+        if !(serial.is_empty() && nibble == 0) {
+            serial.push(char::from(DIGITS[usize::from(nibble)]));
+        }
+    }
+    if serial.is_empty() {
+        serial.push('0');
+    }
+    serial
 }
 
 /// Seconds since the epoch (0 before it).
@@ -327,6 +339,24 @@ mod tests {
         assert_eq!(normalise_serial("xyz"), None);
         assert_eq!(normalise_serial(""), None);
         assert_eq!(serial_from_bytes(&[0x00, 0x80, 0x01]), "8001");
+    }
+
+    #[test]
+    fn serials_from_bytes_are_their_hex_normalised() {
+        let mut cases: Vec<Vec<u8>> = vec![vec![], vec![0], vec![0, 0], vec![0x0f], vec![0xf0]];
+        cases.extend((0..2_000u32).map(|i| {
+            let len = (i % 21) as usize;
+            (0..len)
+                .map(|j| {
+                    (i.wrapping_mul(2_654_435_761) >> (j % 24)) as u8
+                        & [0x00, 0x0f, 0xff][(i as usize + j) % 3]
+                })
+                .collect()
+        }));
+        for bytes in cases {
+            let want = normalise_serial(&hex::encode(&bytes)).unwrap_or_else(|| "0".into());
+            assert_eq!(serial_from_bytes(&bytes), want, "{bytes:02x?}");
+        }
     }
 
     fn insert(conn: &Connection, serial: &str) {
