@@ -133,22 +133,25 @@ impl Scratch {
     }
 
     /// Run `check` with this thread's scratch numbers (or fresh ones, should a check ever
-    /// run inside another on the same thread).
+    /// run inside another on the same thread). After a failure in OpenSSL they are
+    /// dropped, so that the next check starts from fresh ones.
     fn with<T>(check: impl FnOnce(&mut Scratch) -> Result<T, ErrorStack>) -> Result<T, ErrorStack> {
         thread_local! {
             static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
         }
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut kept) => {
-                if kept.is_none() {
-                    *kept = Some(Scratch::new()?);
-                }
-                match kept.as_mut() {
-                    Some(scratch) => check(scratch),
-                    None => check(&mut Scratch::new()?),
-                }
+        SCRATCH.with(|cell| {
+            let Ok(mut kept) = cell.try_borrow_mut() else {
+                return check(&mut Scratch::new()?);
+            };
+            let scratch = match &mut *kept {
+                Some(scratch) => scratch,
+                none => none.insert(Scratch::new()?),
+            };
+            let outcome = check(scratch);
+            if outcome.is_err() {
+                *kept = None;
             }
-            Err(_) => check(&mut Scratch::new()?),
+            outcome
         })
     }
 }
@@ -201,8 +204,9 @@ fn jacobian_x_z(
         ctx, sum, x, y, z, ..
     } = scratch;
     // SAFETY: every pointer comes from a live wrapper borrowed for the whole call; the
-    // point belongs to `group`; the function only writes the three BIGNUMs (borrowed
-    // mutably here, so nothing else sees them change) and returns 1 on success.
+    // point is a P-256 point of OpenSSL's same method as `group` (see `Scratch`); the
+    // function only writes the three BIGNUMs (borrowed mutably here, so nothing else sees
+    // them change) and returns 1 on success.
     let ok = unsafe {
         EC_POINT_get_Jprojective_coordinates_GFp(
             group.as_ptr(),
