@@ -103,7 +103,7 @@ impl P256Table {
 }
 
 /// A thread's working numbers and points for checks, kept between them: a check otherwise
-/// allocates a BN_CTX, three points and four BIGNUMs of its own, about 1 µs of its 19.
+/// allocates a BN_CTX, three points and five BIGNUMs of its own, about 1 µs of its 19.
 /// The points serve every key: each key's two groups are P-256 with OpenSSL's same
 /// method, which is what OpenSSL requires of a point used with a group.
 struct Scratch {
